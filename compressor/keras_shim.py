@@ -1,0 +1,50 @@
+"""The ONE place that imports TensorFlow, tf_keras and tensorflow-model-optimization.
+
+tfmot wraps tf_keras (Keras 2), not Keras 3, so TF_USE_LEGACY_KERAS=1 must be set before
+TensorFlow is first imported; and TensorFlow's C++ logging must be switched off before that
+import too. Everything else in the project does ``from compressor.keras_shim import tf, keras``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if os.environ.get("COMPRESSOR_VERBOSE") == "1" else "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results across runs
+
+from compressor.runtime.quiet import native_stderr_silenced  # noqa: E402
+
+with native_stderr_silenced(), warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+
+if os.environ.get("COMPRESSOR_VERBOSE") != "1":
+    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"tensorflow.*")
+    warnings.filterwarnings("ignore", module=r"tf_keras.*")
+
+
+def tfmot():
+    """tensorflow_model_optimization, imported on first use (it adds ~1 s)."""
+    with native_stderr_silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import tensorflow_model_optimization as mot
+    return mot
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # already initialised devices: determinism is best effort
+        pass
+
+
+__all__ = ["tf", "keras", "tfmot", "set_seed"]

@@ -1,0 +1,7 @@
+"""Device-side runtime: run .tflite/.onnx artifacts, measure accuracy and latency, verify bundles.
+
+Runs on a device with numpy + ai-edge-litert (or tflite-runtime) and, optionally, onnxruntime.
+It NEVER imports tensorflow, tf_keras or tensorflow_model_optimization. Modules here use
+relative imports only, so the same files work as ``compressor.runtime`` (inside the full
+toolchain) and as the stand-alone device distribution.
+"""
