@@ -1,0 +1,12 @@
+"""Recipe steps (one module per technique) and the recipe schema.
+
+Importing this package registers every step type; it does not import TensorFlow (steps
+import the Keras shim inside ``apply``).
+"""
+
+from . import ptq  # noqa: F401  (registers float16, dynamic, int8, int16x8)
+from .base import StepParams, StepType, get_step, register, step_types
+from .schema import Recipe, load_recipe, preset_names, validate_recipe
+
+__all__ = ["StepParams", "StepType", "get_step", "register", "step_types",
+           "Recipe", "load_recipe", "preset_names", "validate_recipe"]

@@ -1,0 +1,72 @@
+"""What a recipe step is, and the registry that finds one by its stable name.
+
+A step has a frozen parameter schema (pydantic, unknown keys rejected) and one entry point,
+``apply(model, data, params, workdir)``. Training steps take and return a Keras model;
+conversion steps (post-training quantization) end a chain and return the .tflite they wrote.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from compressor.runtime.errors import UserError
+
+
+class StepParams(BaseModel):
+    """Base of every step's parameters: frozen, and a misspelt key is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StepType:
+    name: str
+    summary: str
+    params: type[StepParams]
+    kind: Literal["train", "convert"]
+    apply: Callable[..., Any]
+
+    def describe(self) -> dict:
+        fields = {}
+        for key, info in self.params.model_fields.items():
+            fields[key] = {"default": info.default if not info.is_required() else None,
+                           "description": info.description or ""}
+        return {"name": self.name, "kind": self.kind, "summary": self.summary, "params": fields}
+
+
+_REGISTRY: dict[str, StepType] = {}
+
+
+def register(name: str, summary: str, params: type[StepParams], kind: Literal["train", "convert"]):
+    """Decorator: register ``apply`` under a stable name (names are part of recipe files: never rename)."""
+
+    def wrap(apply: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"step type {name!r} registered twice")
+        _REGISTRY[name] = StepType(name, summary, params, kind, apply)
+        return apply
+
+    return wrap
+
+
+def get_step(name: str) -> StepType:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserError(unknown_name_message("step type", name, _REGISTRY)) from None
+
+
+def step_types() -> dict[str, StepType]:
+    return dict(sorted(_REGISTRY.items()))
+
+
+def unknown_name_message(what: str, name: str, valid: Any) -> str:
+    """'unknown X 'nme'; did you mean 'name'? Valid: ...' — shared wording for every registry."""
+    names = sorted(valid)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"unknown {what} {name!r}{hint} Valid: {', '.join(names)}"

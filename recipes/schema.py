@@ -1,0 +1,160 @@
+"""The recipe file: an ordered list of steps, export targets and validation gates, in one schema.
+
+Presets ship as YAML under recipes/presets/; a user's own file has the same shape. Every
+error names the field by its path (``steps[1].params.sparsity: ...``) so a typo is found at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compressor.runtime.errors import UserError
+
+from .base import get_step, unknown_name_message
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepSpec(_Strict):
+    """One step; ``params`` are checked against the step type's own schema in validate_recipe."""
+
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExportSpec(_Strict):
+    formats: list[Literal["tflite", "onnx"]] = Field(default_factory=lambda: ["tflite", "onnx"])
+    opset: int = Field(17, ge=13, le=21, description="ONNX opset")
+
+
+class Gates(_Strict):
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="fraction, e.g. 0.01 = 1 point")
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    max_size_kb: float | None = Field(None, gt=0)
+
+
+class Recipe(_Strict):
+    name: str
+    description: str = ""
+    steps: list[StepSpec] = Field(min_length=1)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    gates: Gates = Field(default_factory=Gates)
+
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_recipe(spec: str, overrides: list[str] | None = None) -> Recipe:
+    """Resolve a preset name or a YAML path, apply ``key.path=value`` overrides, validate."""
+    path = Path(spec)
+    if spec.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise UserError(f"recipe file {spec} does not exist")
+        source = str(path)
+    elif (PRESETS_DIR / f"{spec}.yaml").is_file():
+        path, source = PRESETS_DIR / f"{spec}.yaml", f"preset {spec}"
+    else:
+        raise UserError(unknown_name_message("recipe", spec, preset_names()) + " or a .yaml recipe file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{source} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{source} must be a mapping with 'name' and 'steps'")
+    raw.setdefault("name", path.stem)
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return validate_recipe(raw, source)
+
+
+def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
+    """Check the structure, then each step's type and params; the first error names its path."""
+    recipe = _validated(Recipe, raw, (), raw, source)
+    steps = []
+    for i, step in enumerate(recipe.steps):
+        try:
+            step_type = get_step(step.type)
+        except UserError as e:
+            raise UserError(f"{source}: steps[{i}].type: {e}") from None
+        params = _validated(step_type.params, step.params, ("steps", i, "params"), raw, source)
+        steps.append(StepSpec(type=step.type, params=params.model_dump()))
+    kinds = [get_step(s.type).kind for s in steps]
+    if kinds[-1] != "convert":
+        raise UserError(f"{source}: steps[{len(steps) - 1}].type: the last step must be a post-training "
+                        "conversion (float16, dynamic, int8, int16x8)")
+    if "convert" in kinds[:-1]:
+        i = kinds.index("convert")
+        raise UserError(f"{source}: steps[{i}].type: only the last step may be a post-training conversion")
+    return recipe.model_copy(update={"steps": steps})
+
+
+def _validated(model: type[BaseModel], data: Any, prefix: tuple, raw: dict, source: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = prefix + tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        if err["type"] == "extra_forbidden":
+            msg = _extra_key_message(model, err["loc"])
+        raise UserError(f"{source}: {_path(loc)}: {msg}") from None
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _extra_key_message(model: type[BaseModel], loc: tuple) -> str:
+    """'unknown key 'sparsty'; did you mean 'sparsity'?' using the schema at that location."""
+    import difflib
+
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        ann = model.model_fields[part].annotation
+        args = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not args:
+            break
+        model = args[0]
+    valid = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {loc[-1]!r}{hint} (valid: {', '.join(valid)})"
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    """``steps.0.params.sparsity=0.8``: the value is parsed as YAML (numbers, lists, booleans)."""
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. steps.0.params.calibration_samples=500")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"--set {key}: {part!r} is not a valid index (the list has {len(node)} items)")
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, [] if nxt.isdigit() else {})
+    last = parts[-1]
+    parsed = yaml.safe_load(value)
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise UserError(f"--set {key}: {last!r} is not a valid index")
+        node[int(last)] = parsed
+    else:
+        node[last] = parsed
