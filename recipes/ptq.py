@@ -7,6 +7,7 @@ split (Jacob et al. 2018, arXiv:1712.05877): x_q = round(x / scale) + zero_point
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,7 +62,10 @@ def convert(model: Any, mode: str, calibration: np.ndarray | None = None, io_dty
         converter.inference_input_type = io
         converter.inference_output_type = io
     try:
-        with native_stderr_silenced():
+        # The converter warns about its own deprecated tf.lite.Interpreter and unset input
+        # statistics during calibration: nothing the user can act on.
+        with native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return converter.convert()
     except Exception as e:
         lines = [ln for ln in str(e).splitlines() if "error" in ln.lower()] or str(e).splitlines() or [type(e).__name__]

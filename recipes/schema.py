@@ -95,6 +95,9 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
     if "convert" in kinds[:-1]:
         i = kinds.index("convert")
         raise UserError(f"{source}: steps[{i}].type: only the last step may be a post-training conversion")
+    if steps[-1].type == "int16x8" and "onnx" in recipe.export.formats:
+        raise UserError(f"{source}: export.formats: int16x8 cannot be exported to ONNX (ONNX Runtime has no "
+                        "int16 QDQ kernels at the opsets tf2onnx emits); use formats: [tflite]")
     return recipe.model_copy(update={"steps": steps})
 
 

@@ -1,0 +1,13 @@
+"""Data sets for compression, calibration and on-device validation, without TensorFlow.
+
+``load_dataset(spec)`` reads scikit-learn's digits, MNIST/Fashion-MNIST (IDX files),
+CIFAR-10 (binary version), .npz files and image folders into a checked, split, preprocessed
+:class:`Dataset`. Only numpy and the standard library are imported eagerly; scikit-learn and
+Pillow only by the loaders that need them. User files are never unpickled.
+"""
+
+from .dataset import Dataset
+from .load import DATASET_NAMES, load_dataset
+from .preprocessing import Preprocessing
+
+__all__ = ["DATASET_NAMES", "Dataset", "Preprocessing", "load_dataset"]

@@ -1,0 +1,123 @@
+"""Turn what a format reader returns into a checked, split and preprocessed :class:`Dataset`.
+
+Every format goes through :func:`assemble`, so splitting, normalisation and the sanity checks
+behave identically whether the data came from digits, an .npz file, IDX, CIFAR or image folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from compressor.runtime.errors import UserError
+
+from .dataset import Dataset
+from .preprocessing import Preprocessing
+from .split import stratified_split
+
+TEST_FRACTION = 0.2
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class RawData:
+    """Raw inputs as read (before preprocessing), int64 class ids, class names, base preprocessing.
+
+    Readers leave test and/or val as None when the format has no such split; :func:`assemble`
+    then splits them off, seeded and stratified.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    labels: list[str]
+    preprocessing: Preprocessing
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+
+def assemble(name: str, raw: RawData, seed: int, val_fraction: float, normalize: bool) -> Dataset:
+    """Split off missing test/val sets, check everything, preprocess, optionally normalise."""
+    x = {"train": raw.x_train, "val": raw.x_val, "test": raw.x_test}
+    y = {"train": raw.y_train, "val": raw.y_val, "test": raw.y_test}
+    for split in SPLITS:
+        if x[split] is not None:
+            _check_pair(split, x[split], y[split])
+    rng = np.random.default_rng(seed)
+    # Test is carved out first so the test set does not depend on val_fraction.
+    for holdout, fraction in (("test", TEST_FRACTION), ("val", val_fraction)):
+        if x[holdout] is None:
+            keep, take = stratified_split(y["train"], fraction, rng, holdout)
+            x[holdout], y[holdout] = x["train"][take], y["train"][take]
+            x["train"], y["train"] = x["train"][keep], y["train"][keep]
+    _check_shapes(x)
+    for split in SPLITS:
+        _check_labels(split, y[split], len(raw.labels))
+
+    preprocessing = raw.preprocessing
+    if normalize:
+        preprocessing = _normalized(preprocessing, x["train"])
+    xs = {}
+    for split in SPLITS:
+        xs[split] = preprocessing.apply(x[split])
+        check_finite(f"x_{split}", xs[split])
+    return Dataset(
+        name=name,
+        x_train=xs["train"], y_train=y["train"].astype(np.int64),
+        x_val=xs["val"], y_val=y["val"].astype(np.int64),
+        x_test=xs["test"], y_test=y["test"].astype(np.int64),
+        labels=list(raw.labels),
+        preprocessing=preprocessing,
+        raw_test=x["test"],
+    )
+
+
+def _normalized(base: Preprocessing, raw_train: np.ndarray) -> Preprocessing:
+    """Record per-channel mean/std of the preprocessed training split in the preprocessing."""
+    scaled = base.apply(raw_train)
+    axes = tuple(range(scaled.ndim - 1))
+    mean = scaled.mean(axis=axes, dtype=np.float64)
+    std = scaled.std(axis=axes, dtype=np.float64)
+    # A constant channel (e.g. an always-black border pixel in flat vectors) would divide by zero.
+    std = np.where(std > 0, std, 1.0)
+    return replace(base, mean=tuple(mean), std=tuple(std))
+
+
+def _check_pair(split: str, x: np.ndarray, y: np.ndarray | None) -> None:
+    if y is None:
+        raise UserError(f"x_{split} is given without y_{split}; provide both or neither")
+    if len(x) == 0:
+        raise UserError(f"the {split} split is empty; provide at least one sample")
+    if len(x) != len(y):
+        raise UserError(f"x_{split} has {len(x)} samples but y_{split} has {len(y)}; they must match")
+
+
+def _check_shapes(x: dict[str, np.ndarray]) -> None:
+    expected = x["train"].shape[1:]
+    for split in ("val", "test"):
+        if x[split].shape[1:] != expected:
+            raise UserError(
+                f"x_{split} samples have shape {x[split].shape[1:]} but x_train samples have {expected}; "
+                "all splits need the same per-sample shape"
+            )
+
+
+def _check_labels(split: str, y: np.ndarray, num_classes: int) -> None:
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise UserError(
+            f"y_{split} has label {y[i]} at index {i}; labels must be class ids in [0, {num_classes})"
+        )
+
+
+def check_finite(array_name: str, x: np.ndarray) -> None:
+    """Raise a UserError naming the first sample of ``x`` that holds a NaN or inf value."""
+    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        raise UserError(
+            f"{array_name} contains NaN/inf values (first at index {int(np.argmax(bad))}); "
+            "clean the data before compressing"
+        )

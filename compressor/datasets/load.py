@@ -1,0 +1,71 @@
+"""``load_dataset``: one entry point from a spec string (a name, an .npz file or a folder) to a Dataset."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from compressor.runtime.errors import UserError
+
+from .assemble import RawData, assemble
+from .cifar import read_cifar10
+from .dataset import Dataset
+from .digits import read_digits
+from .idx import read_mnist
+from .image_folder import read_image_folder
+from .npz import read_npz
+
+DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
+VALID = ", ".join(DATASET_NAMES) + ", a .npz file or an image folder"
+
+
+def load_dataset(
+    spec: str = "digits",
+    data_dir: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    normalize: bool = False,
+) -> Dataset:
+    """Load, check, split and preprocess the data set named by ``spec``.
+
+    ``spec`` is one of DATASET_NAMES, a path to an .npz file or a path to an image folder.
+    ``data_dir`` holds the files of mnist, fashion_mnist and cifar10 (default: Keras' cache,
+    ~/.keras/datasets). Missing test/val splits are split off, stratified, with ``seed``: the
+    same seed always gives the same splits. ``normalize`` records the per-channel mean/std of the
+    training split in the preprocessing, so inputs are standardised on the device as well.
+    """
+    if not 0 < val_fraction < 1:
+        raise UserError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    name, raw = _read(spec, data_dir)
+    return assemble(name, raw, seed=seed, val_fraction=val_fraction, normalize=normalize)
+
+
+def _read(spec: str, data_dir: str | None) -> tuple[str, RawData]:
+    if spec == "digits":
+        return spec, read_digits()
+    if spec in ("mnist", "fashion_mnist"):
+        return spec, read_mnist(spec, _data_dir(data_dir))
+    if spec == "cifar10":
+        return spec, read_cifar10(_data_dir(data_dir))
+    path = Path(spec).expanduser()
+    if path.exists() or spec.endswith(".npz") or "/" in spec or "\\" in spec:
+        if not path.exists():
+            raise UserError(f"data path {path} does not exist; give an existing .npz file or image folder")
+        if path.is_dir():
+            return path.name, read_image_folder(path)
+        if path.suffix == ".npz":
+            return path.name, read_npz(path)
+        raise UserError(f"data file {path} is not an .npz file; valid: {VALID}")
+    close = difflib.get_close_matches(spec.lower(), DATASET_NAMES, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    raise UserError(f"unknown dataset {spec!r}{hint} Valid: {VALID}")
+
+
+def _data_dir(data_dir: str | None) -> Path:
+    """The folder holding the distribution files; Keras' download cache when not given."""
+    if data_dir is None:
+        return Path("~/.keras/datasets").expanduser()
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise UserError(f"data path {path} does not exist; give the folder holding the data set files")
+    return path

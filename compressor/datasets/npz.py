@@ -1,0 +1,132 @@
+"""NumPy .npz archives: x_train, y_train, x_test, y_test and optionally x_val, y_val.
+
+Files are always opened with ``allow_pickle=False``: an .npz can carry pickled object arrays,
+and unpickling a user's file can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from compressor.runtime.errors import UserError
+
+from .assemble import RawData, check_finite
+from .preprocessing import Preprocessing
+
+REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+EXPECTED = "expected x_train, y_train, x_test, y_test [, x_val, y_val]"
+NUMERIC_KINDS = "biuf"  # bool, signed int, unsigned int, float
+
+
+def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the arrays named in ``keys`` that the archive has, refusing pickled content."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError:
+        # np.load treats anything that is neither a zip nor a .npy file as a pickle.
+        raise UserError(
+            f"data file {path} is neither an .npz archive nor a .npy array (pickles are never loaded); "
+            "save the arrays with np.savez"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"data file {path} is a damaged .npz archive ({e}); save it again with np.savez") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UserError(
+            f"data file {path} holds a single array, not an .npz archive; save it with np.savez(path, x_train=..., ...)"
+        )
+    with archive:
+        arrays = {}
+        for key in keys:
+            if key not in archive.files:
+                continue
+            try:
+                arrays[key] = archive[key]
+            except ValueError:
+                raise UserError(
+                    f"array {key!r} in {path} is an object array, which would need unpickling; "
+                    "save plain numeric arrays instead"
+                ) from None
+            except (OSError, EOFError, zipfile.BadZipFile) as e:
+                raise UserError(f"array {key!r} in {path} cannot be read ({e}); the file is damaged") from None
+    return arrays
+
+
+def read_npz(path: Path) -> RawData:
+    """Read an .npz data file; a missing val split is left for :func:`assemble` to split off."""
+    arrays = _read_arrays(path, REQUIRED + ("x_val", "y_val"))
+    for key in REQUIRED:
+        if key not in arrays:
+            raise UserError(f"data file {path} has no array {key!r}; {EXPECTED}")
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        has, lacks = ("x_val", "y_val") if "x_val" in arrays else ("y_val", "x_val")
+        raise UserError(f"data file {path} has {has} but no {lacks}; provide both or neither")
+    return _from_arrays(arrays)
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> RawData:
+    """Build RawData from x_*/y_* arrays in any of the accepted shapes and label encodings."""
+    splits = [s for s in ("train", "val", "test") if f"x_{s}" in arrays]
+    xs = {s: _with_channel_axis(f"x_{s}", arrays[f"x_{s}"]) for s in splits}
+    ys = {s: _class_ids(f"y_{s}", arrays[f"y_{s}"]) for s in splits}
+    layout = "NC" if xs["train"].ndim == 2 else "NHWC"
+    channel_order = "RGB" if layout == "NHWC" and xs["train"].shape[-1] == 3 else "gray"
+    if all(x.dtype == np.uint8 for x in xs.values()):
+        preprocessing = Preprocessing(scale=1 / 255, layout=layout, channel_order=channel_order)
+    else:
+        # Checked here already because NaN would poison the observed input range.
+        for s, x in xs.items():
+            check_finite(f"x_{s}", x)
+        nonempty = [x for x in xs.values() if x.size]
+        low = min((float(x.min()) for x in nonempty), default=0.0)
+        high = max((float(x.max()) for x in nonempty), default=0.0)
+        preprocessing = Preprocessing(layout=layout, channel_order=channel_order, input_range=(low, high))
+    num_classes = max((int(y.max()) + 1 for y, _ in ys.values() if y.size), default=0)
+    # One-hot rows also tell the class count, even if the last classes never occur.
+    num_classes = max([num_classes] + [width for _, width in ys.values()])
+    return RawData(
+        x_train=xs["train"], y_train=ys["train"][0],
+        x_val=xs["val"] if "val" in xs else None, y_val=ys["val"][0] if "val" in ys else None,
+        x_test=xs["test"], y_test=ys["test"][0],
+        labels=[str(i) for i in range(num_classes)],
+        preprocessing=preprocessing,
+    )
+
+
+def _with_channel_axis(name: str, x: np.ndarray) -> np.ndarray:
+    """Return x as (N, F) flat vectors or (N, H, W, C) images with C in {1, 3}."""
+    if x.dtype.kind not in NUMERIC_KINDS:
+        raise UserError(f"{name} has dtype {x.dtype}; inputs must be numeric (uint8 or float)")
+    if x.ndim == 3:
+        return x[..., np.newaxis]
+    if x.ndim == 2 or (x.ndim == 4 and x.shape[-1] in (1, 3)):
+        return x
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        raise UserError(
+            f"{name} has shape {x.shape}, which looks channels-first; save it as NHWC with x.transpose(0, 2, 3, 1)"
+        )
+    if x.ndim == 4:
+        raise UserError(f"{name} has {x.shape[-1]} channels; images need 1 (grayscale) or 3 (RGB) channels, NHWC")
+    raise UserError(f"{name} has shape {x.shape}; expected (N, features), (N, H, W) or (N, H, W, C)")
+
+
+def _class_ids(name: str, y: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return (int64 class ids, one-hot width or 0) for ids of shape (N,)/(N, 1) or one-hot rows."""
+    if y.dtype.kind not in NUMERIC_KINDS:
+        raise UserError(f"{name} has dtype {y.dtype}; labels must be integer class ids or one-hot rows")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise UserError(
+                f"{name} has shape {y.shape} but is not one-hot; give class ids (N,) or one-hot rows (N, classes)"
+            )
+        return np.argmax(y, axis=1).astype(np.int64), y.shape[1]
+    if y.ndim != 1:
+        raise UserError(f"{name} has shape {y.shape}; expected class ids (N,) or one-hot rows (N, classes)")
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y))) if y.dtype.kind == "f" else []
+    if len(bad):
+        raise UserError(f"{name} has non-integer label {y[bad[0]]} at index {bad[0]}; labels must be class ids")
+    return y.astype(np.int64), 0

@@ -1,0 +1,77 @@
+"""The run report: report.json's content and the table printed at the end of a run."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+from compressor import __version__
+
+_LIBRARIES = ("tensorflow-cpu", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "onnx",
+              "onnxruntime", "ai-edge-litert", "numpy")
+
+
+def versions() -> dict[str, str]:
+    found = {"compressor": __version__, "python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], reference_accuracy: float,
+                 seconds: float) -> dict:
+    from .validation import gate_failures
+
+    rows = []
+    for r in results:
+        row = r.row(reference_accuracy)
+        row["gates_failed"] = gate_failures(row, gates.get(r.name, {}))
+        row["export_mismatches"] = [f"{m.artifact} ({r.fmt}) vs {m.against}: {m.detail}" for m in r.mismatches]
+        row["confusion_matrix"] = r.metrics["accuracy"].get("confusion_matrix")
+        rows.append(row)
+    return {
+        "schema": "compressor.report/1",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": str(model.path), "kind": model.kind, "input_shape": list(model.input_shape)},
+        "data": {"name": data.name, "test_samples": int(len(data.y_test)), "labels": list(data.labels),
+                 "preprocessing": data.preprocessing.to_dict()},
+        "reference_accuracy": reference_accuracy,
+        "artifacts": rows,
+        "gates": gates,
+        "passed": all(not r["gates_failed"] and not r["export_mismatches"] for r in rows),
+        "seconds": round(seconds, 1),
+        "versions": versions(),
+    }
+
+
+def format_table(report: dict) -> str:
+    header = ("artifact", "format", "size", "gzip", "accuracy", "Δ vs float32", "p50 ms", "p90 ms", "status")
+    lines = [header]
+    for r in report["artifacts"]:
+        status = "ok"
+        if r["export_mismatches"]:
+            status = "EXPORT MISMATCH"
+        elif r["gates_failed"]:
+            status = "GATE FAILED"
+        lines.append((r["artifact"], r["format"], _kb(r["size_bytes"]), _kb(r["gzip_bytes"]),
+                      f"{r['accuracy']:.2%}", f"{r['accuracy_delta'] * 100:+.2f} pt",
+                      f"{r['latency']['median_ms']:.3f}", f"{r['latency']['p90_ms']:.3f}", status))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    text = ["  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    ref = report["reference_accuracy"]
+    footer = [f"reference: float32 model accuracy {ref:.2%} on {report['data']['test_samples']} test samples "
+              f"({report['data']['name']}); latency: 1 sample, {report['artifacts'][0]['latency']['threads']} thread(s)"]
+    for r in report["artifacts"]:
+        footer += [f"  {r['artifact']} ({r['format']}): {msg}" for msg in r["gates_failed"] + r["export_mismatches"]]
+    return "\n".join(text + footer)
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"

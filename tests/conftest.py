@@ -1,0 +1,32 @@
+"""Shared fixtures: a seed, and one tiny model trained once per session by the real train path."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def seed() -> int:
+    np.random.seed(0)
+    return 0
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """digits_cnn at small width, trained 3 epochs on the embedded digits: (run folder, card)."""
+    from compressor.train import train
+
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    card = train("digits_cnn", out, data="digits", epochs=3, batch_size=64,
+                 model_params={"filters": 8, "dense_units": 32}, seed=0)
+    return out, card
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_run) -> str:
+    return tiny_run[1]["model_path"]
