@@ -139,10 +139,12 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--trust-code", is_flag=True, help="Allow Lambda layers (runs code stored in the model file).")
 @click.option("--overwrite", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished step.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipes and exit.")
 @click.option("--json", "as_json", is_flag=True)
 @common
-def compress(model, recipes, data, data_dir, out, overrides, threads, latency_runs, seed, trust_code, overwrite, dry_run, as_json):
+def compress(model, recipes, data, data_dir, out, overrides, threads, latency_runs, seed, trust_code, overwrite,
+             resume, dry_run, as_json):
     """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json."""
     if dry_run:
         from compressor.recipes import load_recipe
@@ -156,7 +158,7 @@ def compress(model, recipes, data, data_dir, out, overrides, threads, latency_ru
     from compressor.report import format_table
 
     report = run(model, list(recipes), out, data=data, data_dir=data_dir, overrides=list(overrides),
-                 overwrite=overwrite, threads=threads, latency_runs=latency_runs, seed=seed,
+                 overwrite=overwrite, resume=resume, threads=threads, latency_runs=latency_runs, seed=seed,
                  trust_code=trust_code, progress=progress)
     _emit(report, as_json, format_table(report) + f"\nreport: {out}/report.json")
     if not report["passed"]:

@@ -11,20 +11,24 @@ Run folder layout (written to a temporary sibling, renamed into place when compl
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from compressor.datasets import Dataset, load_dataset
 from compressor.model_io import LoadedModel, load_model
 from compressor.recipes import Recipe, get_step, load_recipe
-from compressor.runtime.atomic import output_dir, write_json
+from compressor.recipes.base import set_progress as set_step_progress
+from compressor.runtime.atomic import write_json
 from compressor.runtime.errors import UserError
 
 from . import validation
+from .chain import run_chain
 from .export.onnx import keras_to_onnx, tflite_to_onnx
 from .report import build_report, versions
 
@@ -33,20 +37,56 @@ Progress = Callable[[str], None]
 
 def compress(model_path: str | Path, recipes: list[str], out: str | Path, data: str | None = None,
              data_dir: str | None = None, overrides: list[str] | None = None, overwrite: bool = False,
-             threads: int = 1, latency_runs: int = 100, seed: int = 0, trust_code: bool = False,
-             progress: Progress = lambda msg: None) -> dict:
-    """Apply each recipe to the model, export, validate; returns the report (also in OUT/report.json)."""
+             resume: bool = False, threads: int = 1, latency_runs: int = 100, seed: int = 0,
+             trust_code: bool = False, progress: Progress = lambda msg: None) -> dict:
+    """Apply each recipe to the model, export, validate; returns the report (also in OUT/report.json).
+
+    The run is built in a hidden ``.OUT.partial`` folder renamed to OUT when complete. If it
+    fails after a step finished, that folder is kept so ``resume=True`` continues from there.
+    """
     resolved = [load_recipe(r, overrides) for r in recipes]  # fail on a typo before any heavy work
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
     model = load_model(model_path, trust_code=trust_code)
+    _check_trainable(model, resolved)
     dataset = load_dataset(data or model.card.get("data", "digits"), data_dir=data_dir, seed=seed)
     check_fits(model, dataset)
-    with output_dir(out, overwrite=overwrite) as tmp:
-        report = _run(model, dataset, resolved, tmp, out, threads, latency_runs, progress)
-        write_json(tmp / "report.json", report)
+    set_step_progress(progress)
+    with resumable_dir(out, resume, progress) as work:
+        report = _run(model, dataset, resolved, work, out, threads, latency_runs, progress, resume)
+        write_json(work / "report.json", report)
     return report
+
+
+def _check_trainable(model: LoadedModel, recipes: list[Recipe]) -> None:
+    if model.trainable:
+        return
+    for recipe in recipes:
+        training = [s.type for s in recipe.steps if get_step(s.type).kind == "train"]
+        if training:
+            raise UserError(f"recipe {recipe.name} has training steps ({', '.join(training)}) but {model.path} is "
+                            "a plain SavedModel without Keras metadata, which cannot be trained; use a "
+                            "post-training recipe (float16, dynamic, int8, int16x8) or a tf_keras model")
+
+
+@contextmanager
+def resumable_dir(out: Path, resume: bool, progress: Progress) -> Iterator[Path]:
+    work = out.parent / f".{out.name}.partial"
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    except BaseException:
+        if any(work.glob("*/steps/*/meta.json")):
+            progress(f"partial run kept in {work}; rerun the same command with --resume to continue")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
 
 
 def check_fits(model: LoadedModel, data: Dataset) -> None:
@@ -61,7 +101,7 @@ def check_fits(model: LoadedModel, data: Dataset) -> None:
 
 
 def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, out: Path,
-         threads: int, latency_runs: int, progress: Progress) -> dict:
+         threads: int, latency_runs: int, progress: Progress, resume: bool) -> dict:
     from .export.tflite import export_float32
 
     started = time.time()
@@ -93,9 +133,10 @@ def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, ou
     results.append(onnx_f32)
 
     gates: dict[str, dict] = {}
+    steps: dict[str, list[dict]] = {}
     for recipe in recipes:
         progress(f"recipe {recipe.name}")
-        tflite = _apply_steps(model, data, recipe, tmp / recipe.name / "steps", progress)
+        tflite, steps[recipe.name] = run_chain(model, data, recipe, tmp / recipe.name / "steps", resume)
         final = shutil.copyfile(tflite, tmp / recipe.name / "model.tflite")
         result = measure(final, recipe.name, "tflite", reference)
         if recipe.steps[-1].type == "float16":
@@ -109,28 +150,10 @@ def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, ou
                                      min_agreement=validation.CROSS_RUNTIME_MIN_AGREEMENT)
             results.append(onnx_result)
     reference_accuracy = float(np.mean(reference.argmax(axis=1) == y))
-    return build_report(model, data, results, gates, reference_accuracy, time.time() - started)
+    return build_report(model, data, results, gates, steps, reference_accuracy, time.time() - started)
 
 
 def _keras_outputs(model: LoadedModel, x: np.ndarray) -> np.ndarray | None:
     if model.keras is None:
         return None
     return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
-
-
-def _apply_steps(model: LoadedModel, data: Dataset, recipe: Recipe, steps_dir: Path, progress: Progress) -> Path:
-    """Run the chain; each step writes into its own numbered folder with a meta.json."""
-    current: Any = model
-    for i, spec in enumerate(recipe.steps):
-        step = get_step(spec.type)
-        workdir = steps_dir / f"{i:02d}-{spec.type}"
-        workdir.mkdir(parents=True)
-        if step.kind == "train" and not model.trainable:
-            raise UserError(f"step {spec.type} needs a Keras model, but {model.path} is a plain SavedModel "
-                            "without Keras metadata; use a post-training recipe (float16, dynamic, int8, int16x8)")
-        progress(f"  step {i}: {spec.type}")
-        t0 = time.time()
-        current = step.apply(current, data, step.params(**spec.params), workdir)
-        write_json(workdir / "meta.json", {"step": spec.type, "params": spec.params,
-                                           "seconds": round(time.time() - t0, 3)})
-    return current

@@ -23,8 +23,8 @@ def versions() -> dict[str, str]:
     return found
 
 
-def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], reference_accuracy: float,
-                 seconds: float) -> dict:
+def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], steps: dict[str, list[dict]],
+                 reference_accuracy: float, seconds: float) -> dict:
     from .validation import gate_failures
 
     rows = []
@@ -43,6 +43,7 @@ def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], r
         "reference_accuracy": reference_accuracy,
         "artifacts": rows,
         "gates": gates,
+        "steps": steps,
         "passed": all(not r["gates_failed"] and not r["export_mismatches"] for r in rows),
         "seconds": round(seconds, 1),
         "versions": versions(),

@@ -39,6 +39,16 @@ class StepType:
 
 
 _REGISTRY: dict[str, StepType] = {}
+_progress: list[Callable[[str], None]] = [lambda msg: None]
+
+
+def set_progress(fn: Callable[[str], None]) -> None:
+    """Where steps report progress lines (epochs); the pipeline points it at the CLI's printer."""
+    _progress[0] = fn
+
+
+def progress(msg: str) -> None:
+    _progress[0](msg)
 
 
 def register(name: str, summary: str, params: type[StepParams], kind: Literal["train", "convert"]):
