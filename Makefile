@@ -22,5 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
 clean:
 	rm -rf runs build dist *.egg-info

@@ -142,9 +142,17 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished step.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipes and exit.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--debug-quant", is_flag=True, help="Per-tensor int8 error (RMSE, RMSE/scale) from TFLite's quantization "
+              "debugger, written to OUT/<recipe>/quant_debug.csv|json.")
+@click.option("--float-layers", default=None, metavar="NAMES|auto[:N]",
+              help="int8 recipes: keep these layers (comma-separated) in float, or 'auto[:N]': when the accuracy "
+              "gate fails, keep up to N (default 3) of the worst-quantized layers in float.")
+@click.option("--onnx-quant", type=click.Choice(["tflite", "ort", "both"]), default="tflite", show_default=True,
+              help="int8 ONNX from the .tflite (tf2onnx QDQ), from ONNX Runtime's static quantization, or both "
+              "(the better under the gates becomes model.onnx).")
 @common
 def compress(model, recipes, data, data_dir, out, overrides, threads, latency_runs, seed, trust_code, overwrite,
-             resume, dry_run, as_json):
+             resume, dry_run, as_json, debug_quant, float_layers, onnx_quant):
     """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json."""
     if dry_run:
         from compressor.recipes import load_recipe
@@ -159,7 +167,8 @@ def compress(model, recipes, data, data_dir, out, overrides, threads, latency_ru
 
     report = run(model, list(recipes), out, data=data, data_dir=data_dir, overrides=list(overrides),
                  overwrite=overwrite, resume=resume, threads=threads, latency_runs=latency_runs, seed=seed,
-                 trust_code=trust_code, progress=progress)
+                 trust_code=trust_code, progress=progress, debug_quant=debug_quant, float_layers=float_layers,
+                 onnx_quant=onnx_quant)
     _emit(report, as_json, format_table(report) + f"\nreport: {out}/report.json")
     if not report["passed"]:
         sys.exit(1)
@@ -221,13 +230,148 @@ def recipes_cmd(as_json):
     """List the built-in recipe presets and the step types with their parameters."""
     from compressor.recipes import load_recipe, preset_names, step_types
 
+    from compressor.recipes.finetune import FineTuneParams
+
     presets = {name: load_recipe(name).description for name in preset_names()}
     steps = {name: s.describe() for name, s in step_types().items()}
+    shared = set(FineTuneParams.model_fields)
     lines = ["presets:"] + [f"  {n:18s} {d}" for n, d in presets.items()] + ["", "step types:"]
     for name, s in steps.items():
         lines.append(f"  {name:18s} [{s['kind']}] {s['summary']}")
-        lines += [f"      {k} = {v['default']!r}  {v['description']}" for k, v in s["params"].items()]
+        lines += [f"      {k} = {v['default']!r}  {v['description']}".rstrip() for k, v in s["params"].items()
+                  if k not in shared or v["default"] != FineTuneParams.model_fields[k].default]
+    lines += ["", "fine-tuning options of every [train] step (defaults; a step's own defaults are listed above):"]
+    lines += [f"      {k} = {f.default!r}  {f.description or ''}".rstrip() for k, f in FineTuneParams.model_fields.items()]
     _emit({"presets": presets, "steps": steps}, as_json, "\n".join(lines))
+
+
+@cli.command("package")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Bundle .zip to write.")
+@click.option("--artifact", default=None, help="Recipe artifact to ship (default: the smallest TFLite whose gates passed).")
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(1, 10000), help="Self-test samples in the bundle.")
+@click.option("--name", default=None, help="Model name in the manifest (default: the trained architecture's name).")
+@click.option("--version", "model_version", default="1", show_default=True, help="Model version in the manifest.")
+@click.option("--data", default=None, help="Data set the run was compressed with (default: the model's training data).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--seed", default=0, show_default=True, type=int, help="The seed the run was compressed with.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@common
+def package_cmd(run_dir, out, artifact, samples, name, model_version, data, data_dir, seed, overwrite, as_json):
+    """Bundle a compress run for mobile apps: model(s), labels, manifest, self-test samples."""
+    from compressor.package import package
+
+    result = package(run_dir, out, artifact=artifact, samples=samples, name=name, version=model_version, data=data,
+                     data_dir=data_dir, seed=seed, overwrite=overwrite, progress=progress)
+    files = ", ".join(result["manifest"]["files"])
+    _emit(result, as_json, f"wrote {out}: {result['artifact']} ({result['reason']}); files: {files}, manifest.json\n"
+                           f"check it on the device: compressor-runtime verify {out} && compressor-runtime validate {out}")
+
+
+# --- tuning, search and reports (compressor.tuning, compressor.report_html) ---------------------
+
+def _study_options(fn):
+    """Options shared by tune and search: budget, study, storage, workers."""
+    for opt in reversed([
+        click.option("--trials", "n_trials", default=20, show_default=True, type=click.IntRange(1, 100000),
+                     help="Total trials of the study (all workers together; resumed studies count what is done)."),
+        click.option("--study", default=None, help="Study name (several workers share a study by name)."),
+        click.option("--storage", default=None, help="Optuna storage URL shared by workers (postgresql://..., "
+                     "mysql+pymysql://..., sqlite:///file.db, journal:PATH). Default: OUT/study.db"),
+        click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                     help="Worker processes on this machine."),
+        click.option("--no-final", is_flag=True, help="Only run trials (e.g. on extra machines); no refit/export."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@cli.command("tune")
+@click.argument("model_path", required=False, type=click.Path())
+@click.option("--model", "model_name", default=None, help="Reference architecture to train (default digits_cnn).")
+@click.option("--recipe", default=None, help="Tune the fine-tuning options of this recipe applied to MODEL_PATH.")
+@click.option("--space", default=None, help="Search space YAML (default: built-in 'train', or the recipe's "
+              "learning rates and batch sizes).")
+@click.option("--data", default=None)
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path())
+@_study_options
+@click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "random", "grid"]))
+@click.option("--pruner", default="hyperband", show_default=True,
+              type=click.Choice(["hyperband", "halving", "median", "none"]))
+@click.option("--param", "params", multiple=True, help="Fixed architecture argument NAME=VALUE (repeatable).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--trust-code", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@common
+def tune_cmd(model_path, model_name, recipe, space, data, data_dir, out, n_trials, study, storage, workers, no_final,
+             sampler, pruner, params, seed, trust_code, overwrite, as_json):
+    """Tune training hyperparameters (Optuna); refit the winner on train+val, test it once."""
+    from compressor.tuning.progress import Progress
+    from compressor.tuning.text import format_tune
+    from compressor.tuning.tune import tune
+
+    result = tune(out, model=model_name, model_path=model_path, recipe=recipe, space=space, data=data,
+                  data_dir=data_dir, n_trials=n_trials, sampler=sampler, pruner=pruner, study=study or "tune",
+                  storage=storage, workers=workers, seed=seed, model_params=_kv(params), overwrite=overwrite,
+                  final=not no_final, trust_code=trust_code, progress=Progress(quiet=_state["quiet"]))
+    _emit(result, as_json, format_tune(result) + f"\nreport: {out}/report.html")
+
+
+@cli.command("search")
+@click.argument("model_path", type=click.Path())
+@click.option("--space", default=None, help="Recipe search space YAML (default: built-in 'recipes').")
+@click.option("--max-accuracy-drop", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="Constraint: validation accuracy may drop at most this much (0.01 = 1 point) vs float.")
+@click.option("--data", default=None)
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path())
+@_study_options
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--trust-code", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@common
+def search_cmd(model_path, space, max_accuracy_drop, data, data_dir, out, n_trials, study, storage, workers,
+               no_final, seed, trust_code, overwrite, as_json):
+    """Accuracy-aware multi-objective search over recipes: Pareto front + best artifact under the constraint."""
+    from compressor.tuning.progress import Progress
+    from compressor.tuning.search import search
+    from compressor.tuning.text import format_search
+
+    result = search(model_path, out, space=space, max_accuracy_drop=max_accuracy_drop, data=data,
+                    data_dir=data_dir, n_trials=n_trials, study=study or "search", storage=storage,
+                    workers=workers, seed=seed, final=not no_final, trust_code=trust_code, overwrite=overwrite,
+                    progress=Progress(quiet=_state["quiet"]))
+    _emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")
+    if result.get("best_run") and not result["best_run"]["passed"]:
+        sys.exit(1)  # like compress: the exported artifact failed its gate on the test split
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@common
+def report_cmd(run_dir, as_json):
+    """Write RUN_DIR/report.html (plots embedded) from a compress, tune or search run's JSON."""
+    from compressor.report_html import write_html
+
+    path = write_html(run_dir)
+    _emit({"html": str(path)}, as_json, f"report: {path}")
+
+
+@cli.command("inspect")
+@click.argument("file", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@common
+def inspect_cmd(file, as_json):
+    """What is inside a .tflite or .onnx: I/O and quantization, ops, bytes, sparsity, clustering, metadata."""
+    from compressor.inspect import format_inspection, inspect_file
+
+    info = inspect_file(file)
+    _emit(info, as_json, format_inspection(info))
 
 
 def main() -> None:

@@ -24,11 +24,12 @@ from compressor.datasets import Dataset, load_dataset
 from compressor.model_io import LoadedModel, load_model
 from compressor.recipes import Recipe, get_step, load_recipe
 from compressor.recipes.base import set_progress as set_step_progress
-from compressor.runtime.atomic import write_json
+from compressor.runtime.atomic import write_bytes, write_json
 from compressor.runtime.errors import UserError
 
 from . import validation
 from .chain import run_chain
+from .export import onnx_quant as onnxq, parity, quant_debug, selective
 from .export.onnx import keras_to_onnx, tflite_to_onnx
 from .report import build_report, versions
 
@@ -38,13 +39,19 @@ Progress = Callable[[str], None]
 def compress(model_path: str | Path, recipes: list[str], out: str | Path, data: str | None = None,
              data_dir: str | None = None, overrides: list[str] | None = None, overwrite: bool = False,
              resume: bool = False, threads: int = 1, latency_runs: int = 100, seed: int = 0,
-             trust_code: bool = False, progress: Progress = lambda msg: None) -> dict:
+             trust_code: bool = False, progress: Progress = lambda msg: None, debug_quant: bool = False,
+             float_layers: str | None = None, onnx_quant: str = "tflite") -> dict:
     """Apply each recipe to the model, export, validate; returns the report (also in OUT/report.json).
 
     The run is built in a hidden ``.OUT.partial`` folder renamed to OUT when complete. If it
     fails after a step finished, that folder is kept so ``resume=True`` continues from there.
+    ``debug_quant``: per-tensor int8 error report; ``float_layers``: "a,b" or "auto[:N]" for the
+    int8 steps (see export/selective.py); ``onnx_quant``: tflite | ort | both (export/onnx_quant.py).
     """
     resolved = [load_recipe(r, overrides) for r in recipes]  # fail on a typo before any heavy work
+    resolved = selective.apply_float_layers_option(resolved, float_layers)
+    if onnx_quant not in onnxq.VARIANTS:
+        raise UserError(f"--onnx-quant must be one of {', '.join(onnxq.VARIANTS)}, got {onnx_quant!r}")
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
@@ -54,8 +61,11 @@ def compress(model_path: str | Path, recipes: list[str], out: str | Path, data: 
     check_fits(model, dataset)
     set_step_progress(progress)
     with resumable_dir(out, resume, progress) as work:
-        report = _run(model, dataset, resolved, work, out, threads, latency_runs, progress, resume)
+        report = _run(model, dataset, resolved, work, out, threads, latency_runs, progress, resume,
+                      debug_quant, onnx_quant)
         write_json(work / "report.json", report)
+        from .report_html import write_html  # report.html with the plots embedded, next to report.json
+        write_html(work)
     return report
 
 
@@ -100,8 +110,9 @@ def check_fits(model: LoadedModel, data: Dataset) -> None:
         raise UserError(f"data {data.name} has {data.num_classes} classes but the model outputs {classes}")
 
 
-def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, out: Path,
-         threads: int, latency_runs: int, progress: Progress, resume: bool) -> dict:
+def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, out: Path, threads: int,
+         latency_runs: int, progress: Progress, resume: bool, debug_quant: bool = False,
+         onnx_quant: str = "tflite") -> dict:
     from .export.tflite import export_float32
 
     started = time.time()
@@ -117,7 +128,7 @@ def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, ou
 
     progress("exporting float32 reference")
     f32_tflite = export_float32(model, tmp / "float32" / "model.tflite")
-    reference = _keras_outputs(model, x)
+    reference = keras_reference = _keras_outputs(model, x)
     tfl = measure(f32_tflite, "float32", "tflite", reference)
     if reference is None:  # plain SavedModel: the float TFLite is the reference
         reference = tfl.outputs
@@ -125,32 +136,70 @@ def _run(model: LoadedModel, data: Dataset, recipes: list[Recipe], tmp: Path, ou
     else:
         validation.check_against(tfl, "keras", reference, atol=validation.FLOAT32_ATOL)
     results = [tfl]
-    if model.keras is not None:
-        onnx_f32 = measure(keras_to_onnx(model.keras, tmp / "float32" / "model.onnx"), "float32", "onnx", reference)
-    else:
-        onnx_f32 = measure(tflite_to_onnx(f32_tflite, tmp / "float32" / "model.onnx"), "float32", "onnx", reference)
-    validation.check_against(onnx_f32, "keras", reference, atol=validation.FLOAT32_ATOL)
-    results.append(onnx_f32)
+    if any("onnx" in r.export.formats for r in recipes):  # the float ONNX is only a reference for ONNX exports
+        f32_onnx = tmp / "float32" / "model.onnx"
+        onnx_path = keras_to_onnx(model.keras, f32_onnx) if model.keras is not None else tflite_to_onnx(f32_tflite, f32_onnx)
+        onnx_f32 = measure(onnx_path, "float32", "onnx", reference)
+        validation.check_against(onnx_f32, "keras", reference, atol=validation.FLOAT32_ATOL)
+        results.append(onnx_f32)
+    reference_accuracy = float(np.mean(reference.argmax(axis=1) == y))
+    float_results = list(results)
 
     gates: dict[str, dict] = {}
     steps: dict[str, list[dict]] = {}
+    extras: dict[str, dict] = {"quant_debug": {}, "selective": {}, "onnx_quant": {}}
+    converted: list[tuple] = []  # (tflite result, ONNX converted from it): parity pairs
     for recipe in recipes:
         progress(f"recipe {recipe.name}")
-        tflite, steps[recipe.name] = run_chain(model, data, recipe, tmp / recipe.name / "steps", resume)
-        final = shutil.copyfile(tflite, tmp / recipe.name / "model.tflite")
+        folder, last = tmp / recipe.name, recipe.steps[-1].type
+        tflite, steps[recipe.name] = run_chain(model, data, recipe, folder / "steps", resume)
+        final = shutil.copyfile(tflite, folder / "model.tflite")
         result = measure(final, recipe.name, "tflite", reference)
-        if recipe.steps[-1].type == "float16":
+        if last == "float16":
             validation.check_against(result, "keras", reference, atol=validation.FLOAT16_ATOL)
-        results.append(result)
         gates[recipe.name] = recipe.gates.model_dump()
+        fall_back = selective.should_fall_back(recipe, result.row(reference_accuracy))
+        debug = debug_quant and last == "int8"
+        if debug_quant and not debug:
+            extras["quant_debug"][recipe.name] = {"skipped": f"the quantization debugger covers int8 only, not {last}"}
+        debugger = None
+        if debug or fall_back:
+            try:
+                debugger = quant_debug.QuantDebugger.for_recipe(model, data, recipe, folder / "steps")
+            except UserError as e:  # a diagnostic that cannot run must not sink the run's artifacts
+                extras["quant_debug" if debug else "selective"][recipe.name] = {"skipped": str(e)}
+        if debugger is not None and debug:
+            progress(f"  quantization debugger: {recipe.name}")
+            extras["quant_debug"][recipe.name] = quant_debug.write_report(debugger.statistics(), folder)
+        if debugger is not None and fall_back:
+            content, log = selective.fall_back(debugger, data, recipe, f32_tflite, folder, progress)
+            if content is not None:
+                plain_row = result.row(reference_accuracy)
+                result = measure(write_bytes(final, content), recipe.name, "tflite", reference)
+                log["cost"] = selective.cost(plain_row, result.row(reference_accuracy))
+            extras["selective"][recipe.name] = log
+        results.append(result)
         if "onnx" in recipe.export.formats:
-            onnx_path = tflite_to_onnx(final, tmp / recipe.name / "model.onnx", opset=recipe.export.opset)
-            onnx_result = measure(onnx_path, recipe.name, "onnx", reference)
-            validation.check_against(onnx_result, f"{recipe.name} tflite", result.outputs, atol=None,
-                                     min_agreement=validation.CROSS_RUNTIME_MIN_AGREEMENT)
-            results.append(onnx_result)
-    reference_accuracy = float(np.mean(reference.argmax(axis=1) == y))
-    return build_report(model, data, results, gates, steps, reference_accuracy, time.time() - started)
+            candidates = []
+            float_layers = (extras["selective"].get(recipe.name, {}).get("float_layers")
+                            or steps[recipe.name][-1].get("info", {}).get("float_layers", []))
+            for variant in onnxq.VARIANTS[onnx_quant if last == "int8" else "tflite"]:
+                path = onnxq.export_variant(variant, final, model, data, recipe, folder, tmp / "float32" / "model.onnx",
+                                            float_layers)
+                onnx_result = measure(path, recipe.name, "onnx", reference)
+                if variant == "tflite":
+                    validation.check_against(onnx_result, f"{recipe.name} tflite", result.outputs, atol=None,
+                                             min_agreement=validation.CROSS_RUNTIME_MIN_AGREEMENT)
+                    converted.append((result, onnx_result))
+                candidates.append((variant, onnx_result))
+            kept, info = onnxq.keep_better(candidates, gates[recipe.name], reference_accuracy, folder,
+                                           out / recipe.name, recipe.name)
+            results += kept
+            if len(candidates) > 1:
+                extras["onnx_quant"][recipe.name] = info
+    extras["parity"] = parity.parity_matrix(keras_reference, float_results, converted)
+    extras = {k: v for k, v in extras.items() if v or k == "parity"}
+    return build_report(model, data, results, gates, steps, reference_accuracy, time.time() - started, extras)
 
 
 def _keras_outputs(model: LoadedModel, x: np.ndarray) -> np.ndarray | None:

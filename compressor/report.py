@@ -24,7 +24,8 @@ def versions() -> dict[str, str]:
 
 
 def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], steps: dict[str, list[dict]],
-                 reference_accuracy: float, seconds: float) -> dict:
+                 reference_accuracy: float, seconds: float, extras: dict | None = None) -> dict:
+    """``extras``: parity, quant_debug, selective, onnx_quant sections (see compressor/export/)."""
     from .validation import gate_failures
 
     rows = []
@@ -44,9 +45,11 @@ def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], s
         "artifacts": rows,
         "gates": gates,
         "steps": steps,
-        "passed": all(not r["gates_failed"] and not r["export_mismatches"] for r in rows),
+        "passed": all(not r["gates_failed"] and not r["export_mismatches"] for r in rows)
+        and all(p["status"] == "ok" for p in (extras or {}).get("parity", [])),
         "seconds": round(seconds, 1),
         "versions": versions(),
+        **(extras or {}),
     }
 
 
@@ -71,7 +74,43 @@ def format_table(report: dict) -> str:
               f"({report['data']['name']}); latency: 1 sample, {report['artifacts'][0]['latency']['threads']} thread(s)"]
     for r in report["artifacts"]:
         footer += [f"  {r['artifact']} ({r['format']}): {msg}" for msg in r["gates_failed"] + r["export_mismatches"]]
-    return "\n".join(text + footer)
+    return "\n".join(text + footer + depth_lines(report))
+
+
+def depth_lines(report: dict) -> list[str]:
+    """Parity errors, worst quantized layers, float fallbacks and the ONNX choice, when present."""
+    from .export.parity import errors
+
+    pairs = report.get("parity", [])
+    lines = errors(pairs) or ([f"parity: {len(pairs)} pairs agree (float >= 99%, quantized >= 98% top-1)"]
+                              if pairs else [])
+    for name, info in report.get("quant_debug", {}).items():
+        if "worst" in info:
+            worst = ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in info["worst"][:3])
+            lines.append(f"{name}: largest int8 error RMSE/scale (0.29 = rounding only): {worst}; "
+                         f"all tensors in {name}/quant_debug.csv")
+    for name, info in report.get("quant_debug", {}).items():
+        if "skipped" in info:
+            lines.append(f"{name}: no quantization debug report: {info['skipped']}")
+    for name, log in report.get("selective", {}).items():
+        if "skipped" in log:
+            lines.append(f"{name}: no float fallback: {log['skipped']}")
+        elif "cost" in log:
+            c = log["cost"]
+            lines.append(f"{name}: kept in float {', '.join(log['float_layers'])} ({log['ops']['float']} of "
+                         f"{log['ops']['float'] + log['ops']['integer']} ops): accuracy {c['plain']['accuracy']:.2%} -> "
+                         f"{c['selective']['accuracy']:.2%}, size {c['size_bytes'] / 1024:+.1f} KB, "
+                         f"latency {_ms(c['latency_ms'])}")
+        else:
+            lines.append(f"{name}: no float fallback within {log['limit']} layer(s) improved accuracy")
+    for name, info in report.get("onnx_quant", {}).items():
+        figures = ", ".join(f"{v} {d['accuracy']:.2%}" for v, d in info["variants"].items())
+        lines.append(f"{name} ONNX: kept {info['kept']} ({figures})")
+    return lines
+
+
+def _ms(delta: float) -> str:
+    return f"{delta * 1000:+.1f} µs" if abs(delta) < 0.1 else f"{delta:+.2f} ms"
 
 
 def _kb(n: int) -> str:

@@ -5,6 +5,8 @@ import the Keras shim inside ``apply``).
 """
 
 from . import ptq  # noqa: F401  (registers float16, dynamic, int8, int16x8)
+from . import distill, regularize  # noqa: F401  (registers distill, regularize)
+from . import cluster, prune, qat  # noqa: F401  (registers cluster, prune, qat)
 from .base import StepParams, StepType, get_step, register, step_types
 from .schema import Recipe, load_recipe, preset_names, validate_recipe
 

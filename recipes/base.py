@@ -33,7 +33,8 @@ class StepType:
     def describe(self) -> dict:
         fields = {}
         for key, info in self.params.model_fields.items():
-            fields[key] = {"default": info.default if not info.is_required() else None,
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
+            fields[key] = {"default": default,
                            "description": info.description or ""}
         return {"name": self.name, "kind": self.kind, "summary": self.summary, "params": fields}
 

@@ -102,18 +102,23 @@ def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
 
 
 def fit(model: Any, data: Any, params: FineTuneParams, workdir: Path, loss: Any = "sparse_categorical_crossentropy",
-        extra_callbacks: list | None = None) -> dict:
+        extra_callbacks: list | None = None, metrics: list | None = None) -> dict:
     """Compile and fit ``model`` on the training split, validating on val; write history.json.
 
     With a mixed-precision policy the model is rebuilt with that compute dtype (softmax output
     kept float32 for numerical stability), trained, and its weights copied back: the model that
     leaves the step is float32, as the converters expect.
     """
-    from compressor.keras_shim import set_seed
+    from compressor.keras_shim import keras, set_seed
 
     set_seed(params.seed)
     trained = _with_policy(model, params.mixed_precision)
-    trained.compile(optimizer=make_optimizer(params), loss=loss, metrics=["accuracy"])
+    optimizer = make_optimizer(params)
+    if params.mixed_precision == "mixed_float16":
+        # compile() adds loss scaling only when the model's own policy is float16, but _with_policy
+        # sets it per layer: without scaling, small float16 gradients underflow to zero.
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    trained.compile(optimizer=optimizer, loss=loss, metrics=metrics or ["accuracy"])
     t0 = time.time()
     history = trained.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                           epochs=params.epochs, batch_size=params.batch_size, verbose=0, shuffle=True,
@@ -137,9 +142,11 @@ def _with_policy(model: Any, policy: str) -> Any:
     layers = config.get("layers")
     if not isinstance(layers, list):
         raise UserError(f"mixed_precision={policy} needs a functional or sequential model")
-    output_names = {out[0] for out in config.get("output_layers", [])}
+    # A Sequential config lists no output_layers: its last layer is the output.
+    output_names = {out[0] for out in config.get("output_layers", [])} or {layers[-1]["config"].get("name")}
     for layer in layers:
-        if layer["config"].get("name") not in output_names:
+        # An InputLayer's dtype is its tensor's dtype, not a policy: it rejects "mixed_float16".
+        if layer["class_name"] != "InputLayer" and layer["config"].get("name") not in output_names:
             layer["config"]["dtype"] = policy
     try:
         clone = model.__class__.from_config(config)

@@ -27,20 +27,34 @@ class DynamicParams(StepParams):
     pass
 
 
+CalibrationSource = Literal["train", "val"]
+
+
 class Int8Params(StepParams):
     calibration_samples: int = Field(200, ge=1, le=100_000, description="training samples used to calibrate activation ranges")
     io_dtype: Literal["int8", "float32"] = Field("int8", description="dtype of the model's input and output tensors")
+    calibration_source: CalibrationSource = Field("train", description="split the calibration samples are drawn from")
+    float_layers: list[str] = Field(default_factory=list, description="layers kept in float (Keras layer or "
+                                    "tensor names, see --debug-quant); the rest stays int8")
+    auto_float_layers: int = Field(0, ge=0, le=50, description="when the accuracy gate fails, keep up to this many "
+                                   "of the layers with the largest quantization error in float (0: off)")
+    allow_float_ops: bool = Field(False, description="accept ops that have no int8 kernel and so run in float")
 
 
 class Int16x8Params(StepParams):
     calibration_samples: int = Field(200, ge=1, le=100_000, description="training samples used to calibrate activation ranges")
     io_dtype: Literal["int16", "float32"] = Field("float32", description="dtype of the model's input and output tensors")
+    calibration_source: CalibrationSource = Field("train", description="split the calibration samples are drawn from")
 
 
 def convert(model: Any, mode: str, calibration: np.ndarray | None = None, io_dtype: str = "float32") -> bytes:
     """Convert a LoadedModel to TFLite flatbuffer bytes. mode: float32|float16|dynamic|int8|int16x8."""
+    return run_converter(make_converter(model, mode, calibration, io_dtype), mode)
+
+
+def make_converter(model: Any, mode: str, calibration: np.ndarray | None = None, io_dtype: str = "float32") -> Any:
+    """The configured tf.lite.TFLiteConverter (the quantization debugger reuses it)."""
     from compressor.keras_shim import tf
-    from compressor.runtime.quiet import native_stderr_silenced
 
     if model.keras is not None:
         converter = tf.lite.TFLiteConverter.from_keras_model(model.keras)
@@ -61,6 +75,12 @@ def convert(model: Any, mode: str, calibration: np.ndarray | None = None, io_dty
         io = {"int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[io_dtype]
         converter.inference_input_type = io
         converter.inference_output_type = io
+    return converter
+
+
+def run_converter(converter: Any, mode: str) -> bytes:
+    from compressor.runtime.quiet import native_stderr_silenced
+
     try:
         # The converter warns about its own deprecated tf.lite.Interpreter and unset input
         # statistics during calibration: nothing the user can act on.
@@ -68,8 +88,19 @@ def convert(model: Any, mode: str, calibration: np.ndarray | None = None, io_dty
             warnings.simplefilter("ignore")
             return converter.convert()
     except Exception as e:
-        lines = [ln for ln in str(e).splitlines() if "error" in ln.lower()] or str(e).splitlines() or [type(e).__name__]
-        raise UserError(f"TFLite conversion ({mode}) failed: {lines[0].strip()[:300]}") from None
+        raise UserError(f"TFLite conversion ({mode}) failed: {conversion_error(str(e))}") from None
+
+
+def conversion_error(text: str) -> str:
+    """The converter's MLIR diagnostics as one line; ops without any TFLite kernel named plainly."""
+    import re
+
+    missing = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
+    if missing:
+        return (f"ops without a TFLite builtin kernel: {', '.join(missing)}; they would need Flex (SELECT_TF_OPS), "
+                "which most devices lack: replace them in the model")
+    lines = [ln for ln in text.splitlines() if "error" in ln.lower()] or text.splitlines() or ["unknown error"]
+    return lines[0].strip()[:300]
 
 
 def check_calibration(sample: np.ndarray | None, input_shape: tuple) -> np.ndarray:
@@ -88,11 +119,14 @@ def _shape_fits(actual: tuple, expected: tuple) -> bool:
     return len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
 
 
-def calibration_sample(data: Any, n: int, seed: int = 0) -> np.ndarray:
-    """A seeded random sample of the training split (a fixed first-n slice can be class-skewed)."""
+def calibration_sample(data: Any, n: int, seed: int = 0, source: str = "train") -> np.ndarray:
+    """A seeded random sample of the ``source`` split (a fixed first-n slice can be class-skewed)."""
+    pool = data.x_val if source == "val" else data.x_train
+    if len(pool) == 0:
+        raise UserError(f"calibration set is empty: the {source} split has no samples; choose another calibration_source")
     rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(data.x_train))[: min(n, len(data.x_train))]
-    return data.x_train[np.sort(idx)]
+    idx = rng.permutation(len(pool))[: min(n, len(pool))]
+    return pool[np.sort(idx)]
 
 
 def _write(workdir: Path, flatbuffer: bytes) -> Path:
@@ -113,11 +147,30 @@ def dynamic(model: Any, data: Any, params: DynamicParams, workdir: Path) -> Path
 
 @register("int8", "full-integer int8 weights and activations, calibrated on training data", Int8Params, "convert")
 def int8(model: Any, data: Any, params: Int8Params, workdir: Path) -> Path:
-    sample = calibration_sample(data, params.calibration_samples)
-    return _write(workdir, convert(model, "int8", sample, params.io_dtype))
+    from compressor.inspect import float_ops
+
+    from .stepio import write_info
+
+    sample = calibration_sample(data, params.calibration_samples, source=params.calibration_source)
+    info: dict = {"calibration": {"source": params.calibration_source, "samples": int(len(sample))}}
+    if params.float_layers:
+        from compressor.export.selective import convert_with_float_layers
+
+        flatbuffer, info["float_layers"] = convert_with_float_layers(model, sample, params.io_dtype, params.float_layers)
+    else:
+        flatbuffer = convert(model, "int8", sample, params.io_dtype)
+    info["float_ops"] = float_ops(flatbuffer)
+    if info["float_ops"] and not params.float_layers and not params.allow_float_ops:
+        ops = ", ".join(f"{op} (x{n})" for op, n in info["float_ops"].items())
+        raise UserError(f"int8: {ops} ha{'s' if len(info['float_ops']) == 1 else 've'} no int8 kernel and would run "
+                        "in float32 between Dequantize/Quantize, so the model is not full-integer (integer-only "
+                        "accelerators reject it); set allow_float_ops: true in the int8 step's params to keep "
+                        "them in float, or use the int16x8 or dynamic recipe")
+    write_info(workdir, info)  # chain.py copies it into the step's meta.json
+    return _write(workdir, flatbuffer)
 
 
 @register("int16x8", "int16 activations with int8 weights: closer to float than int8", Int16x8Params, "convert")
 def int16x8(model: Any, data: Any, params: Int16x8Params, workdir: Path) -> Path:
-    sample = calibration_sample(data, params.calibration_samples)
+    sample = calibration_sample(data, params.calibration_samples, source=params.calibration_source)
     return _write(workdir, convert(model, "int16x8", sample, params.io_dtype))

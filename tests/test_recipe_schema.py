@@ -19,7 +19,8 @@ def test_presets_resolve_with_descriptions():
 
 def test_defaults_filled_and_override_applied():
     recipe = load_recipe("int8", ["steps.0.params.calibration_samples=500"])
-    assert recipe.steps[0].params == {"calibration_samples": 500, "io_dtype": "int8"}
+    params = recipe.steps[0].params
+    assert (params["calibration_samples"], params["io_dtype"], params["float_layers"]) == (500, "int8", [])
     assert recipe.export.formats == ["tflite", "onnx"] and recipe.export.opset == 17
     assert recipe.gates.max_accuracy_drop == 0.01
 

@@ -38,8 +38,12 @@ def tflite_to_onnx(tflite: Path, out: Path, opset: int = DEFAULT_OPSET) -> Path:
 
 
 def _convert(fn, out: Path, what: str) -> Path:
+    import warnings
+
     try:
-        with native_stderr_silenced():
+        # tf2onnx's tflite path uses the deprecated tf.lite.Interpreter: nothing a user can act on.
+        with native_stderr_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             proto, _ = fn()
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]

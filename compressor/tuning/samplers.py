@@ -1,0 +1,61 @@
+"""Samplers and pruners by name, with the settings that suit our small trial budgets.
+
+- random: the baseline; every trial independent.
+- tpe: Tree-structured Parzen Estimator (Bergstra et al. 2011), multivariate; few start-up
+  random trials because budgets here are tens of trials, not hundreds. ``constant_liar`` keeps
+  parallel workers from proposing the same point while the other's trial is still running.
+- grid: every combination of the space's grid points (see space.grid).
+- nsga2: multi-objective genetic search (Deb et al. 2002) with constraint handling, for `search`.
+Pruners stop bad trials from their per-epoch validation accuracy:
+- hyperband (Li et al. 2018, arXiv:1603.06560), halving (successive halving, Jamieson &
+  Talwalkar 2016), median, none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compressor.runtime.errors import UserError
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("hyperband", "halving", "median", "none")
+
+
+def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | None = None) -> Any:
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        startup = max(4, min(10, n_trials // 3))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                          constant_liar=True)
+    if name == "grid":
+        if not grid:
+            raise UserError("--sampler grid needs at least one searched parameter in the space")
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    raise UserError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+
+
+def make_nsga2(seed: int, n_trials: int) -> Any:
+    """Constraints come from each trial (trial.set_constraint), NSGA-II's constrained domination."""
+    import optuna
+
+    # A generation of ~n/3 (at least 4) lets a 30-trial budget evolve 2-3 generations instead
+    # of spending all of it on the default first generation of 50 random trials.
+    population = max(4, min(50, n_trials // 3))
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+
+
+def make_pruner(name: str, epochs: int) -> Any:
+    import optuna
+
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")

@@ -1,0 +1,155 @@
+"""`compressor search`: multi-objective search over recipes under an accuracy constraint.
+
+Objectives (on the validation split, see search_trial): accuracy, gzip size, latency; sampler
+NSGA-II with the constraint ``accuracy drop <= --max-accuracy-drop``. Trial 0 is always plain
+int8 PTQ, the baseline every other answer is compared with. At the end:
+- the Pareto front (non-dominated trials) as a table and in search.json / report.html;
+- the smallest feasible trial is re-run as a `compressor compress` run in OUT/best (its trial
+  steps are reused, not retrained): exported, validated, evaluated on the TEST split once, and
+  ready for `compressor package OUT/best`;
+- when no trial meets the constraint we say so, keep every result, and show the closest.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+from compressor.runtime.atomic import write_json, write_text
+from compressor.runtime.errors import UserError
+
+from . import rundir
+from .pareto import closest, front_mask, pick
+from .progress import from_callable
+from .report_data import trial_rows
+from .search_space import load_search_space
+from .search_trial import DIRECTIONS
+from .space import Param, first_value, optuna_name
+from .workers import StudyConfig, open_study, run_workers
+
+BEST_RECIPE = "search-best"
+
+
+def search(model_path: str | Path, out: str | Path, space: str | None = None, max_accuracy_drop: float = 0.01,
+           data: str | None = None, data_dir: str | None = None, n_trials: int = 30, study: str = "search",
+           storage: str | None = None, workers: int = 1, seed: int = 0, final: bool = True,
+           trust_code: bool = False, overwrite: bool = False, progress: Any = None) -> dict:
+    from compressor.model_io import detect_kind, read_card
+
+    progress = from_callable(progress)
+    if not 0 <= max_accuracy_drop <= 1:
+        raise UserError("--max-accuracy-drop is a fraction between 0 and 1 (0.01 = 1 point)")
+    if detect_kind(Path(model_path)) == "savedmodel":
+        raise UserError(f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
+                        "need a tf_keras model")
+    the_space = load_search_space(space)
+    settings = {"model_path": str(model_path), "space": the_space.model_dump(), "max_accuracy_drop": max_accuracy_drop,
+                "data": data or read_card(Path(model_path)).get("data", "digits"), "data_dir": data_dir,
+                "trust_code": trust_code}
+    out, url = rundir.prepare(out, "search", storage, study, overwrite)
+    cfg = StudyConfig(kind="search_trial", run_dir=str(out), storage=url, study=study, n_trials=n_trials,
+                      workers=workers, seed=seed, quiet=progress.quiet, settings=settings)
+    write_json(out / "search-config.json", {"settings": settings, "n_trials": n_trials, "study": study,
+                                            "storage": rundir.redact(url), "workers": workers, "seed": seed})
+    the_study = open_study(cfg, DIRECTIONS, {"kind": "search", "space": settings["space"], "model": str(model_path),
+                                             "max_accuracy_drop": max_accuracy_drop})
+    _enqueue_baseline(the_study, the_space)
+    progress.line(f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%}, "
+                  f"{workers} worker(s); storage {rundir.redact(url)}")
+    seconds = run_workers(cfg, progress)
+    result = summarize(trial_rows(the_study), max_accuracy_drop, the_study.user_attrs.get("baseline_trial"))
+    result.update(study=study, storage=rundir.redact(url), n_trials=n_trials, workers=workers, seconds=round(seconds, 2))
+    if final and result["chosen"]:
+        result["best_run"] = _export_best(result["chosen"], settings, the_space, out, seed, progress)
+    write_json(out / "search.json", result)
+    from compressor.report_html import write_html
+
+    write_html(out)
+    return result
+
+
+def _enqueue_baseline(study: Any, space: Any) -> None:
+    """Plain int8 PTQ as trial 0: what a user gets without the search, so every answer is compared with it."""
+    if study.trials or "int8" not in space.convert:
+        return
+    params: dict[str, Any] = {b.type: False for b in space.steps if b.optional}
+    params["convert"] = "int8"
+    for key, p in space.convert["int8"].items():
+        if isinstance(p, Param):
+            params[optuna_name(f"int8.{key}", p)] = 0 if key == "float_fallback" else first_value(p)
+    study.enqueue_trial(params, user_attrs={"baseline": True})
+    study.set_user_attr("baseline_trial", 0)
+
+
+def summarize(rows: list[dict], max_drop: float, baseline_number: int | None) -> dict:
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("result")]
+    cands = []
+    for r in done:
+        res = r["result"]
+        cands.append({"number": r["number"], "label": _label(r),
+                      "recipe": r.get("recipe"), "val_accuracy": res["val_accuracy"], "size_bytes": res["size_bytes"],
+                      "gzip_bytes": res["gzip_bytes"], "latency_ms": res["latency_ms"],
+                      "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
+                      "feasible": bool(r["feasible"]), "seconds": r["seconds"]})
+    mask = front_mask([(c["val_accuracy"], c["gzip_bytes"], c["latency_ms"]) for c in cands], [True, False, False])
+    for c, on in zip(cands, mask):
+        c["front"] = on
+    ref = done[0]["reference_val_accuracy"] if done else None
+    base = next((c for c in cands if c["number"] == baseline_number), None)
+    chosen = pick(cands)
+    better = [c for c in cands if base and c["feasible"] and c["gzip_bytes"] < base["gzip_bytes"]
+              and c["val_accuracy"] >= base["val_accuracy"]]
+    failed = [{"number": r["number"], "error": r["error"]} for r in rows if r["state"] == "FAIL"]
+    return {"schema": "compressor.search/1", "max_accuracy_drop": max_drop, "reference_val_accuracy": ref,
+            "validation_samples": done[0]["result"].get("val_samples") if done else None,
+            "candidates": cands, "baseline": base, "chosen": chosen, "closest": None if chosen else closest(cands),
+            "smaller_than_int8_at_no_worse_accuracy": min(better, key=lambda c: c["gzip_bytes"]) if better else None,
+            "failed": failed, "verdict": _verdict(chosen, closest(cands), base, max_drop, len(cands)),
+            "notes": [f"{len(failed)} trial(s) failed; reasons in search.json 'failed'"] if failed else []}
+
+
+def _label(row: dict) -> str:
+    return (row.get("label") or "").strip() or f"trial {row['number']}"
+
+
+def _verdict(chosen: dict | None, near: dict | None, base: dict | None, max_drop: float, n: int) -> str:
+    if not n:
+        return "no trial completed: nothing to compare (see the failed trials)"
+    if chosen is None:
+        return (f"no trial met --max-accuracy-drop {max_drop:.2%}: the closest is trial {near['number']} "
+                f"({near['label']}) with a drop of {near['accuracy_drop']:.2%}; every result is kept in search.json")
+    text = (f"chosen: trial {chosen['number']} ({chosen['label']}): validation accuracy {chosen['val_accuracy']:.2%} "
+            f"(drop {chosen['accuracy_drop']:+.2%}, limit {max_drop:.2%}), gzip {chosen['gzip_bytes'] / 1024:.1f} KB, "
+            f"{chosen['latency_ms']:.3f} ms")
+    if base is not None:
+        text += (f"; plain int8 PTQ: {base['val_accuracy']:.2%}, gzip {base['gzip_bytes'] / 1024:.1f} KB, "
+                 f"{base['latency_ms']:.3f} ms (chosen is {base['gzip_bytes'] / chosen['gzip_bytes']:.2f}x smaller)")
+    return text
+
+
+def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int, progress: Any) -> dict:
+    import yaml
+
+    from compressor.pipeline import compress
+
+    raw = copy.deepcopy(chosen["recipe"])
+    raw.update(name=BEST_RECIPE, description=f"compressor search trial {chosen['number']}: {chosen['label']}",
+               gates={"max_accuracy_drop": settings["max_accuracy_drop"]})
+    recipe_path = write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
+    # Reuse the trial's finished steps: compress --resume skips steps whose meta.json matches.
+    partial = out / ".best.partial" / BEST_RECIPE / "steps"
+    trial_steps = out / "trials" / f"{chosen['number']:04d}" / "steps"
+    if trial_steps.is_dir():
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(trial_steps, partial)
+    progress.line(f"exporting trial {chosen['number']} as {out / 'best'} (validated, evaluated on test once)")
+    report = compress(settings["model_path"], [str(recipe_path)], out / "best", data=settings["data"],
+                      data_dir=settings.get("data_dir"), overwrite=True, resume=True, seed=seed,
+                      trust_code=settings.get("trust_code", False), progress=progress.epoch)
+    row = next(r for r in report["artifacts"] if r["artifact"] == BEST_RECIPE and r["format"] == "tflite")
+    return {"recipe": str(recipe_path), "artifact": row["path"], "report": str(out / "best" / "report.json"),
+            "test_accuracy": row["accuracy"], "reference_test_accuracy": report["reference_accuracy"],
+            "test_accuracy_drop": -row["accuracy_delta"], "size_bytes": row["size_bytes"],
+            "gzip_bytes": row["gzip_bytes"], "gates_failed": row["gates_failed"], "passed": report["passed"]}

@@ -1,0 +1,154 @@
+"""Run one study's trials in N processes on this machine, or as one worker among many machines.
+
+Every worker (a process here, or ``compressor tune/search --study NAME --storage URL`` on
+another machine) loads the same study from the shared storage and calls ``study.optimize``:
+the storage hands out trial numbers atomically, so no trial is run twice and every result is
+recorded in one place. Processes are started with ``spawn`` so each imports TensorFlow once,
+cleanly (forking a process that already initialised TF deadlocks its thread pools).
+
+The budget is a total for the study, not per worker: a worker stops when finished (complete or
+pruned) plus running trials reach it, so an interrupted study resumes with only what is left.
+Workers started at the same instant can overshoot the budget by at most workers - 1 trials.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+from compressor.runtime.errors import UserError
+
+from .progress import Progress
+from .storage import open_storage, quiet_optuna
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+@dataclass
+class StudyConfig:
+    """Everything a worker process needs, as plain picklable values."""
+
+    kind: str  # module under compressor.tuning with make_objective(cfg, worker, progress)
+    run_dir: str
+    storage: str
+    study: str
+    n_trials: int
+    workers: int = 1
+    seed: int = 0
+    quiet: bool = False
+    spawn: bool = False  # run even a single worker in its own process (benchmarks: equal start-up costs)
+    settings: dict = field(default_factory=dict)
+
+
+def count(study: Any, states: tuple[str, ...]) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=tuple(TrialState[s] for s in states)))
+
+
+def open_study(cfg: StudyConfig, directions: list[str], user_attrs: dict, sampler: Any = None,
+               pruner: Any = None) -> Any:
+    """Create the study, or load it to resume; refuse to mix a different search into an old study."""
+    import optuna
+
+    quiet_optuna()
+    storage = open_storage(cfg.storage)
+    study = optuna.create_study(storage=storage, study_name=cfg.study, directions=directions,
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
+        raise UserError(f"study {cfg.study!r} in {cfg.storage} optimises other objectives "
+                        f"({[d.name.lower() for d in study.directions]}); choose another --study name")
+    for key, value in user_attrs.items():
+        old = study.user_attrs.get(key)
+        if old is None:
+            study.set_user_attr(key, value)
+        elif old != value:
+            raise UserError(f"study {cfg.study!r} was created with a different {key}; resume it with the same "
+                            "settings, or start a new one with another --study name (or --overwrite)")
+    return study
+
+
+def run_workers(cfg: StudyConfig, progress: Progress) -> float:
+    """Run the study's remaining trials with ``cfg.workers`` processes; returns the wall time in seconds."""
+    t0 = time.time()
+    if cfg.workers <= 1 and not cfg.spawn:
+        run_worker(cfg, 0, progress)
+        return time.time() - t0
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_worker_entry, cfg, i) for i in range(cfg.workers)]
+        errors = []
+        for f in futures:
+            try:
+                f.result()
+            except UserError as e:
+                errors.append(str(e))
+    if errors:
+        raise UserError(errors[0])
+    return time.time() - t0
+
+
+def _worker_entry(cfg: StudyConfig, index: int) -> None:
+    """Entry point of a spawned worker: share the cores, then run trials."""
+    _share_cores(cfg.workers)
+    run_worker(cfg, index, Progress(quiet=cfg.quiet, prefix=f"[worker {index}] ", live=False))
+
+
+def _share_cores(workers: int) -> None:
+    """N workers on one machine each get cores/N intra-op threads: oversubscribed TF pools thrash."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    from compressor.keras_shim import tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TF already initialised its runtime: keep its defaults
+        pass
+
+
+def run_worker(cfg: StudyConfig, index: int, progress: Progress) -> int:
+    """One worker: load the study, run trials until the study's budget is reached; returns trials run."""
+    import optuna
+
+    quiet_optuna()
+    module = importlib.import_module(f"compressor.tuning.{cfg.kind}")
+    objective, sampler, pruner = module.make_objective(cfg, index, progress)
+    study = optuna.load_study(study_name=cfg.study, storage=open_storage(cfg.storage), sampler=sampler,
+                              pruner=pruner)
+    remaining = cfg.n_trials - count(study, FINISHED)
+    if remaining <= 0:
+        return 0
+    ran = [0]
+    host = socket.gethostname()
+
+    failed = [float("nan")] * len(study.directions)
+
+    def tagged(trial: Any) -> Any:
+        trial.set_user_attr("worker", f"{host}:{os.getpid()}")
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            # A step refusing a parameter combination is a result of the search, not a crash:
+            # record why, mark the trial failed (NaN) and go on with the study. Errors that are
+            # not UserErrors keep their type so the summary shows them as internal errors.
+            reason = str(e).splitlines()[0] if str(e) else ""
+            reason = reason if isinstance(e, UserError) else f"internal error: {type(e).__name__}: {reason}"
+            trial.set_user_attr("error", reason[:500])
+            progress.line(f"trial {trial.number}: failed: {reason}")
+            return failed[0] if len(failed) == 1 else failed
+
+    def stop_at_budget(study: Any, trial: Any) -> None:
+        ran[0] += 1
+        if count(study, FINISHED + ("RUNNING",)) >= cfg.n_trials:
+            study.stop()
+
+    study.optimize(tagged, n_trials=remaining, callbacks=[stop_at_budget], gc_after_trial=True)
+    return ran[0]

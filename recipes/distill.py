@@ -1,0 +1,172 @@
+"""`distill`: knowledge distillation of the incoming model (the teacher) into a smaller student.
+
+Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network" (arXiv:1503.02531).
+The student learns from the labels and from the teacher's softened class probabilities::
+
+    p_T = softmax(z_teacher / T),   q_T = softmax(z_student / T)
+    loss = alpha * CE(y, softmax(z_student)) + (1 - alpha) * T^2 * KL(p_T || q_T)
+
+A temperature T > 1 lifts the small probabilities of the wrong classes (which digits look
+alike: the "dark knowledge"); T^2 keeps the soft term's gradients, which scale as 1/T^2, on
+the same footing as the hard term's whatever T is. alpha = 1 trains on the labels alone: the
+baseline a distilled student must beat, same code path, same initial weights for a seed::
+
+    compressor compress MODEL --recipe distill-int8 --out OUT --set steps.0.params.alpha=1.0
+
+The student is a reference architecture (``student``, ``student_params``) or, by default, the
+teacher's own topology with every Dense/Conv layer but the classifier ``width`` times as wide
+(BatchNorm follows). The step returns the student, trained, with softmax outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from .base import progress, register, unknown_name_message
+from .finetune import FineTuneParams, fit
+from .rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
+from .stepio import write_info
+
+# Probabilities are clipped here before the log: float32 softmax underflows to 0 only for
+# logit gaps > ~87, and log(0) would turn the KL term into NaN.
+_TINY = 1e-30
+_Schedule = FineTuneParams.model_fields["lr_schedule"].annotation
+
+
+class DistillParams(FineTuneParams):
+    temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature T of the soft targets")
+    alpha: float = Field(0.1, ge=0, le=1, description="weight of the label loss; 1 - alpha goes to the "
+                                                       "teacher's soft targets (1.0 = labels only)")
+    student: str | None = Field(None, description="reference architecture of the student (compressor models); "
+                                                  "default: the teacher at `width`")
+    student_params: dict[str, Any] = Field({}, description="arguments of the student architecture")
+    width: float = Field(0.5, gt=0, le=1, description="student = teacher with this many times the filters/units "
+                                                      "of every Dense/Conv but the classifier (ignored with student)")
+    # A student starts from random weights: train it like a new model, not like a fine-tuning.
+    epochs: int = Field(30, ge=1, le=10_000, description="training epochs of the student")
+    learning_rate: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
+    lr_schedule: _Schedule = Field("cosine", description=FineTuneParams.model_fields["lr_schedule"].description)
+
+    @field_validator("student")
+    @classmethod
+    def _known_student(cls, name: str | None) -> str | None:
+        from compressor.models import model_names  # the registry only: no TensorFlow
+
+        if name is not None and name not in model_names():
+            raise ValueError(unknown_name_message("model", name, model_names()))
+        return name
+
+    @model_validator(mode="after")
+    def _student_params_fit(self) -> "DistillParams":
+        if self.student_params and self.student is None:
+            raise ValueError("student_params needs student (a reference architecture)")
+        if self.student is not None:
+            from compressor.models import get_spec
+
+            valid = get_spec(self.student).params
+            unknown = sorted(set(self.student_params) - set(valid))
+            if unknown:
+                raise ValueError(f"student {self.student!r} has no argument {unknown[0]!r} (valid: {', '.join(valid)})")
+        return self
+
+
+def widened(teacher: Any, width: float) -> tuple[Any, dict]:
+    """The teacher's topology with every Dense/Conv but the classifier scaled by ``width``
+    (rounded, at least 1, as the reference builders do); fresh weights. Returns the layer sizes."""
+    config = editable_config(teacher, "distill (width)")
+    head = classifier_name(config)
+    sizes = {}
+    for layer in config["layers"]:
+        key = WIDTH_KEYS.get(layer["class_name"])
+        if key and name_of(layer) != head:
+            old = layer["config"][key]
+            layer["config"][key] = max(1, round(old * width))
+            sizes[name_of(layer)] = [old, layer["config"][key]]
+    config["name"] = f"{config.get('name', 'model')}_student"
+    return rebuild(teacher, config, "distill (width)"), sizes
+
+
+def make_student(teacher: Any, params: DistillParams) -> tuple[Any, dict]:
+    from compressor.keras_shim import set_seed
+
+    # The initial weights depend on the seed only, so alpha=1 (labels only) starts where KD does.
+    set_seed(params.seed)
+    if params.student is None:
+        student, sizes = widened(teacher, params.width)
+        return student, {"student": "derived from the teacher", "width": params.width, "layers": sizes}
+    from compressor.models import build_model
+
+    student = build_model(params.student, input_shape=tuple(teacher.input_shape[1:]),
+                          num_classes=int(teacher.output_shape[-1]), **params.student_params)
+    return student, {"student": params.student, "student_params": dict(params.student_params)}
+
+
+def log_probs(model: Any, x: np.ndarray) -> np.ndarray:
+    """Teacher log-probabilities, computed once: the teacher is frozen and the inputs are not
+    augmented, so its outputs never change during training (this halves the training cost)."""
+    return np.log(np.maximum(model.predict(x, batch_size=256, verbose=0), _TINY)).astype(np.float32)
+
+
+def distillation_loss(alpha: float, temperature: float) -> Any:
+    """Keras loss over y_true = [label, teacher log-probs...] and y_pred = student probabilities.
+
+    Temperature scaling needs logits; log(softmax(z)) = z - logsumexp(z) equals them up to a
+    per-sample constant, which softmax(. / T) cancels exactly. So log(probs) gives the same
+    soft targets as the logits without rewiring the output layer, for any teacher or student
+    that ends in a softmax, and the returned student keeps its softmax output untouched.
+    """
+    from compressor.keras_shim import keras, tf
+
+    t = float(temperature)
+
+    def distillation(y_true, y_pred):
+        hard = keras.losses.sparse_categorical_crossentropy(y_true[:, 0], y_pred)
+        teacher = y_true[:, 1:] / t
+        student = tf.math.log(tf.maximum(y_pred, _TINY)) / t
+        kl = tf.reduce_sum(tf.nn.softmax(teacher) * (tf.nn.log_softmax(teacher) - tf.nn.log_softmax(student)), -1)
+        return alpha * hard + (1.0 - alpha) * t * t * kl
+
+    return distillation
+
+
+def label_accuracy() -> Any:
+    from compressor.keras_shim import keras
+
+    def accuracy(y_true, y_pred):  # named so history.json has accuracy/val_accuracy like every step
+        return keras.metrics.sparse_categorical_accuracy(y_true[:, :1], y_pred)
+
+    return accuracy
+
+
+def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(model.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
+
+
+@register("distill", "knowledge distillation into a smaller student (Hinton et al. 2015)", DistillParams, "train")
+def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
+    student, description = make_student(model, params)
+    teacher_n, student_n = int(model.count_params()), int(student.count_params())
+    progress(f"    student: {student_n:,} parameters ({student_n / teacher_n:.0%} of the teacher's {teacher_n:,}); "
+             f"T={params.temperature:g}, alpha={params.alpha:g}")
+
+    # A Keras loss sees only (y_true, y_pred): carrying the teacher's outputs in y_true lets the
+    # shared fit loop (schedules, early stopping, mixed precision, history.json) train the student.
+    def pack(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.concatenate([y.reshape(-1, 1).astype(np.float32), log_probs(model, x)], axis=1)
+
+    soft = dataclasses.replace(data, y_train=pack(data.x_train, data.y_train), y_val=pack(data.x_val, data.y_val))
+    fit(student, soft, params, workdir, loss=distillation_loss(params.alpha, params.temperature),
+        metrics=[label_accuracy()])
+    write_info(workdir, {
+        **description, "temperature": params.temperature, "alpha": params.alpha,
+        "teacher_parameters": teacher_n, "student_parameters": student_n,
+        "parameter_ratio": round(student_n / teacher_n, 4),
+        "teacher_test_accuracy": _accuracy(model, data.x_test, data.y_test),
+        "student_test_accuracy": _accuracy(student, data.x_test, data.y_test),
+    })
+    return student

@@ -1,0 +1,77 @@
+"""The HTML report: self-contained (base64 PNGs), tables match report.json, optional sections, chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from compressor.report_html import write_html
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_model_path, tmp_path_factory):
+    from compressor.pipeline import compress
+
+    out = tmp_path_factory.mktemp("html") / "run"
+    report = compress(tiny_model_path, ["int8"], out, latency_runs=5)
+    return out, report
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_compress_writes_a_self_contained_report(compressed):
+    out, report = compressed
+    html = (out / "report.html").read_text()
+    images = _images(html)
+    assert len(images) >= 3 and all(img.startswith(b"\x89PNG\r\n\x1a\n") for img in images)
+    assert "<script" not in html and "http://" not in html and "https://" not in html  # nothing fetched
+    rows = re.findall(r'<tr data-artifact="([^"]+)" data-format="([^"]+)"[^>]*>(.*?)</tr>', html)
+    assert [(a, f) for a, f, _ in rows] == [(r["artifact"], r["format"]) for r in report["artifacts"]]
+    for (_, _, cells), r in zip(rows, report["artifacts"]):
+        values = re.findall(r"<td[^>]*>(.*?)</td>", cells)
+        assert values[2] == f"{r['size_bytes'] / 1024:.1f} KB"
+        assert values[4] == f"{r['accuracy']:.2%}"
+        assert values[7] == f"{r['latency']['median_ms']:.3f}"
+    assert "Confusion matrix: int8 (tflite)" in html  # the shipped artifact: smallest passing int8
+    assert "section failed" not in html and "Per-layer quantization error" not in html
+
+
+def test_quant_debug_chart_only_when_present(compressed, tmp_path):
+    out, report = compressed
+    run = tmp_path / "copy"
+    shutil.copytree(out, run)
+    worst = [{"layer": f"conv{i}", "op": "CONV_2D", "rmse": 0.01 * i, "rmse_over_scale": 0.3 * i, "scale": 0.03}
+             for i in range(1, 4)]
+    report["quant_debug"] = {"int8": {"tensors": 3, "worst": worst, "files": []}, "dynamic": {"skipped": "int8 only"}}
+    (run / "report.json").write_text(json.dumps(report))
+    html = write_html(run).read_text()
+    assert "Per-layer quantization error: int8" in html and "dynamic" not in html.split("Per-layer")[1][:80]
+    assert len(_images(html)) == len(_images((out / "report.html").read_text())) + 1
+
+
+def test_report_command_errors_are_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from compressor.cli import cli
+
+    res = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert "has no report.json, tune.json or search.json" in res.output
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (optional visual check)")
+def test_chromium_renders_the_report(compressed, tmp_path):
+    out, _ = compressed
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--screenshot={shot}", "--window-size=1200,1600",
+                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=120, check=False)
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 20_000  # a rendered page, not a blank one

@@ -1,0 +1,100 @@
+"""compressor search: Pareto front, search-space schema, constraint handling, a real small search."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from compressor.runtime.errors import UserError
+from compressor.tuning.pareto import front_mask, pick
+from compressor.tuning.search import summarize
+from compressor.tuning.search_space import sample_recipe, search_space_from_dict
+
+SPACE = {
+    "steps": [{"type": "prune", "params": {"epochs": 1, "learning_rate": 5e-4},
+               "variants": {"unstructured": {"sparsity": {"type": "float", "low": 0.2, "high": 0.4}},
+                            "2:4": {"sparsity": 0.5, "m_by_n": "2:4"}}},
+              {"type": "qat", "requires": ["int8"], "excludes": ["float_fallback"], "params": {"epochs": 1}}],
+    "convert": {"int8": {"calibration_samples": 100, "float_fallback": {"type": "int", "low": 0, "high": 2}},
+                "dynamic": {}},
+    "export": {"formats": ["tflite"]},
+}
+
+
+def test_front_and_pick():
+    pts = [(0.95, 10.0), (0.94, 5.0), (0.90, 6.0), (0.96, 12.0), (0.94, 5.0)]
+    assert front_mask(pts, [True, False]) == [True, True, False, True, True]  # equal points do not dominate
+    rows = [{"val_accuracy": a, "gzip_bytes": s, "latency_ms": 1.0, "feasible": a >= 0.94} for a, s in pts]
+    assert pick(rows) is rows[1]  # smallest feasible
+    assert pick([dict(r, feasible=False) for r in rows]) is None
+
+
+def test_space_errors_name_the_field():
+    bad = json.loads(json.dumps(SPACE))
+    bad["steps"][0]["params"]["sparsty"] = 0.5
+    with pytest.raises(UserError, match=r"steps\[0\].*sparsty.*did you mean 'sparsity'"):
+        search_space_from_dict(bad)
+    with pytest.raises(UserError, match=r"steps\[0\]\.type: int8 is a conversion"):
+        search_space_from_dict({**SPACE, "steps": [{"type": "int8"}]})
+    with pytest.raises(UserError, match=r"convert\.prune: not a post-training conversion"):
+        search_space_from_dict({**SPACE, "convert": {"prune": {}}})
+
+
+def test_sampled_recipes_are_valid_and_respect_requires():
+    import optuna
+
+    from compressor.recipes import validate_recipe
+
+    space = search_space_from_dict(SPACE)
+    raw, label = sample_recipe(optuna.trial.FixedTrial({"prune": True, "prune.variant": "2:4", "qat": True}), space)
+    assert [s["type"] for s in raw["steps"]] == ["prune", "qat", "int8"]  # qat leaves int8 as the only choice
+    assert raw["steps"][0]["params"]["m_by_n"] == "2:4" and label == "prune(2:4,s=0.5)+qat+int8"
+    assert "float_fallback" not in raw["steps"][-1]["params"]  # excluded after qat: not even sampled
+    validate_recipe(raw)
+    raw, label = sample_recipe(optuna.trial.FixedTrial({"prune": False, "qat": False, "convert": "dynamic"}), space)
+    assert [s["type"] for s in raw["steps"]] == ["dynamic"] and label == "dynamic"
+
+
+def test_no_feasible_trial_says_so_and_shows_the_closest():
+    def row(n, acc, gz):
+        return {"number": n, "state": "COMPLETE", "label": f"r{n}", "recipe": {}, "seconds": 1.0, "feasible": False,
+                "reference_val_accuracy": 0.95, "error": None,
+                "result": {"val_accuracy": acc, "size_bytes": gz, "gzip_bytes": gz, "latency_ms": 0.1}}
+
+    result = summarize([row(0, 0.90, 7000), row(1, 0.93, 5000), row(2, 0.80, 3000),
+                        {"number": 3, "state": "FAIL", "error": "boom", "result": None}], 0.01, 0)
+    assert result["chosen"] is None and result["closest"]["number"] == 1
+    assert result["verdict"].startswith("no trial met --max-accuracy-drop 1.00%: the closest is trial 1")
+    assert [c["front"] for c in result["candidates"]] == [False, True, True]
+    assert result["failed"] == [{"number": 3, "error": "boom"}]
+
+
+def test_search_end_to_end(tiny_model_path, tmp_path):
+    from compressor.tuning.search import search
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    out = tmp_path / "s"
+    result = search(tiny_model_path, out, space=str(space), max_accuracy_drop=0.05, n_trials=4, seed=0)
+    cands = result["candidates"]
+    base = result["baseline"]
+    assert base["number"] == 0 and base["label"] == "int8"  # plain int8 PTQ is always trial 0
+    assert len(cands) + len(result["failed"]) == 4
+    for c in cands:  # every trial measured on its own .tflite, on the validation split
+        assert c["gzip_bytes"] == pytest.approx(c["gzip_bytes"]) and c["size_bytes"] > c["gzip_bytes"] > 0
+        assert c["feasible"] == (c["accuracy_drop"] <= 0.05 + 1e-9)
+        assert (out / "trials" / f"{c['number']:04d}" / "model.tflite").stat().st_size == c["size_bytes"]
+    assert any(c["front"] for c in cands)
+    chosen = result["chosen"]
+    feasible = [c for c in cands if c["feasible"]]
+    assert chosen["gzip_bytes"] == min(c["gzip_bytes"] for c in feasible)
+    best = result["best_run"]
+    report = json.loads((out / "best" / "report.json").read_text())
+    row = next(r for r in report["artifacts"] if r["artifact"] == "search-best" and r["format"] == "tflite")
+    assert best["test_accuracy"] == row["accuracy"] and best["size_bytes"] == row["size_bytes"]
+    assert row["size_bytes"] == chosen["size_bytes"]  # the trial's steps were reused, not retrained
+    assert json.loads((out / "search.json").read_text())["chosen"]["number"] == chosen["number"]
+    html = (out / "report.html").read_text()
+    assert 'data-trial="0"' in html and html.count("data:image/png;base64,") >= 3
