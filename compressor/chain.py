@@ -35,7 +35,7 @@ def run_chain(model: LoadedModel, data: Any, recipe: Recipe, steps_dir: Path, re
             metas.append(done)
             if step.kind == "convert":
                 return workdir / "model.tflite", metas
-            current = dataclasses.replace(current, keras=load_step_model(workdir), saved_model_dir=workdir / "model")
+            current = dataclasses.replace(current, keras=load_step_model(workdir), saved_model_dir=None)
             continue
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -46,8 +46,8 @@ def run_chain(model: LoadedModel, data: Any, recipe: Recipe, steps_dir: Path, re
             result = step.apply(current, data, params, workdir)
         else:
             trained = step.apply(current.keras, data, params, workdir)
-            saved = save_step_model(trained, workdir)
-            current = dataclasses.replace(current, keras=trained, saved_model_dir=saved)
+            save_step_model(trained, workdir)
+            current = dataclasses.replace(current, keras=trained, saved_model_dir=None)
         meta = {"step": spec.type, "index": i, "params": spec.params, "seconds": round(time.time() - t0, 3),
                 "complete": True}
         info = workdir / "info.json"

@@ -346,8 +346,10 @@ def search_cmd(model_path, space, max_accuracy_drop, data, data_dir, out, n_tria
                     workers=workers, seed=seed, final=not no_final, trust_code=trust_code, overwrite=overwrite,
                     progress=Progress(quiet=_state["quiet"]))
     _emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")
-    if result.get("best_run") and not result["best_run"]["passed"]:
-        sys.exit(1)  # like compress: the exported artifact failed its gate on the test split
+    # Like compress, exit 1 when there is nothing to ship: no trial met the constraint, or the
+    # exported artifact failed its gate on the test split.
+    if result["chosen"] is None or (result.get("best_run") and not result["best_run"]["passed"]):
+        sys.exit(1)
 
 
 @cli.command("report")

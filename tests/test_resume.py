@@ -25,7 +25,7 @@ def test_interrupted_run_resumes_from_last_finished_step(tiny_model_path, tmp_pa
     assert not out.exists(), "an interrupted run must not look finished"
     prune_meta = partial / "prune-int8" / "steps" / "00-prune" / "meta.json"
     assert json.loads(prune_meta.read_text())["complete"] is True
-    assert (partial / "prune-int8" / "steps" / "00-prune" / "model" / "saved_model.pb").is_file()
+    assert (partial / "prune-int8" / "steps" / "00-prune" / "model.h5").is_file()
     first_meta = prune_meta.read_text()
 
     lines: list[str] = []

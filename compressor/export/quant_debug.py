@@ -99,7 +99,7 @@ def conversion_input(model: Any, recipe: Any, steps_dir: Path) -> Any:
 
     i = len(recipe.steps) - 2
     workdir = steps_dir / f"{i:02d}-{recipe.steps[i].type}"
-    return dataclasses.replace(model, keras=load_step_model(workdir), saved_model_dir=workdir / "model")
+    return dataclasses.replace(model, keras=load_step_model(workdir), saved_model_dir=None)
 
 
 def node_names(calibrated: bytes) -> list[str]:

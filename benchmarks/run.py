@@ -1,0 +1,76 @@
+"""`make bench`: run every section, write bench.json and BENCHMARKS.md (one run, one machine).
+
+    python -m benchmarks.run [--quick]
+
+A failing section is recorded as an error in both files; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from compressor.recipes import preset_names
+from compressor.report import versions
+from compressor.runtime.atomic import write_json, write_text
+
+from . import sections
+from .markdown import render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_gb, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer models/recipes (a smoke run, not for publishing)")
+    parser.add_argument("--work", default=str(ROOT / ".bench"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.time()
+    bench: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+                   "versions": versions(), "quick": args.quick, "presets": preset_names(), "sections": {}}
+    ctx = sections.Context(work=work, quick=args.quick, bench=bench)
+    for name, fn in sections.ALL:
+        t0 = time.time()
+        print(f"[bench] {name} ...", flush=True)
+        try:
+            bench["sections"][name] = {"ok": True, "data": fn(ctx)}
+        except Exception as e:  # one broken section must not hide the others
+            traceback.print_exc()
+            bench["sections"][name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        bench["sections"][name]["seconds"] = round(time.time() - t0, 1)
+        print(f"[bench] {name} done in {time.time() - t0:.0f} s", flush=True)
+    bench["seconds"] = round(time.time() - started, 1)
+    bench["targets"] = sections.targets(bench)
+    write_json(ROOT / "bench.json", bench)
+    write_text(ROOT / "BENCHMARKS.md", render(bench))
+    failed = [t for t in bench["targets"] if t["status"] != "pass"]
+    print(f"[bench] wrote BENCHMARKS.md and bench.json in {bench['seconds']:.0f} s; "
+          f"{len(bench['targets']) - len(failed)}/{len(bench['targets'])} targets pass")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""The benchmark sections. Each takes the Context and returns JSON-able figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compressor.recipes import load_recipe, preset_names
+
+from .latency_matrix import artifact_latency, import_time, throughput
+from .measure import ratio, run_job
+
+PTQ = ["float16", "dynamic", "int8", "int16x8"]
+TRAINED = {"digits_cnn": 20, "mlp": 20}
+RANDOM = {"mobilenet_v2_96": ("mobilenet_v2", [96, 96, 3]), "mobilenet_v2_224": ("mobilenet_v2", [224, 224, 3]),
+          "cifar_resnet": ("cifar_resnet", [32, 32, 3])}
+
+
+@dataclass
+class Context:
+    work: Path
+    quick: bool
+    bench: dict
+    models: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)  # (model, recipe) -> compress job figures
+
+
+def prepare_models(ctx: Context) -> dict:
+    for name, epochs in TRAINED.items():
+        if ctx.quick and name != "digits_cnn":
+            continue
+        job = run_job("benchmarks.ours:train_job", model=name, out=str(ctx.work / name), epochs=epochs)
+        ctx.models[name] = {**job["result"], "data": "digits", "weights": "trained on digits",
+                            "train_wall_s": round(job["wall_s"], 1)}
+    for name, (arch, shape) in RANDOM.items():
+        if ctx.quick and name != "mobilenet_v2_96":
+            continue
+        job = run_job("benchmarks.ours:random_model_job", model=arch, input_shape=shape, out=str(ctx.work / name))
+        ctx.models[name] = {**job["result"], "weights": "random (latency and size only)"}
+    return ctx.models
+
+
+def recipes_for(ctx: Context, model: str) -> list[str]:
+    if ctx.quick:
+        return ["int8", "prune-qat-int8"] if model == "digits_cnn" else ["int8"]
+    if model in TRAINED:
+        return preset_names()
+    return PTQ  # training recipes on random weights and random labels would measure nothing
+
+
+def compress_matrix(ctx: Context) -> dict:
+    out = {}
+    for model, info in ctx.models.items():
+        for recipe in recipes_for(ctx, model):
+            job = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=[recipe],
+                          out=str(ctx.work / "runs" / model / recipe), data=info["data"])
+            ctx.runs[(model, recipe)] = job
+            out[f"{model}/{recipe}"] = {"wall_s": round(job["wall_s"], 1),
+                                        "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
+    return out
+
+
+def latency_rows(ctx: Context) -> dict:
+    rows = {}
+    for (model, recipe), job in ctx.runs.items():
+        data = ctx.models[model]["data"]
+        sample = _one_sample(data)
+        for art in job["result"]["artifacts"]:
+            key = f"{model}/{art['artifact']}/{art['format']}"
+            if key in rows:
+                continue  # float32 rows repeat in every run of a model
+            rows[key] = artifact_latency(art["path"], sample)
+    return rows
+
+
+def _one_sample(data: str) -> np.ndarray:
+    from compressor.datasets import load_dataset
+
+    return load_dataset(data).x_test[:1]
+
+
+def baselines(ctx: Context) -> dict:
+    info = ctx.models["digits_cnn"]
+    work = ctx.work / "baselines"
+    work.mkdir(exist_ok=True)
+    out = {}
+    for optimize in (False, True):
+        job = run_job("benchmarks.baselines:default_converter", model_path=info["model_path"],
+                      out=str(work / f"default-{optimize}.tflite"), optimize=optimize)
+        out["tflite_converter_default" + ("_optimize" if optimize else "")] = {
+            "wall_s": round(job["wall_s"], 1), "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
+    recipe = load_recipe("prune-qat-int8")
+    prune, qat = recipe.steps[0].params, recipe.steps[1].params
+    hand = run_job("benchmarks.baselines:handwritten_prune_qat", model_path=info["model_path"],
+                   out=str(work / "handwritten.tflite"), data="digits", sparsity=prune["sparsity"],
+                   prune_epochs=prune["epochs"], qat_epochs=qat["epochs"], batch_size=prune["batch_size"],
+                   prune_lr=prune["learning_rate"], qat_lr=qat["learning_rate"])
+    out["handwritten_prune_qat"] = {"wall_s": round(hand["wall_s"], 1), "peak_rss_mb": round(hand["peak_rss_mb"]),
+                                    **hand["result"]}
+    # Ours with the same work: TFLite only (the handwritten script exports no ONNX and validates nothing).
+    ours = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=["prune-qat-int8"],
+                   out=str(work / "ours"), data="digits", overrides=["export.formats=[tflite]"])
+    row = next(a for a in ours["result"]["artifacts"] if a["artifact"] == "prune-qat-int8")
+    out["ours_prune_qat_tflite_only"] = {"wall_s": round(ours["wall_s"], 1), "peak_rss_mb": round(ours["peak_rss_mb"]),
+                                         "size_bytes": row["size_bytes"], "gzip_bytes": row["gzip_bytes"],
+                                         "accuracy": row["accuracy"]}
+    h, o = out["handwritten_prune_qat"], out["ours_prune_qat_tflite_only"]
+    out["ratios_ours_over_handwritten"] = {k: ratio(o[k], h[k]) for k in ("wall_s", "peak_rss_mb", "size_bytes",
+                                                                          "gzip_bytes", "accuracy")}
+    return out
+
+
+def validation_throughput(ctx: Context) -> dict:
+    """The issue's case (mobilenet_v2 96 float32), plus digits_cnn int8 where per-call overhead dominates."""
+    def path(model: str, artifact: str) -> str:
+        run = ctx.runs[(model, "int8")]
+        return next(a["path"] for a in run["result"]["artifacts"] if a["artifact"] == artifact and a["format"] == "tflite")
+
+    samples = 2_000 if ctx.quick else 10_000
+    return {**throughput(path("mobilenet_v2_96", "float32"), samples=samples),
+            "digits_cnn_int8": throughput(path("digits_cnn", "int8"), samples=samples)}
+
+
+def footprint(ctx: Context) -> dict:
+    """Device side: start-up of `compressor-runtime validate bundle.zip`, and the installed size of
+    the stand-alone runtime distribution in a fresh venv (numpy + ai-edge-litert, no TensorFlow)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    run_dir = ctx.work / "runs" / "digits_cnn" / "int8"
+    bundle = ctx.work / "bundle.zip"
+    run_job("benchmarks.ours:package_job", run_dir=str(run_dir), out=str(bundle))
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "compressor.runtime.cli", "validate", str(bundle), "--quiet"],
+                       check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    venv = ctx.work / "device-venv"
+    source = ctx.work / "runtime-src"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "runtime", source)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], check=True,
+                   capture_output=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+    has_tf = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True).returncode == 0
+    return {"validate_bundle_s": round(sorted(times)[1], 3),
+            "import_runtime_s": import_time("compressor.runtime.interpreters"),
+            "import_tensorflow_s": import_time("compressor.keras_shim"),
+            "device_install_mb": round(size / 2**20, 1), "device_install_has_tensorflow": has_tf}
+
+
+def exported_structure(ctx: Context) -> dict:
+    """Sparsity and clusters read back from the exported int8 files, and distillation vs labels only."""
+    from compressor.weights import sparsity, tflite_kernels, unique_values
+
+    def artifact(recipe: str) -> str:
+        job = ctx.runs[("digits_cnn", recipe)]
+        return next(a["path"] for a in job["result"]["artifacts"] if a["artifact"] == recipe and a["format"] == "tflite")
+
+    out: dict = {}
+    if ("digits_cnn", "prune-qat-int8") in ctx.runs:
+        kernels = tflite_kernels(artifact("prune-qat-int8"))
+        per_layer = {name: round(float(sparsity(k)), 4) for name, k in kernels.items()}
+        out["prune_qat_sparsity_per_kernel"] = per_layer
+        out["prune_qat_min_sparsity"] = min(per_layer.values())
+    if ("digits_cnn", "cluster-qat-int8") in ctx.runs:
+        kernels = tflite_kernels(artifact("cluster-qat-int8"))
+        uniques = {name: int(unique_values(k)) for name, k in kernels.items()}
+        out["cluster_unique_per_kernel"] = uniques
+        out["cluster_max_unique"] = max(uniques.values())
+    if ("digits_cnn", "distill-int8") in ctx.runs:
+        info = ctx.models["digits_cnn"]
+        labels_only = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=["distill-int8"],
+                              out=str(ctx.work / "runs" / "digits_cnn" / "distill-labels-only"), data="digits",
+                              overrides=["steps.0.params.alpha=1.0"])
+        pick = lambda job: next(a["accuracy"] for a in job["result"]["artifacts"] if a["artifact"] == "distill-int8")
+        distilled, plain = pick(ctx.runs[("digits_cnn", "distill-int8")]), pick(labels_only)
+        out["distill_student_accuracy"], out["labels_only_student_accuracy"] = distilled, plain
+        out["distill_gain_points"] = round((distilled - plain) * 100, 2)
+    return out
+
+
+def latency_parity(ctx: Context) -> dict:
+    """Our median vs litert-benchmark's for the same file and thread count, run back to back."""
+    from compressor.runtime.interpreters import open_model
+    from compressor.runtime.latency import measure_latency
+    from compressor.runtime.reference_bench import agrees, run_litert_benchmark
+
+    def path(model: str, recipe: str, artifact: str) -> str:
+        job = ctx.runs[(model, recipe)]
+        return next(a["path"] for a in job["result"]["artifacts"] if a["artifact"] == artifact and a["format"] == "tflite")
+
+    cases = {"digits_cnn int8": path("digits_cnn", "int8", "int8"),
+             "mobilenet_v2_96 float32": path("mobilenet_v2_96", "int8", "float32"),
+             "mobilenet_v2_96 int8": path("mobilenet_v2_96", "int8", "int8")}
+    out = {}
+    for name, file in cases.items():
+        runner = open_model(file, threads=1)
+        shape = tuple(max(d, 1) for d in runner.inputs[0].shape[1:])
+        sample = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+        ours = measure_latency(runner, sample, warmup=20, runs=200, max_seconds=30.0)
+        theirs = run_litert_benchmark(file, threads=1, runs=200, warmup=20)
+        out[name] = {"ours_median_ms": round(ours["median_ms"], 4), "litert_benchmark_median_ms": theirs["median_ms"],
+                     "litert_benchmark_mean_ms_precise": theirs["mean_ms_from_throughput"],
+                     "relative_diff": round(ours["median_ms"] / theirs["median_ms"] - 1, 4),
+                     "agrees_within_10pct": agrees(ours["median_ms"], theirs["median_ms"], 0.10)}
+    return out
+
+
+def demo(ctx: Context) -> dict:
+    job = run_job("benchmarks.ours:demo_job", out=str(ctx.work / "demo"))
+    return {"wall_s": round(job["wall_s"], 1), "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
+
+
+ALL = [("models", prepare_models), ("compress", compress_matrix), ("latency", latency_rows),
+       ("exported_structure", exported_structure), ("baselines", baselines),
+       ("latency_parity", latency_parity), ("throughput", validation_throughput), ("footprint", footprint), ("demo", demo)]
+
+
+def targets(bench: dict) -> list[dict]:
+    from .targets import evaluate
+
+    return evaluate(bench)
