@@ -213,6 +213,12 @@ def latency_parity(ctx: Context) -> dict:
     return out
 
 
+def workers(ctx: Context) -> dict:
+    """A fixed number of tuning trials with --workers 1, then 2 (same study settings)."""
+    job = run_job("compressor.tuning.bench:speedup")
+    return job["result"]
+
+
 def demo(ctx: Context) -> dict:
     job = run_job("benchmarks.ours:demo_job", out=str(ctx.work / "demo"))
     return {"wall_s": round(job["wall_s"], 1), "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
@@ -220,7 +226,7 @@ def demo(ctx: Context) -> dict:
 
 ALL = [("models", prepare_models), ("compress", compress_matrix), ("latency", latency_rows),
        ("exported_structure", exported_structure), ("baselines", baselines),
-       ("latency_parity", latency_parity), ("throughput", validation_throughput), ("footprint", footprint), ("demo", demo)]
+       ("latency_parity", latency_parity), ("throughput", validation_throughput), ("footprint", footprint), ("workers", workers), ("demo", demo)]
 
 
 def targets(bench: dict) -> list[dict]:
