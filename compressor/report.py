@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import platform
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any
 
 from compressor import __version__
@@ -14,13 +12,9 @@ _LIBRARIES = ("tensorflow-cpu", "tf-keras", "tensorflow-model-optimization", "tf
 
 
 def versions() -> dict[str, str]:
-    found = {"compressor": __version__, "python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
+    from compressor.runtime.commands import versions as library_versions
+
+    return {"compressor": __version__, **library_versions(_LIBRARIES)}
 
 
 def build_report(model: Any, data: Any, results: list, gates: dict[str, dict], steps: dict[str, list[dict]],

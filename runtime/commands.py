@@ -192,9 +192,10 @@ def _finish(report: dict, gates: Gates, acc: float | None, reference: float | No
     return report
 
 
-def versions() -> dict[str, str]:
+def versions(libraries: tuple[str, ...] = _LIBRARIES) -> dict[str, str]:
+    """Python, machine and the installed versions of ``libraries`` (missing ones left out)."""
     found = {"python": platform.python_version(), "machine": platform.machine()}
-    for name in _LIBRARIES:
+    for name in libraries:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -85,7 +85,7 @@ def test_search_end_to_end(tiny_model_path, tmp_path):
     for c in cands:  # every trial measured on its own .tflite, on the validation split
         assert c["gzip_bytes"] == pytest.approx(c["gzip_bytes"]) and c["size_bytes"] > c["gzip_bytes"] > 0
         assert c["feasible"] == (c["accuracy_drop"] <= 0.05 + 1e-9)
-        assert (out / "trials" / f"{c['number']:04d}" / "model.tflite").stat().st_size == c["size_bytes"]
+        assert (out / "trials" / f"{c['ran_in']:04d}" / "model.tflite").stat().st_size == c["size_bytes"]
     assert any(c["front"] for c in cands)
     chosen = result["chosen"]
     feasible = [c for c in cands if c["feasible"]]
@@ -98,3 +98,19 @@ def test_search_end_to_end(tiny_model_path, tmp_path):
     assert json.loads((out / "search.json").read_text())["chosen"]["number"] == chosen["number"]
     html = (out / "report.html").read_text()
     assert 'data-trial="0"' in html and html.count("data:image/png;base64,") >= 3
+
+
+def test_a_repeated_recipe_is_found_not_retrained():
+    import optuna
+
+    from compressor.tuning.search_trial import DIRECTIONS, earlier_run
+
+    study = optuna.create_study(directions=DIRECTIONS)
+    raw = {"name": "search", "steps": [{"type": "dynamic", "params": {}}]}
+    first = study.ask()
+    first.set_user_attr("recipe", raw)
+    first.set_constraint("accuracy_drop", -0.01)
+    study.tell(first, [0.97, 40_000.0, 0.05])
+    again = study.ask()
+    assert earlier_run(again, json.loads(json.dumps(raw))).number == 0
+    assert earlier_run(again, {**raw, "steps": [{"type": "float16", "params": {}}]}) is None

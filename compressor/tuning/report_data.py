@@ -33,5 +33,6 @@ def trial_rows(study: Any, space: Any = None) -> list[dict]:
             "label": attrs.get("label"),
             "recipe": attrs.get("recipe"),
             "reference_val_accuracy": attrs.get("reference_val_accuracy"),
+            "reused_from": attrs.get("reused_from"),
         })
     return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from compressor.runtime.errors import UserError
 
-from .storage import default_url, redact
+from .storage import check_url, default_url, redact
 
 __all__ = ["prepare", "redact"]  # redact: tune/search print storage URLs through it
 
@@ -19,6 +19,8 @@ def prepare(out: str | Path, kind: str, storage: str | None, study: str, overwri
     shared database is never deleted: other machines may be working on it; a fresh shared
     study gets a new --study name instead.
     """
+    if storage:
+        check_url(storage)
     out = Path(out)
     marker = out / f"{kind}-config.json"
     if out.exists():

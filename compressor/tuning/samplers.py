@@ -50,6 +50,9 @@ def make_nsga2(seed: int, n_trials: int) -> Any:
 def make_pruner(name: str, epochs: int) -> Any:
     import optuna
 
+    if epochs < 2:  # nothing to stop early: a 1-epoch trial would only be relabelled PRUNED at its end
+        return optuna.pruners.NopPruner()
+
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     if name == "halving":

@@ -92,7 +92,8 @@ def summarize(rows: list[dict], max_drop: float, baseline_number: int | None) ->
                       "recipe": r.get("recipe"), "val_accuracy": res["val_accuracy"], "size_bytes": res["size_bytes"],
                       "gzip_bytes": res["gzip_bytes"], "latency_ms": res["latency_ms"],
                       "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
-                      "feasible": bool(r["feasible"]), "seconds": r["seconds"]})
+                      "feasible": bool(r["feasible"]), "seconds": r["seconds"],
+                      "ran_in": r["reused_from"] if r.get("reused_from") is not None else r["number"]})
     mask = front_mask([(c["val_accuracy"], c["gzip_bytes"], c["latency_ms"]) for c in cands], [True, False, False])
     for c, on in zip(cands, mask):
         c["front"] = on
@@ -140,7 +141,7 @@ def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int,
     recipe_path = write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     # Reuse the trial's finished steps: compress --resume skips steps whose meta.json matches.
     partial = out / ".best.partial" / BEST_RECIPE / "steps"
-    trial_steps = out / "trials" / f"{chosen['number']:04d}" / "steps"
+    trial_steps = out / "trials" / f"{chosen['ran_in']:04d}" / "steps"  # a reused result ran in an earlier trial
     if trial_steps.is_dir():
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(trial_steps, partial)

@@ -50,6 +50,16 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
             raw["steps"][-1]["params"]["float_layers"] = ranking[:fallback]
         trial.set_user_attr("recipe", copy.deepcopy(raw))
         recipe = validate_recipe(raw, f"trial {trial.number} ({label})")
+        same = earlier_run(trial, raw)
+        if same is not None:
+            # NSGA-II revisits categorical combinations; training is seeded, so the same recipe gives
+            # the same artifact: record the earlier result instead of training it again.
+            for key in ("result", "history", "reference_val_accuracy", "feasible"):
+                trial.set_user_attr(key, same.user_attrs.get(key))
+            trial.set_user_attr("reused_from", same.user_attrs.get("reused_from", same.number))
+            trial.set_constraint("accuracy_drop", same.constraints["accuracy_drop"])
+            progress.line(f"trial {trial.number}: {label}: same recipe as trial {same.number}, result reused")
+            return tuple(same.values)
         t0 = time.time()
         progress.line(f"trial {trial.number}: {label}")
         result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
@@ -68,6 +78,16 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
         return result["val_accuracy"], float(result["gzip_bytes"]), result["latency_ms"]
 
     return objective, sampler, None
+
+
+def earlier_run(trial: Any, raw: dict) -> Any:
+    """A finished trial of this study that ran exactly this recipe, or None."""
+    from optuna.trial import TrialState
+
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("recipe") == raw and "accuracy_drop" in t.constraints:
+            return t
+    return None
 
 
 def worst_layers(model: Any, data: Any) -> list[str]:

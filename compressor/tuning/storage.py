@@ -31,20 +31,25 @@ def default_url(run_dir: Path) -> str:
     return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
 
 
+def check_url(url: str) -> None:
+    """Refuse a malformed --storage before anything is created on disk."""
+    if not url.startswith("journal:") and "://" not in url:
+        raise UserError(f"--storage {url!r}: expected a database URL such as sqlite:///study.db, "
+                        "postgresql://user:password@host/db, mysql+pymysql://user:password@host/db "
+                        "or journal:PATH")
+
+
 def open_storage(url: str) -> Any:
     """An Optuna storage object for ``url`` (sqlite:///..., postgresql://..., mysql://..., journal:PATH)."""
     import optuna
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
+    check_url(url)
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if "://" not in url:
-        raise UserError(f"--storage {url!r}: expected a database URL such as sqlite:///study.db, "
-                        "postgresql://user:password@host/db, mysql+pymysql://user:password@host/db "
-                        "or journal:PATH")
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}

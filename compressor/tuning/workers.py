@@ -26,6 +26,7 @@ from compressor.runtime.errors import UserError
 
 from .progress import Progress
 from .storage import open_storage, quiet_optuna
+from .storage import redact as _redact
 
 FINISHED = ("COMPLETE", "PRUNED")
 
@@ -77,9 +78,20 @@ def open_study(cfg: StudyConfig, directions: list[str], user_attrs: dict, sample
 def run_workers(cfg: StudyConfig, progress: Progress) -> float:
     """Run the study's remaining trials with ``cfg.workers`` processes; returns the wall time in seconds."""
     t0 = time.time()
+    try:
+        _run(cfg, progress)
+    except KeyboardInterrupt:
+        # Optuna marked the running trial(s) FAIL; the finished ones are safe in the storage.
+        progress.line(f"interrupted: finished trials are kept in {_redact(cfg.storage)}; rerun the same "
+                      "command to resume the study")
+        raise
+    return time.time() - t0
+
+
+def _run(cfg: StudyConfig, progress: Progress) -> None:
     if cfg.workers <= 1 and not cfg.spawn:
         run_worker(cfg, 0, progress)
-        return time.time() - t0
+        return
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
         futures = [pool.submit(_worker_entry, cfg, i) for i in range(cfg.workers)]
@@ -91,7 +103,6 @@ def run_workers(cfg: StudyConfig, progress: Progress) -> float:
                 errors.append(str(e))
     if errors:
         raise UserError(errors[0])
-    return time.time() - t0
 
 
 def _worker_entry(cfg: StudyConfig, index: int) -> None:
