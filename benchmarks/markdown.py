@@ -41,10 +41,13 @@ def render(bench: dict) -> str:
                 "at 1 and 2 threads. Wall time and peak RSS are the whole `compress` process "
                 "(TF import, steps, exports of TFLite and ONNX, validation).", ""]
         rows = []
+        failed = {k: v["error"] for k, v in compress.items() if "error" in v}
         for key, run in compress.items():
+            if key in failed:
+                continue
             model = key.split("/")[0]
             for a in run["artifacts"]:
-                if a["artifact"] == "float32" and not key.endswith("/int8"):
+                if a["artifact"] == "float32" and key.split("/")[1].split("+")[0] != "int8":
                     continue  # float32 rows once per model
                 lat = latency.get(f"{model}/{a['artifact']}/{a['format']}", {})
                 l1, l2 = lat.get("1", {}), lat.get("2", {})
@@ -58,6 +61,9 @@ def render(bench: dict) -> str:
                              run["peak_rss_mb"] if a["artifact"] != "float32" else ""])
         out += _table(["model", "artifact", "format", "size KB", "gzip KB", "accuracy", "Δ pt", "1 thread ms",
                        "2 threads ms", "compress wall s", "peak RSS MB"], rows)
+        if failed:
+            out += ["Runs that failed (the error is the tool's own message):", ""]
+            out += [f"- `{k}`: {v.splitlines()[-1][-300:]}" for k, v in failed.items()] + [""]
     for title, key in (("Baselines (digits_cnn)", "baselines"), ("Exported structure", "exported_structure"),
                        ("Latency parity with litert-benchmark", "latency_parity"),
                        ("Validation throughput", "throughput"), ("Runtime footprint", "footprint"),
