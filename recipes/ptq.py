@@ -20,11 +20,11 @@ from .base import StepParams, register
 
 
 class Float16Params(StepParams):
-    pass
+    """No parameters: weights are stored as float16 and computed in float32."""
 
 
 class DynamicParams(StepParams):
-    pass
+    """No parameters: weights are int8, activations are quantized on the fly at run time."""
 
 
 CalibrationSource = Literal["train", "val"]
