@@ -164,7 +164,7 @@ def footprint(ctx: Context) -> dict:
 
 def exported_structure(ctx: Context) -> dict:
     """Sparsity and clusters read back from the exported int8 files, and distillation vs labels only."""
-    from compressor.weights import sparsity, tflite_kernels, unique_values
+    from compressor.weights import sparsity, tflite_kernels
 
     def artifact(recipe: str) -> str:
         job = ctx.runs[("digits_cnn", recipe)]
@@ -178,9 +178,10 @@ def exported_structure(ctx: Context) -> dict:
         out["prune_qat_min_sparsity"] = min(per_layer.values())
     if ("digits_cnn", "cluster-qat-int8") in ctx.runs:
         kernels = tflite_kernels(artifact("cluster-qat-int8"))
-        uniques = {name: int(unique_values(k)) for name, k in kernels.items()}
-        out["cluster_unique_per_kernel"] = uniques
-        out["cluster_max_unique"] = max(uniques.values())
+        counts = {name: cluster_values(k) for name, k in kernels.items()}
+        out["cluster_values_measure"] = CLUSTER_MEASURE
+        out["cluster_values_per_kernel"] = counts
+        out["cluster_max_values"] = max(counts.values())
     if ("digits_cnn", "distill-int8") in ctx.runs:
         info = ctx.models["digits_cnn"]
         labels_only = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=["distill-int8"],
@@ -191,6 +192,26 @@ def exported_structure(ctx: Context) -> dict:
         out["distill_student_accuracy"], out["labels_only_student_accuracy"] = distilled, plain
         out["distill_gain_points"] = round((distilled - plain) * 100, 2)
     return out
+
+
+CLUSTER_MEASURE = "max distinct values per conv output channel / dense kernel"
+
+
+def cluster_values(kernel: np.ndarray) -> int:
+    """Distinct values a clustered kernel kept in the .tflite: the max over output channels for a conv
+    kernel, the whole kernel for a Dense one.
+
+    The converter folds BatchNorm's gamma / sigma into a conv kernel per output channel and stores one
+    int8 scale per output channel, so a conv kernel clustered to k values keeps k per channel (even in
+    the float32 file), not k in all. A Dense kernel has one QAT range and keeps k in the whole kernel.
+    Layouts: FULLY_CONNECTED [out, in], CONV_2D [out, h, w, in], DEPTHWISE_CONV_2D [1, h, w, out]
+    (the same depthwise rule as ``compressor inspect``).
+    """
+    from compressor.weights import unique_values
+
+    if kernel.ndim == 2:
+        return unique_values(kernel)
+    return unique_values(kernel, axis=3 if kernel.ndim == 4 and kernel.shape[0] == 1 else 0)
 
 
 def latency_parity(ctx: Context) -> dict:

@@ -69,6 +69,34 @@ def test_clusters_survive_cqat_and_int8_export(chains):
     assert unique_values(plain["dense"]) > 16  # the check above can fail
 
 
+def test_bench_cluster_row_counts_per_conv_channel(chains):
+    """make bench's cluster row reads the exported file the way the check above does."""
+    from benchmarks.sections import Context, exported_structure
+
+    out, _ = chains
+    path = out / "cluster-qat-int8" / "model.tflite"
+    ctx = Context(work=out, quick=True, bench={})
+    ctx.runs[("digits_cnn", "cluster-qat-int8")] = {"result": {"artifacts": [
+        {"artifact": "cluster-qat-int8", "format": "tflite", "path": str(path)}]}}
+    counts = exported_structure(ctx)["cluster_values_per_kernel"]
+    kernels = tflite_kernels(path)
+    assert counts == {name: unique_values(k) if k.ndim == 2 else unique_values(k, axis=0)
+                      for name, k in kernels.items()}
+    assert max(counts.values()) <= 16
+
+
+def test_bench_cluster_values():
+    from benchmarks.sections import cluster_values
+
+    codes = np.arange(16, dtype=np.float32).reshape(1, 2, 2, 4)
+    conv = np.concatenate([codes, 3 * codes])  # [out=2, h, w, in]: one scale per output channel
+    assert unique_values(conv) > 16 and cluster_values(conv) == 16
+    depthwise = np.moveaxis(conv[..., 0], 0, -1)[None]  # [1, h, w, out=2]
+    assert cluster_values(depthwise) == 4
+    dense = np.concatenate([codes.reshape(2, 8), 3 * codes.reshape(2, 8)])  # [out, in]: the whole kernel
+    assert cluster_values(dense) == unique_values(dense) > 16
+
+
 def test_qat_step_model_reloads_for_resume(chains):
     from compressor.recipes.stepio import load_step_model
     from compressor.recipes.structure import kernel_stats

@@ -38,6 +38,26 @@ def test_schema_errors_name_the_field():
         space_from_dict({"params": {"beta": {"type": "float", "low": 0.9, "high": 1.5, "scale": "one_minus_log"}}})
 
 
+def test_space_file_errors_name_the_file(tmp_path):
+    """Both space kinds read files through tuning.yaml_spec: the same one-line messages."""
+    from compressor.tuning.search_space import load_search_space
+    from compressor.tuning.space import load_space
+
+    broken, typo = tmp_path / "broken.yaml", tmp_path / "typo.yaml"
+    broken.write_text("params: [1, 2\n")
+    typo.write_text("params:\n  lr: {type: float, low: 1.0e-4, hgih: 1.0e-2}\n")
+    for load in (load_space, load_search_space):
+        with pytest.raises(UserError, match=r"broken\.yaml is not valid YAML: while parsing a flow sequence$"):
+            load(str(broken))
+    with pytest.raises(UserError, match=r"typo\.yaml: params\.lr\.hgih: unknown key 'hgih'; did you mean 'high'\?"):
+        load_space(str(typo))
+    for load in (load_space, load_search_space):
+        with pytest.raises(UserError, match=r"^search space nope is neither a YAML file nor a built-in space "
+                                            r"\(recipes, train\)$"):
+            load("nope")
+    assert load_space("train").searched() and load_search_space(None).convert
+
+
 def test_one_minus_log_sampling_and_grid(seed):
     import optuna
 

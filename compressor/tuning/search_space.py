@@ -21,16 +21,14 @@ once on the input model by the quantization debugger) -- the step's ``float_laye
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
-from compressor.recipes.schema import _validated
 from compressor.runtime.errors import UserError
 
-from .space import SPACES_DIR, Param, _Strict, first_value, suggest
+from .space import Param, _Strict, first_value, suggest
+from .yaml_spec import SPACES_DIR, read_space_file, validated
 
 Params = dict[str, Param | float | int | str | bool | None | list]
 
@@ -52,23 +50,14 @@ class SearchSpace(_Strict):
 
 
 def load_search_space(spec: str | None) -> SearchSpace:
-    path = Path(spec) if spec else SPACES_DIR / "recipes.yaml"
-    if not path.is_file():
-        builtin = SPACES_DIR / f"{spec}.yaml"
-        if not builtin.is_file():
-            raise UserError(f"search space {spec} is neither a YAML file nor a built-in space")
-        path = builtin
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw, path = read_space_file(spec or SPACES_DIR / "recipes.yaml")
     return search_space_from_dict(raw, str(path))
 
 
 def search_space_from_dict(raw: Any, source: str = "search space") -> SearchSpace:
     if not isinstance(raw, dict):
         raise UserError(f"{source} must be a mapping with 'steps' and 'convert'")
-    space = _validated(SearchSpace, _with_params(raw), (), raw, source)
+    space = validated(SearchSpace, _with_params(raw), (), raw, source)
     check(space, source)
     return space
 
@@ -78,7 +67,7 @@ def _with_params(raw: dict) -> dict:
     def conv(params: Any, path: tuple) -> Any:
         if not isinstance(params, dict):
             return params
-        return {k: _validated(Param, v, path + (k,), raw, "search space") if isinstance(v, dict) and "type" in v else v
+        return {k: validated(Param, v, path + (k,), raw, "search space") if isinstance(v, dict) and "type" in v else v
                 for k, v in params.items()}
 
     out = dict(raw)

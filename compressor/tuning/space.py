@@ -21,13 +21,11 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from compressor.recipes.schema import _validated
 from compressor.runtime.errors import UserError
 
-SPACES_DIR = Path(__file__).parent / "spaces"
+from .yaml_spec import read_space_file, validated
 
 
 class _Strict(BaseModel):
@@ -78,17 +76,7 @@ class Space(_Strict):
 
 def load_space(spec: str | Path, source: str | None = None) -> Space:
     """A built-in space name (compressor/tuning/spaces/NAME.yaml) or a YAML file path."""
-    path = Path(spec)
-    if not path.is_file():
-        builtin = SPACES_DIR / f"{spec}.yaml"
-        if not builtin.is_file():
-            names = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
-            raise UserError(f"search space {spec} is neither a YAML file nor a built-in space ({names})")
-        path = builtin
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw, path = read_space_file(spec)
     return space_from_dict(raw, source or str(path))
 
 
@@ -101,9 +89,9 @@ def space_from_dict(raw: Any, source: str = "search space") -> Space:
     # Plain mappings with a 'type' key are distributions; validate them one by one for exact paths.
     checked = {}
     for name, value in params.items():
-        checked[name] = (_validated(Param, value, ("params", name), raw, source)
+        checked[name] = (validated(Param, value, ("params", name), raw, source)
                          if isinstance(value, dict) else value)
-    return _validated(Space, {**raw, "params": checked}, (), raw, source)
+    return validated(Space, {**raw, "params": checked}, (), raw, source)
 
 
 def space_to_dict(space: Space) -> dict:
