@@ -52,6 +52,22 @@ def progress(msg: str) -> None:
     _progress[0](msg)
 
 
+EpochHook = Callable[[int, int, dict], None]
+_epoch_hook: list[EpochHook | None] = [None]
+
+
+def set_epoch_hook(fn: EpochHook | None) -> None:
+    """Called as ``fn(epoch, epochs, logs)`` at every epoch end of every fine-tuning fit (epoch is
+    0-based within that fit, epochs its configured count); None removes it. What it raises ends the
+    fit and the chain: `compressor tune` stops unpromising trials this way (Optuna pruning).
+    """
+    _epoch_hook[0] = fn
+
+
+def epoch_hook() -> EpochHook | None:
+    return _epoch_hook[0]
+
+
 def register(name: str, summary: str, params: type[StepParams], kind: Literal["train", "convert"]):
     """Decorator: register ``apply`` under a stable name (names are part of recipe files: never rename)."""
 

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from compressor.runtime.atomic import write_json
 from compressor.runtime.errors import UserError
 
-from .base import StepParams, progress
+from .base import StepParams, epoch_hook, progress
 
 
 class FineTuneParams(StepParams):
@@ -79,7 +79,8 @@ def make_optimizer(params: FineTuneParams) -> Any:
 
 
 def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
-    """Early stopping when asked, one progress line per epoch, plus the step's own callbacks."""
+    """Early stopping when asked, one progress line per epoch, the epoch hook if one is set
+    (base.set_epoch_hook), plus the step's own callbacks."""
     from compressor.keras_shim import keras
 
     class EpochLines(keras.callbacks.Callback):
@@ -98,6 +99,13 @@ def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
         out.append(keras.callbacks.EarlyStopping("val_loss", patience=params.early_stopping,
                                                  restore_best_weights=True))
     out.append(EpochLines())
+    hook = epoch_hook()
+    if hook is not None:
+        class EpochHook(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                hook(epoch, params.epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+        out.append(EpochHook())  # last: it sees the epoch after early stopping and the progress line
     return out
 
 

@@ -21,8 +21,10 @@ def digits():
 
 
 def _small_model():
+    from compressor.keras_shim import keras
     from compressor.models import build_model
 
+    keras.utils.set_random_seed(0)  # the same initial weights whatever ran before in this process
     return build_model("digits_cnn", filters=4, dense_units=16)
 
 
@@ -116,3 +118,40 @@ def test_inconsistent_options_rejected(options, fragment):
     with pytest.raises(ValidationError, match=re.escape(fragment)):
         FineTuneParams(**options)
 
+
+@pytest.fixture
+def hook():
+    from compressor.recipes.base import set_epoch_hook
+
+    calls = []
+    yield calls, set_epoch_hook
+    set_epoch_hook(None)
+
+
+def test_epoch_hook_sees_every_epoch_and_its_exception_stops_fit(digits, tmp_path, hook):
+    from compressor.recipes.finetune import callbacks
+
+    calls, set_epoch_hook = hook
+    params = FineTuneParams(epochs=4, learning_rate=1e-2, batch_size=64)
+    assert [type(c).__name__ for c in callbacks(params)] == ["EpochLines"]  # no hook: no extra callback
+
+    class Stop(Exception):  # like optuna.TrialPruned
+        pass
+
+    def stop_at_second(epoch, epochs, logs):
+        calls.append((epoch, epochs, logs))
+        if epoch == 1:
+            raise Stop("stop here")
+
+    set_epoch_hook(stop_at_second)
+    with pytest.raises(Stop, match="stop here"):
+        fit(_small_model(), digits, params, tmp_path / "stopped")
+    assert [(e, n) for e, n, _ in calls] == [(0, 4), (1, 4)]  # epochs 2 and 3 never ran
+    assert set(calls[0][2]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(type(v) is float for v in calls[0][2].values())
+    assert not (tmp_path / "stopped" / "history.json").exists()
+
+    set_epoch_hook(None)
+    calls.clear()
+    record = fit(_small_model(), digits, params, tmp_path / "free")
+    assert record["epochs_run"] == 4 and calls == []

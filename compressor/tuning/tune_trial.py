@@ -4,7 +4,10 @@ Two modes share the sampler/pruner set-up:
 - architecture: train a reference architecture from scratch with the trial's values; each
   epoch's validation accuracy is reported to the pruner, which may stop the trial early;
 - recipe: run a recipe (fine-tuning steps + conversion) with the trial's values written at their
-  paths (``steps.0.params.learning_rate``) and score the .tflite on the validation split.
+  paths (``steps.0.params.learning_rate``) and score the .tflite on the validation split. Each
+  fine-tuning epoch's validation accuracy is reported too, the resource being the epoch counted
+  across the training steps (step 0 epochs 1..E0, step 1 from E0 + 1...), so the pruner can stop
+  the trial in any of its steps.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from . import trainer
 from .progress import Progress
 from .samplers import make_pruner, make_sampler
+from .recipe_pruning import EpochReporter, recipe_epochs
 from .space import grid, sample, space_from_dict
 
 
@@ -25,7 +29,9 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     space = space_from_dict(s["space"])
     # Different seeds per worker: identical random streams would propose identical trials.
     sampler = make_sampler(s["sampler"], cfg.seed + 1000 * worker, cfg.n_trials, grid(space))
-    pruner = make_pruner(s["pruner"], space.epochs)
+    # Recipe mode: the space's `epochs` does not drive training; the recipe's training steps do.
+    epochs = space.epochs if s["mode"] == "architecture" else recipe_epochs(s["recipe"], space)
+    pruner = make_pruner(s["pruner"], epochs)
     from compressor.datasets import load_dataset
 
     data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
@@ -87,9 +93,11 @@ def _record(trial: Any, curves: dict, t0: float) -> None:
 
 
 def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
+    import optuna
+
     from compressor.model_io import load_model
-    from compressor.recipes import validate_recipe
-    from compressor.recipes.base import set_progress
+    from compressor.recipes import get_step, validate_recipe
+    from compressor.recipes.base import set_epoch_hook, set_progress
 
     from .trialrun import reference_outputs, run_recipe
 
@@ -105,8 +113,21 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
         for path, value in values.items():
             set_path(raw, path, value)
         recipe = validate_recipe(raw, f"trial {trial.number}")
-        t0 = time.time()
-        result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
+        t0, reporter = time.time(), EpochReporter(trial)
+        set_epoch_hook(reporter)
+        try:
+            result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
+        except optuna.TrialPruned:  # run_recipe removed the trial's partial folder
+            train_steps = [f"{i}-{spec.type}" for i, spec in enumerate(recipe.steps)
+                           if get_step(spec.type).kind == "train"]
+            trial.set_user_attr("history", reporter.history(train_steps))
+            trial.set_user_attr("seconds", round(time.time() - t0, 2))
+            acc = reporter.fits[-1]["curves"]["val_accuracy"][-1]
+            progress.line(f"trial {trial.number}: pruned at epoch {reporter.epoch}  val_accuracy {acc:.4f}  "
+                          f"{describe(values, space.searched())}  ({time.time() - t0:.1f} s)")
+            raise
+        finally:
+            set_epoch_hook(None)  # later fits (another mode, the final compress) must not report to this trial
         trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
         trial.set_user_attr("history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"])
                                         if m.get("history")})
