@@ -67,10 +67,13 @@ def render(bench: dict) -> str:
     for title, key in (("Baselines (digits_cnn)", "baselines"), ("Exported structure", "exported_structure"),
                        ("Latency parity with litert-benchmark", "latency_parity"),
                        ("Validation throughput", "throughput"), ("Runtime footprint", "footprint"),
-                       ("Tuning workers", "workers"), ("Demo", "demo")):
+                       ("Tuning workers", "workers"), ("TPE + Hyperband vs 3x random search", "tune_budget"),
+                       ("Demo", "demo")):
         data = s.get(key, {}).get("data")
         if data:
-            out += [f"## {title}", "", "```json", _json(data), "```", ""]
+            rerun = (f"Rerun alone (`python -m benchmarks.run --only {key}`) {s[key]['date']}, "
+                     f"{s[key]['seconds']:.0f} s." if s[key].get("alone") else "")
+            out += [f"## {title}", ""] + ([rerun, ""] if rerun else []) + ["```json", _json(data), "```", ""]
     return "\n".join(out)
 
 

@@ -1,6 +1,6 @@
 """`make bench`: run every section, write bench.json and BENCHMARKS.md (one run, one machine).
 
-    python -m benchmarks.run [--quick]
+    python -m benchmarks.run [--quick] [--only SECTION,...]
 
 A failing section is recorded as an error in both files; the others still run.
 """
@@ -45,15 +45,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer models/recipes (a smoke run, not for publishing)")
     parser.add_argument("--work", default=str(ROOT / ".bench"))
+    parser.add_argument("--only", default=None, help="comma-separated sections to (re)run; the others are kept "
+                        "from the existing bench.json (each section records its own date)")
     args = parser.parse_args()
+    names = [n for n, _ in sections.ALL]
+    only = args.only.split(",") if args.only else names
+    unknown = sorted(set(only) - set(sections.STANDALONE)) if args.only else []
+    if unknown:
+        parser.error(f"section(s) {', '.join(unknown)} cannot run alone; --only takes "
+                     f"{', '.join(sections.STANDALONE)} (the others need the models and runs of a full run)")
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.time()
     bench: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                    "versions": versions(), "quick": args.quick, "presets": preset_names(), "sections": {}}
+    if args.only and (ROOT / "bench.json").is_file():
+        old = json.loads((ROOT / "bench.json").read_text())
+        bench.update(date=old["date"], seconds=old.get("seconds", 0), sections=old["sections"])
     ctx = sections.Context(work=work, quick=args.quick, bench=bench)
     for name, fn in sections.ALL:
+        if name not in only:
+            continue
         t0 = time.time()
         print(f"[bench] {name} ...", flush=True)
         try:
@@ -62,8 +75,11 @@ def main() -> None:
             traceback.print_exc()
             bench["sections"][name] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         bench["sections"][name]["seconds"] = round(time.time() - t0, 1)
+        bench["sections"][name].update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                       alone=bool(args.only))
         print(f"[bench] {name} done in {time.time() - t0:.0f} s", flush=True)
-    bench["seconds"] = round(time.time() - started, 1)
+    if not args.only or "seconds" not in bench:
+        bench["seconds"] = round(time.time() - started, 1)
     bench["targets"] = sections.targets(bench)
     write_json(ROOT / "bench.json", bench)
     write_text(ROOT / "BENCHMARKS.md", render(bench))

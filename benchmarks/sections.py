@@ -247,6 +247,13 @@ def workers(ctx: Context) -> dict:
     return job["result"]
 
 
+def tune_budget(ctx: Context) -> dict:
+    """TPE + Hyperband vs a 3x larger random search on digits_cnn, seeds 0-2 (see tune_budget.py)."""
+    seeds = [0] if ctx.quick else [0, 1, 2]
+    job = run_job("benchmarks.tune_budget:tune_vs_random", work=str(ctx.work / "tune_budget"), seeds=seeds)
+    return {"wall_s": round(job["wall_s"], 1), **job["result"]}
+
+
 def demo(ctx: Context) -> dict:
     job = run_job("benchmarks.ours:demo_job", out=str(ctx.work / "demo"))
     return {"wall_s": round(job["wall_s"], 1), "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
@@ -254,7 +261,11 @@ def demo(ctx: Context) -> dict:
 
 ALL = [("models", prepare_models), ("compress", compress_matrix), ("latency", latency_rows),
        ("exported_structure", exported_structure), ("baselines", baselines),
-       ("latency_parity", latency_parity), ("throughput", validation_throughput), ("footprint", footprint), ("workers", workers), ("demo", demo)]
+       ("latency_parity", latency_parity), ("throughput", validation_throughput), ("footprint", footprint),
+       ("workers", workers), ("tune_budget", tune_budget), ("demo", demo)]
+
+# Sections that read nothing from earlier sections (ctx.models / ctx.runs): `--only` may rerun them alone.
+STANDALONE = ("footprint", "workers", "tune_budget", "demo")
 
 
 def targets(bench: dict) -> list[dict]:

@@ -86,6 +86,13 @@ def evaluate(bench: dict) -> list[dict]:
     w = _get(bench, "workers")
     check("#6", "tuning wall time, --workers 1 / --workers 2",
           lambda: (w["speedup"], w["speedup"] > 1.0), "> 1")
+    t = _get(bench, "tune_budget")
+    for key, budget in (("tpe_epochs", "a third of its epochs"), ("tpe_trials", "a third of its trials")):
+        def gap(key=key):
+            v = round((t["summary"][key]["mean_best_val"] - t["summary"]["random"]["mean_best_val"]) * 100, 2)
+            return v, v >= 0
+        check("#6", f"TPE+Hyperband with {budget} - random search: best val accuracy, mean over seeds (points)",
+              gap, ">= 0")
     d = _get(bench, "demo")
     check("#2", "make demo wall time after set-up (s)", lambda: (d["wall_s"], d["wall_s"] < 120), "< 120 s")
     return out

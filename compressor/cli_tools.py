@@ -11,6 +11,7 @@ import click
 
 from compressor.cli import _emit, _kv, _state, cli, common
 
+
 def _study_options(fn):
     """Options shared by tune and search: budget, study, storage, workers."""
     for opt in reversed([
@@ -40,6 +41,9 @@ def _study_options(fn):
 @click.option("--sampler", default="tpe", show_default=True, type=click.Choice(["tpe", "random", "grid"]))
 @click.option("--pruner", default="hyperband", show_default=True,
               type=click.Choice(["hyperband", "halving", "median", "none"]))
+@click.option("--budget-epochs", "max_epochs", default=None, type=click.IntRange(1, None),
+              help="Compute budget: start no new trial once the study's trials trained this many epochs in total "
+                   "(pruned trials count only what they ran). --trials still caps the count.")
 @click.option("--param", "params", multiple=True, help="Fixed architecture argument NAME=VALUE (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--trust-code", is_flag=True)
@@ -47,7 +51,7 @@ def _study_options(fn):
 @click.option("--json", "as_json", is_flag=True)
 @common
 def tune_cmd(model_path, model_name, recipe, space, data, data_dir, out, n_trials, study, storage, workers, no_final,
-             sampler, pruner, params, seed, trust_code, overwrite, as_json):
+             sampler, pruner, max_epochs, params, seed, trust_code, overwrite, as_json):
     """Tune training hyperparameters (Optuna); refit the winner on train+val, test it once."""
     from compressor.tuning.progress import Progress
     from compressor.tuning.text import format_tune
@@ -55,6 +59,7 @@ def tune_cmd(model_path, model_name, recipe, space, data, data_dir, out, n_trial
 
     result = tune(out, model=model_name, model_path=model_path, recipe=recipe, space=space, data=data,
                   data_dir=data_dir, n_trials=n_trials, sampler=sampler, pruner=pruner, study=study or "tune",
+                  max_epochs=max_epochs,
                   storage=storage, workers=workers, seed=seed, model_params=_kv(params), overwrite=overwrite,
                   final=not no_final, trust_code=trust_code, progress=Progress(quiet=_state["quiet"]))
     _emit(result, as_json, format_tune(result) + f"\nreport: {out}/report.html")
@@ -65,6 +70,9 @@ def tune_cmd(model_path, model_name, recipe, space, data, data_dir, out, n_trial
 @click.option("--space", default=None, help="Recipe search space YAML (default: built-in 'recipes').")
 @click.option("--max-accuracy-drop", default=0.01, show_default=True, type=click.FloatRange(0, 1),
               help="Constraint: validation accuracy may drop at most this much (0.01 = 1 point) vs float.")
+@click.option("--confidence", default=0.8, show_default=True, type=float,
+              help="The constraint holds for the upper bound of the drop at this one-sided confidence "
+                   "(0.5 = the point estimate): a small validation split must not let a lucky trial in.")
 @click.option("--data", default=None)
 @click.option("--data-dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path())
@@ -74,15 +82,15 @@ def tune_cmd(model_path, model_name, recipe, space, data, data_dir, out, n_trial
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @common
-def search_cmd(model_path, space, max_accuracy_drop, data, data_dir, out, n_trials, study, storage, workers,
-               no_final, seed, trust_code, overwrite, as_json):
+def search_cmd(model_path, space, max_accuracy_drop, confidence, data, data_dir, out, n_trials, study, storage,
+               workers, no_final, seed, trust_code, overwrite, as_json):
     """Accuracy-aware multi-objective search over recipes: Pareto front + best artifact under the constraint."""
     from compressor.tuning.progress import Progress
     from compressor.tuning.search import search
     from compressor.tuning.text import format_search
 
-    result = search(model_path, out, space=space, max_accuracy_drop=max_accuracy_drop, data=data,
-                    data_dir=data_dir, n_trials=n_trials, study=study or "search", storage=storage,
+    result = search(model_path, out, space=space, max_accuracy_drop=max_accuracy_drop, confidence=confidence,
+                    data=data, data_dir=data_dir, n_trials=n_trials, study=study or "search", storage=storage,
                     workers=workers, seed=seed, final=not no_final, trust_code=trust_code, overwrite=overwrite,
                     progress=Progress(quiet=_state["quiet"]))
     _emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from compressor.runtime.errors import UserError
+from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.pareto import front_mask, pick
 from compressor.tuning.search import summarize
 from compressor.tuning.search_space import sample_recipe, search_space_from_dict
@@ -84,7 +85,11 @@ def test_search_end_to_end(tiny_model_path, tmp_path):
     assert len(cands) + len(result["failed"]) == 4
     for c in cands:  # every trial measured on its own .tflite, on the validation split
         assert c["gzip_bytes"] == pytest.approx(c["gzip_bytes"]) and c["size_bytes"] > c["gzip_bytes"] > 0
-        assert c["feasible"] == (c["accuracy_drop"] <= 0.05 + 1e-9)
+        assert c["feasible"] == (c["drop_bound"] <= 0.05 + 1e-9)  # judged on the bound, not the point estimate
+        n = result["validation_samples"]
+        assert c["accuracy_drop"] == pytest.approx((c["losses"] - c["gains"]) / n)
+        assert c["drop_bound"] == pytest.approx(drop_upper_bound(c["losses"], c["gains"], n, 0.8))
+        assert c["drop_bound"] > c["accuracy_drop"]
         assert (out / "trials" / f"{c['ran_in']:04d}" / "model.tflite").stat().st_size == c["size_bytes"]
     assert any(c["front"] for c in cands)
     chosen = result["chosen"]
@@ -114,3 +119,14 @@ def test_a_repeated_recipe_is_found_not_retrained():
     again = study.ask()
     assert earlier_run(again, json.loads(json.dumps(raw))).number == 0
     assert earlier_run(again, {**raw, "steps": [{"type": "float16", "params": {}}]}) is None
+
+
+def test_a_limit_the_validation_split_cannot_show_is_refused_before_the_search(tiny_model_path, tmp_path):
+    from compressor.tuning.search import search
+
+    # digits: 144 validation samples; even full agreement has a 0.8-confidence bound of 0.58%
+    with pytest.raises(UserError, match=r"--max-accuracy-drop 0.20% cannot be shown on 144 validation samples"):
+        search(tiny_model_path, tmp_path / "s", max_accuracy_drop=0.002, n_trials=1)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(UserError, match="--confidence is between 0.5"):
+        search(tiny_model_path, tmp_path / "s", confidence=1.0)

@@ -140,6 +140,19 @@ def test_tune_resumes_with_the_remaining_budget(tuned):
         tune(out, model="digits_cnn", space=_space_file(out.parent, epochs=3), n_trials=6, final=False)
 
 
+def test_an_epoch_budget_stops_the_study(tmp_path):
+    from compressor.tuning.tune import tune
+
+    space = _space_file(tmp_path, epochs=2)
+    kw = dict(model="digits_cnn", space=space, n_trials=50, sampler="random", pruner="none", seed=0, final=False)
+    result = tune(tmp_path / "b", max_epochs=5, **kw)
+    # 2 epochs per unpruned trial: 3 trials reach 6 >= 5; the trial cap (50) is far away
+    assert sum(result["counts"].values()) == 3 and result["epochs_spent"] == 6
+    assert result["epochs_spent"] == sum(r["epochs_run"] for r in result["trials"])
+    again = tune(tmp_path / "b", max_epochs=5, **kw)  # resumed: the budget is spent, nothing runs
+    assert sum(again["counts"].values()) == 3
+
+
 def test_two_workers_share_one_study(tmp_path):
     import optuna
 

@@ -39,6 +39,6 @@ def pick(rows: list[dict], size_key: str = "gzip_bytes", latency_key: str = "lat
     return min(feasible, key=lambda r: (r[size_key], r[latency_key], -r[accuracy_key]))
 
 
-def closest(rows: list[dict], accuracy_key: str = "val_accuracy") -> dict | None:
+def closest(rows: list[dict], drop_key: str = "accuracy_drop") -> dict | None:
     """When nothing meets the accuracy constraint: the row that misses it by the least."""
-    return max(rows, key=lambda r: r[accuracy_key]) if rows else None
+    return min(rows, key=lambda r: r[drop_key]) if rows else None

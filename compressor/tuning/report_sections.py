@@ -97,10 +97,11 @@ def search_sections(data: dict, run_dir: Path) -> list[Section]:
                      f" ({status})</p>")
     out: list[Section] = [("Search summary", f"<p>{html.escape(data['verdict'])}</p>" + test_line + "".join(
         f'<p class="note">{html.escape(n)}</p>' for n in data.get("notes", [])))]
-    header = ["trial", "recipe", "val accuracy", "drop", "size", "gzip", "p50 ms", "feasible", "front"]
+    header = ["trial", "recipe", "val accuracy", "drop", "drop bound", "size", "gzip", "p50 ms", "feasible", "front"]
 
     def cells(r: dict) -> list:
         return [r["number"], r["label"], pct(r["val_accuracy"]), f"{r['accuracy_drop'] * 100:+.2f} pt",
+                f"{r.get('drop_bound', r['accuracy_drop']) * 100:+.2f} pt",
                 kb(r["size_bytes"]), kb(r["gzip_bytes"]), ms(r["latency_ms"]), "yes" if r["feasible"] else "no",
                 "yes" if r["front"] else ""]
 

@@ -1,7 +1,8 @@
 """`compressor search`: multi-objective search over recipes under an accuracy constraint.
 
 Objectives (on the validation split, see search_trial): accuracy, gzip size, latency; sampler
-NSGA-II with the constraint ``accuracy drop <= --max-accuracy-drop``. Trial 0 is always plain
+NSGA-II with the constraint ``upper bound of the accuracy drop <= --max-accuracy-drop``, the bound
+at ``--confidence`` (constraint.py: a small validation split must not let a lucky candidate in). Trial 0 is always plain
 int8 PTQ, the baseline every other answer is compared with. At the end:
 - the Pareto front (non-dominated trials) as a table and in search.json / report.html;
 - the smallest feasible trial is re-run as a `compressor compress` run in OUT/best (its trial
@@ -21,6 +22,7 @@ from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError
 
 from . import rundir
+from .constraint import smallest_certifiable_drop
 from .pareto import closest, front_mask, pick
 from .progress import from_callable
 from .report_data import trial_rows
@@ -30,36 +32,56 @@ from .space import Param, first_value, optuna_name
 from .workers import StudyConfig, open_study, run_workers
 
 BEST_RECIPE = "search-best"
+DEFAULT_CONFIDENCE = 0.8
+
+
+def _check_certifiable(settings: dict, seed: int) -> None:
+    """Refuse a limit no candidate can meet on this validation split, before spending the budget."""
+    from compressor.datasets import load_dataset
+
+    n = len(load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed).y_val)
+    floor = smallest_certifiable_drop(n, settings["confidence"])
+    if settings["max_accuracy_drop"] < floor:
+        raise UserError(f"--max-accuracy-drop {settings['max_accuracy_drop']:.2%} cannot be shown on {n} validation "
+                        f"samples at --confidence {settings['confidence']:g} (even a candidate that agrees with the "
+                        f"float model everywhere has a bound of {floor:.2%}): raise the limit, lower --confidence, "
+                        "or give more validation data")
 
 
 def search(model_path: str | Path, out: str | Path, space: str | None = None, max_accuracy_drop: float = 0.01,
            data: str | None = None, data_dir: str | None = None, n_trials: int = 30, study: str = "search",
            storage: str | None = None, workers: int = 1, seed: int = 0, final: bool = True,
-           trust_code: bool = False, overwrite: bool = False, progress: Any = None) -> dict:
+           trust_code: bool = False, overwrite: bool = False, progress: Any = None,
+           confidence: float = DEFAULT_CONFIDENCE) -> dict:
     from compressor.model_io import detect_kind, read_card
 
     progress = from_callable(progress)
     if not 0 <= max_accuracy_drop <= 1:
         raise UserError("--max-accuracy-drop is a fraction between 0 and 1 (0.01 = 1 point)")
+    if not 0.5 <= confidence < 1:
+        raise UserError("--confidence is between 0.5 (judge the point estimate) and 1 (exclusive), e.g. 0.8")
     if detect_kind(Path(model_path)) == "savedmodel":
         raise UserError(f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
                         "need a tf_keras model")
     the_space = load_search_space(space)
     settings = {"model_path": str(model_path), "space": the_space.model_dump(), "max_accuracy_drop": max_accuracy_drop,
                 "data": data or read_card(Path(model_path)).get("data", "digits"), "data_dir": data_dir,
-                "trust_code": trust_code}
+                "trust_code": trust_code, "confidence": confidence}
+    _check_certifiable(settings, seed)
     out, url = rundir.prepare(out, "search", storage, study, overwrite)
     cfg = StudyConfig(kind="search_trial", run_dir=str(out), storage=url, study=study, n_trials=n_trials,
                       workers=workers, seed=seed, quiet=progress.quiet, settings=settings)
     write_json(out / "search-config.json", {"settings": settings, "n_trials": n_trials, "study": study,
                                             "storage": rundir.redact(url), "workers": workers, "seed": seed})
     the_study = open_study(cfg, DIRECTIONS, {"kind": "search", "space": settings["space"], "model": str(model_path),
-                                             "max_accuracy_drop": max_accuracy_drop})
+                                             "max_accuracy_drop": max_accuracy_drop, "confidence": confidence})
     _enqueue_baseline(the_study, the_space)
-    progress.line(f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%}, "
+    progress.line(f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
+                  f"(upper bound at confidence {confidence:g}), "
                   f"{workers} worker(s); storage {rundir.redact(url)}")
     seconds = run_workers(cfg, progress)
-    result = summarize(trial_rows(the_study), max_accuracy_drop, the_study.user_attrs.get("baseline_trial"))
+    result = summarize(trial_rows(the_study), max_accuracy_drop, the_study.user_attrs.get("baseline_trial"),
+                       confidence)
     result.update(study=study, storage=rundir.redact(url), n_trials=n_trials, workers=workers, seconds=round(seconds, 2))
     if final and result["chosen"]:
         result["best_run"] = _export_best(result["chosen"], settings, the_space, out, seed, progress)
@@ -83,7 +105,7 @@ def _enqueue_baseline(study: Any, space: Any) -> None:
     study.set_user_attr("baseline_trial", 0)
 
 
-def summarize(rows: list[dict], max_drop: float, baseline_number: int | None) -> dict:
+def summarize(rows: list[dict], max_drop: float, baseline_number: int | None, confidence: float = 0.5) -> dict:
     done = [r for r in rows if r["state"] == "COMPLETE" and r.get("result")]
     cands = []
     for r in done:
@@ -92,6 +114,8 @@ def summarize(rows: list[dict], max_drop: float, baseline_number: int | None) ->
                       "recipe": r.get("recipe"), "val_accuracy": res["val_accuracy"], "size_bytes": res["size_bytes"],
                       "gzip_bytes": res["gzip_bytes"], "latency_ms": res["latency_ms"],
                       "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
+                      "drop_bound": res.get("drop_bound", r["reference_val_accuracy"] - res["val_accuracy"]),
+                      "losses": res.get("val_losses"), "gains": res.get("val_gains"),
                       "feasible": bool(r["feasible"]), "seconds": r["seconds"],
                       "ran_in": r["reused_from"] if r.get("reused_from") is not None else r["number"]})
     mask = front_mask([(c["val_accuracy"], c["gzip_bytes"], c["latency_ms"]) for c in cands], [True, False, False])
@@ -100,14 +124,16 @@ def summarize(rows: list[dict], max_drop: float, baseline_number: int | None) ->
     ref = done[0]["reference_val_accuracy"] if done else None
     base = next((c for c in cands if c["number"] == baseline_number), None)
     chosen = pick(cands)
+    near = None if chosen else closest(cands, "drop_bound")
     better = [c for c in cands if base and c["feasible"] and c["gzip_bytes"] < base["gzip_bytes"]
               and c["val_accuracy"] >= base["val_accuracy"]]
     failed = [{"number": r["number"], "error": r["error"]} for r in rows if r["state"] == "FAIL"]
-    return {"schema": "compressor.search/1", "max_accuracy_drop": max_drop, "reference_val_accuracy": ref,
+    return {"schema": "compressor.search/1", "max_accuracy_drop": max_drop, "confidence": confidence,
+            "reference_val_accuracy": ref,
             "validation_samples": done[0]["result"].get("val_samples") if done else None,
-            "candidates": cands, "baseline": base, "chosen": chosen, "closest": None if chosen else closest(cands),
+            "candidates": cands, "baseline": base, "chosen": chosen, "closest": near,
             "smaller_than_int8_at_no_worse_accuracy": min(better, key=lambda c: c["gzip_bytes"]) if better else None,
-            "failed": failed, "verdict": _verdict(chosen, closest(cands), base, max_drop, len(cands)),
+            "failed": failed, "verdict": _verdict(chosen, near, base, max_drop, len(cands)),
             "notes": [f"{len(failed)} trial(s) failed; reasons in search.json 'failed'"] if failed else []}
 
 
@@ -120,9 +146,10 @@ def _verdict(chosen: dict | None, near: dict | None, base: dict | None, max_drop
         return "no trial completed: nothing to compare (see the failed trials)"
     if chosen is None:
         return (f"no trial met --max-accuracy-drop {max_drop:.2%}: the closest is trial {near['number']} "
-                f"({near['label']}) with a drop of {near['accuracy_drop']:.2%}; every result is kept in search.json")
+                f"({near['label']}) with a drop of {near['accuracy_drop']:.2%} (upper bound {near['drop_bound']:.2%}); "
+                "every result is kept in search.json")
     text = (f"chosen: trial {chosen['number']} ({chosen['label']}): validation accuracy {chosen['val_accuracy']:.2%} "
-            f"(drop {chosen['accuracy_drop']:+.2%}, limit {max_drop:.2%}), gzip {chosen['gzip_bytes'] / 1024:.1f} KB, "
+            f"(drop {chosen['accuracy_drop']:+.2%}, bound {chosen['drop_bound']:+.2%}, limit {max_drop:.2%}), gzip {chosen['gzip_bytes'] / 1024:.1f} KB, "
             f"{chosen['latency_ms']:.3f} ms")
     if base is not None:
         text += (f"; plain int8 PTQ: {base['val_accuracy']:.2%}, gzip {base['gzip_bytes'] / 1024:.1f} KB, "

@@ -3,8 +3,9 @@
 Three objectives, all measured on the artifact the device would run: validation accuracy
 (maximise), gzip size in bytes (minimise: what an app download or OTA update costs, and the only
 size pruning and clustering reduce), median latency on the target interpreter (minimise). The
-accuracy constraint is handed to NSGA-II as ``trial.set_constraint(drop - max_drop)`` (feasible <= 0),
-so infeasible recipes lose every comparison against feasible ones but still steer the search.
+accuracy constraint is handed to NSGA-II as ``trial.set_constraint(bound - max_drop)`` (feasible <= 0),
+where ``bound`` is the upper confidence bound of the drop (see constraint.py), so infeasible recipes
+lose every comparison against feasible ones but still steer the search.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .constraint import drop_upper_bound
 from .progress import Progress
 from .samplers import make_nsga2
 from .search_space import search_space_from_dict, sample_recipe
@@ -65,14 +67,18 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
         result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
         base = ref_acc if ref_acc is not None else result["val_accuracy"]
         drop = base - result["val_accuracy"]
+        bound = (drop_upper_bound(result["val_losses"], result["val_gains"], result["val_samples"],
+                                  s.get("confidence", 0.5)) if "val_losses" in result else drop)
+        result["drop_bound"] = bound
         trial.set_user_attr("reference_val_accuracy", base)
-        trial.set_constraint("accuracy_drop", drop - s["max_accuracy_drop"])  # feasible when <= 0
-        trial.set_user_attr("feasible", bool(drop <= s["max_accuracy_drop"] + 1e-9))
+        trial.set_constraint("accuracy_drop", bound - s["max_accuracy_drop"])  # feasible when <= 0
+        trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9))
         trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
         trial.set_user_attr("history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"])
                                         if m.get("history")})
         trial.set_user_attr("seconds", round(time.time() - t0, 2))
-        progress.line(f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt)  "
+        progress.line(f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt, "
+                      f"bound {bound * 100:+.2f} pt)  "
                       f"gzip {result['gzip_bytes'] / 1024:.1f} KB  {result['latency_ms']:.3f} ms  "
                       f"({time.time() - t0:.1f} s)")
         return result["val_accuracy"], float(result["gzip_bytes"]), result["latency_ms"]

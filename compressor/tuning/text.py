@@ -19,7 +19,8 @@ def _table(header: tuple, rows: list[tuple]) -> list[str]:
 def format_tune(result: dict) -> str:
     c = result["counts"]
     lines = [f"study {result['study']}: {c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed "
-             f"in {result['seconds']:.0f} s ({result['workers']} worker(s))"]
+             f"in {result['seconds']:.0f} s ({result['workers']} worker(s)), {result.get('epochs_spent', 0)} epochs "
+             "trained"]
     best = result.get("best")
     if best is None:
         return "\n".join(lines + ["no trial completed: nothing to refit"])
@@ -40,11 +41,13 @@ def _searched(result: dict) -> set[str]:
 
 
 def format_search(result: dict) -> str:
-    header = ("trial", "recipe", "val acc", "drop", "size", "gzip", "p50 ms", "ok")
+    header = ("trial", "recipe", "val acc", "drop", "bound", "size", "gzip", "p50 ms", "ok")
     rows = [(r["number"], r["label"], f"{r['val_accuracy']:.2%}", f"{r['accuracy_drop'] * 100:+.2f} pt",
+             f"{r.get('drop_bound', r['accuracy_drop']) * 100:+.2f} pt",
              _kb(r["size_bytes"]), _kb(r["gzip_bytes"]), f"{r['latency_ms']:.3f}", "yes" if r["feasible"] else "no")
             for r in result["candidates"] if r["front"]]
-    lines = ["Pareto front (validation split; objectives: accuracy, gzip size, latency):"] + _table(header, rows)
+    lines = ["Pareto front (validation split; objectives: accuracy, gzip size, latency; 'bound': upper "
+             f"{result.get('confidence', 0.5):g}-confidence bound of the drop, the constraint):"] + _table(header, rows)
     lines.append(result["verdict"])
     lines += result.get("notes", [])
     best = result.get("best_run") or {}

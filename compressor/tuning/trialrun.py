@@ -15,6 +15,8 @@ import yaml
 
 from compressor.runtime.atomic import output_dir, write_json
 
+from .constraint import paired_counts
+
 LATENCY_RUNS = 50  # per trial: enough for a stable median of a small model, cheap enough for 30+ trials
 
 
@@ -58,6 +60,9 @@ def run_recipe(model: Any, data: Any, recipe: Any, trial_dir: Path, reference: n
         result = {
             "val_accuracy": float(m["accuracy"]["top1"]), "val_samples": int(len(data.y_val)),
             "val_agreement": m["accuracy"].get("agreement", {}).get("top1_agreement"),
+            # paired with the reference on the same samples: what the search's constraint bound needs
+            **(dict(zip(("val_losses", "val_gains"), paired_counts(measured.outputs, reference, data.y_val)))
+               if reference is not None else {}),
             "size_bytes": int(m["size"]["bytes"]), "gzip_bytes": int(m["size"]["gzip_bytes"]),
             "latency_ms": float(m["latency"]["median_ms"]), "latency_p90_ms": float(m["latency"]["p90_ms"]),
             "steps": [{k: v for k, v in meta.items() if k in ("step", "params", "seconds", "history", "info")}

@@ -24,7 +24,7 @@ from .narrow import write_narrowed
 from .progress import Progress, from_callable
 from .samplers import PRUNERS, SAMPLERS
 from .space import Space, grid_size, load_space, space_from_dict, space_to_dict
-from .workers import StudyConfig, open_study, run_workers
+from .workers import StudyConfig, epochs_spent, open_study, run_workers
 
 
 def tune(out: str | Path, model: str | None = None, model_path: str | None = None, recipe: str | None = None,
@@ -32,7 +32,7 @@ def tune(out: str | Path, model: str | None = None, model_path: str | None = Non
          sampler: str = "tpe", pruner: str = "hyperband", study: str = "tune", storage: str | None = None,
          workers: int = 1, seed: int = 0, model_params: dict | None = None, overwrite: bool = False,
          final: bool = True, trust_code: bool = False, progress: Any = None,
-         spawn_workers: bool = False) -> dict:
+         spawn_workers: bool = False, max_epochs: int | None = None) -> dict:
     """Run (or resume) the study, then refit/evaluate its best trial; returns tune.json's content."""
     progress = from_callable(progress)
     if sampler not in SAMPLERS or pruner not in PRUNERS:
@@ -46,11 +46,13 @@ def tune(out: str | Path, model: str | None = None, model_path: str | None = Non
     out, url = rundir.prepare(out, "tune", storage, study, overwrite)
     cfg = StudyConfig(kind="tune_trial", run_dir=str(out), storage=url, study=study, n_trials=n_trials,
                       workers=workers, seed=seed, quiet=progress.quiet,
-                      spawn=spawn_workers, settings=settings)
-    write_json(out / "tune-config.json", {"settings": settings, "n_trials": n_trials, "study": study,
+                      spawn=spawn_workers, settings=settings, max_epochs=max_epochs)
+    write_json(out / "tune-config.json", {"settings": settings, "n_trials": n_trials, "max_epochs": max_epochs,
+                                          "study": study,
                                           "storage": rundir.redact(url), "workers": workers, "seed": seed})
     the_study = open_study(cfg, ["maximize"], {"kind": "tune", "space": settings["space"], "mode": settings["mode"]})
-    progress.line(f"study {study!r}: {n_trials} trials, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
+    budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
+    progress.line(f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
                   f"storage {rundir.redact(url)}")
     seconds = run_workers(cfg, progress)
     result = _summary(the_study, the_space, cfg, seconds)
@@ -112,7 +114,8 @@ def _summary(study: Any, space: Space, cfg: StudyConfig, seconds: float) -> dict
     best = max(done, key=lambda r: r["value"]) if done else None
     return {"schema": "compressor.tune/1", "study": cfg.study, "storage": rundir.redact(cfg.storage),
             "mode": cfg.settings["mode"], "sampler": cfg.settings["sampler"], "pruner": cfg.settings["pruner"],
-            "n_trials": cfg.n_trials, "workers": cfg.workers, "seconds": round(seconds, 2),
+            "n_trials": cfg.n_trials, "max_epochs": cfg.max_epochs, "epochs_spent": epochs_spent(study),
+            "workers": cfg.workers, "seconds": round(seconds, 2),
             "space": cfg.settings["space"], "trials": rows, "best": best,
             "counts": {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}}
 

@@ -9,6 +9,9 @@ cleanly (forking a process that already initialised TF deadlocks its thread pool
 The budget is a total for the study, not per worker: a worker stops when finished (complete or
 pruned) plus running trials reach it, so an interrupted study resumes with only what is left.
 Workers started at the same instant can overshoot the budget by at most workers - 1 trials.
+An optional compute budget (``max_epochs``) also stops starting trials once the study's trials
+have trained that many epochs in total: the currency Hyperband saves, where pruned trials cost
+only the epochs they ran (a trial already running finishes, so it can overshoot by one trial).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class StudyConfig:
     seed: int = 0
     quiet: bool = False
     spawn: bool = False  # run even a single worker in its own process (benchmarks: equal start-up costs)
+    max_epochs: int | None = None  # compute budget: no new trial once the study's trials trained this many epochs
     settings: dict = field(default_factory=dict)
 
 
@@ -123,6 +127,15 @@ def _share_cores(workers: int) -> None:
         pass
 
 
+def epochs_spent(study: Any) -> int:
+    """Epochs trained by the study's trials: one reported step is one epoch (pruned trials count what they ran)."""
+    return sum(len(t.intermediate_values) for t in study.get_trials(deepcopy=False))
+
+
+def over_epoch_budget(study: Any, max_epochs: int | None) -> bool:
+    return max_epochs is not None and epochs_spent(study) >= max_epochs
+
+
 def run_worker(cfg: StudyConfig, index: int, progress: Progress) -> int:
     """One worker: load the study, run trials until the study's budget is reached; returns trials run."""
     import optuna
@@ -133,7 +146,7 @@ def run_worker(cfg: StudyConfig, index: int, progress: Progress) -> int:
     study = optuna.load_study(study_name=cfg.study, storage=open_storage(cfg.storage), sampler=sampler,
                               pruner=pruner)
     remaining = cfg.n_trials - count(study, FINISHED)
-    if remaining <= 0:
+    if remaining <= 0 or over_epoch_budget(study, cfg.max_epochs):
         return 0
     ran = [0]
     host = socket.gethostname()
@@ -158,7 +171,7 @@ def run_worker(cfg: StudyConfig, index: int, progress: Progress) -> int:
 
     def stop_at_budget(study: Any, trial: Any) -> None:
         ran[0] += 1
-        if count(study, FINISHED + ("RUNNING",)) >= cfg.n_trials:
+        if count(study, FINISHED + ("RUNNING",)) >= cfg.n_trials or over_epoch_budget(study, cfg.max_epochs):
             study.stop()
 
     study.optimize(tagged, n_trials=remaining, callbacks=[stop_at_budget], gc_after_trial=True)
