@@ -100,6 +100,11 @@ def test_search_end_to_end(tiny_model_path, tmp_path):
     row = next(r for r in report["artifacts"] if r["artifact"] == "search-best" and r["format"] == "tflite")
     assert best["test_accuracy"] == row["accuracy"] and best["size_bytes"] == row["size_bytes"]
     assert row["size_bytes"] == chosen["size_bytes"]  # the trial's steps were reused, not retrained
+    if chosen["number"] != base["number"]:  # plain int8 PTQ judged on the same test split
+        report = json.loads((out / "baseline" / "report.json").read_text())
+        row = next(r for r in report["artifacts"] if r["artifact"] == "search-int8-baseline")
+        assert best["baseline"]["test_accuracy"] == row["accuracy"]
+        assert best["baseline"]["size_bytes"] == row["size_bytes"] == base["size_bytes"]  # same PTQ as trial 0
     assert json.loads((out / "search.json").read_text())["chosen"]["number"] == chosen["number"]
     html = (out / "report.html").read_text()
     assert 'data-trial="0"' in html and html.count("data:image/png;base64,") >= 3

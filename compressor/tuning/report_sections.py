@@ -95,6 +95,10 @@ def search_sections(data: dict, run_dir: Path) -> list[Section]:
         test_line = (f"<p>exported as {html.escape(best_run['artifact'])}; on the test split (evaluated once): "
                      f"<b>{pct(best_run['test_accuracy'])}</b> vs float32 {pct(best_run['reference_test_accuracy'])}"
                      f" ({status})</p>")
+        if best_run.get("baseline"):
+            b = best_run["baseline"]
+            test_line += (f"<p>plain int8 PTQ on the same test split: {pct(b['test_accuracy'])}, gzip "
+                          f"{kb(b['gzip_bytes'])} (chosen: {kb(best_run['gzip_bytes'])})</p>")
     out: list[Section] = [("Search summary", f"<p>{html.escape(data['verdict'])}</p>" + test_line + "".join(
         f'<p class="note">{html.escape(n)}</p>' for n in data.get("notes", [])))]
     header = ["trial", "recipe", "val accuracy", "drop", "drop bound", "size", "gzip", "p50 ms", "feasible", "front"]

@@ -57,6 +57,13 @@ def format_search(result: dict) -> str:
                      f"{best['reference_test_accuracy']:.2%}, drop {best['test_accuracy_drop']:+.2%}: "
                      + ("gate passed" if best["passed"] else "GATE FAILED: " + "; ".join(best["gates_failed"]
                                                                                      or ["export mismatch"])))
+        if best.get("baseline"):
+            b = best["baseline"]
+            diff = (best["test_accuracy"] - b["test_accuracy"]) * 100
+            lines.append(f"plain int8 PTQ on the same test split: {b['test_accuracy']:.2%}, gzip "
+                         f"{b['gzip_bytes'] / 1024:.1f} KB: the chosen artifact is "
+                         f"{b['gzip_bytes'] / best['gzip_bytes']:.2f}x smaller (gzip) at {diff:+.2f} pt "
+                         + ("(no worse)" if diff >= 0 else "(WORSE than int8 PTQ, within the accuracy limit)"))
         if not best["passed"]:
             lines.append("the validation split chose it but the test split disagrees: the validation estimate is "
                          f"noisy ({_val_note(result)}); rerun with more trials or a stricter --max-accuracy-drop")
