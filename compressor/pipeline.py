@@ -50,6 +50,7 @@ def compress(model_path: str | Path, recipes: list[str], out: str | Path, data: 
     """
     resolved = [load_recipe(r, overrides) for r in recipes]  # fail on a typo before any heavy work
     resolved = selective.apply_float_layers_option(resolved, float_layers)
+    _check_names(resolved)
     if onnx_quant not in onnxq.VARIANTS:
         raise UserError(f"--onnx-quant must be one of {', '.join(onnxq.VARIANTS)}, got {onnx_quant!r}")
     out = Path(out)
@@ -67,6 +68,17 @@ def compress(model_path: str | Path, recipes: list[str], out: str | Path, data: 
         from .report_html import write_html  # report.html with the plots embedded, next to report.json
         write_html(work)
     return report
+
+
+def _check_names(recipes: list[Recipe]) -> None:
+    """Each recipe writes OUT/NAME and one report row per name: two recipes must not share one."""
+    seen: set[str] = set()
+    for recipe in recipes:
+        if recipe.name in seen or recipe.name == "float32":
+            clash = "the float32 reference" if recipe.name == "float32" else "another recipe"
+            raise UserError(f"recipe name {recipe.name!r} is also {clash}'s: give each recipe its own `name:` "
+                            "(its output folder and report row are named after it)")
+        seen.add(recipe.name)
 
 
 def _check_trainable(model: LoadedModel, recipes: list[Recipe]) -> None:

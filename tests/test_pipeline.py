@@ -93,6 +93,17 @@ def test_existing_output_refused_and_untouched(tiny_model_path, tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_two_recipes_with_one_name_refused(tiny_model_path, tmp_path):
+    for name in ("mine", "float32"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\nsteps:\n  - type: dynamic\n")
+    with pytest.raises(UserError, match=r"recipe name 'mine' is also another recipe's: give each recipe its own"):
+        compress(tiny_model_path, [str(tmp_path / "mine.yaml"), str(tmp_path / "mine.yaml")], tmp_path / "out")
+    with pytest.raises(UserError, match=r"recipe name 'float32' is also the float32 reference's"):
+        compress(tiny_model_path, [str(tmp_path / "float32.yaml")], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_wrong_data_shape_leaves_nothing(tiny_model_path, tmp_path, seed):
     data = tmp_path / "d.npz"
     rng = np.random.default_rng(seed)
