@@ -180,9 +180,10 @@ def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int,
                       data_dir=settings.get("data_dir"), overwrite=True, resume=True, seed=seed,
                       trust_code=settings.get("trust_code", False), progress=progress.epoch)
     row = next(r for r in report["artifacts"] if r["artifact"] == BEST_RECIPE and r["format"] == "tflite")
+    # round + 0.0: an exact tie is 0.0, not -0.0 (which would print as a "-0.00%" drop)
     return {"recipe": str(recipe_path), "artifact": row["path"], "report": str(out / "best" / "report.json"),
             "test_accuracy": row["accuracy"], "reference_test_accuracy": report["reference_accuracy"],
-            "test_accuracy_drop": -row["accuracy_delta"], "size_bytes": row["size_bytes"],
+            "test_accuracy_drop": round(-row["accuracy_delta"], 9) + 0.0, "size_bytes": row["size_bytes"],
             "gzip_bytes": row["gzip_bytes"], "gates_failed": row["gates_failed"], "passed": report["passed"]}
 
 
