@@ -208,3 +208,21 @@ def test_cli_tune_recipe_mode_and_exit_code(tiny_model_path, tmp_path):
         assert row["result"]["val_accuracy"] == row["value"]
     res = runner.invoke(cli, ["tune", "--model", "digits_cnn", "--out", str(tmp_path / "x"), "--space", "nope.yaml"])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "search space nope.yaml" in res.output
+
+
+@pytest.mark.parametrize("epochs", [3, 8, 9, 27])
+def test_tpe_start_up_is_sized_per_hyperband_bracket(epochs):
+    """Optuna's samplers see one bracket's trials: our count must equal Hyperband's own."""
+    import optuna
+
+    from compressor.tuning.samplers import brackets, make_pruner, startup_trials
+
+    pruner = make_pruner("hyperband", epochs)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    trial = study.ask()
+    trial.report(0.5, 1)
+    trial.should_prune()  # Hyperband sizes its brackets on first use
+    assert brackets("hyperband", epochs) == pruner._n_brackets == {3: 2, 8: 2, 9: 3, 27: 4}[epochs]
+    assert brackets("median", epochs) == 1
+    assert [startup_trials(n, 2) for n in (10, 30, 90)] == [3, 5, 10]
+    assert startup_trials(30) == 10

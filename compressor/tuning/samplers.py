@@ -2,7 +2,8 @@
 
 - random: the baseline; every trial independent.
 - tpe: Tree-structured Parzen Estimator (Bergstra et al. 2011), multivariate; few start-up
-  random trials because budgets here are tens of trials, not hundreds. ``constant_liar`` keeps
+  random trials because budgets here are tens of trials, not hundreds, counted per Hyperband
+  bracket (the sampler sees only its bracket's trials). ``constant_liar`` keeps
   parallel workers from proposing the same point while the other's trial is still running.
 - grid: every combination of the space's grid points (see space.grid).
 - nsga2: multi-objective genetic search (Deb et al. 2002) with constraint handling, for `search`.
@@ -13,21 +14,27 @@ Pruners stop bad trials from their per-epoch validation accuracy:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from compressor.runtime.errors import UserError
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "halving", "median", "none")
+MIN_RESOURCE, REDUCTION = 1, 3  # Hyperband: epochs of the shortest rung, and 1/eta of trials promoted per rung
 
 
-def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | None = None) -> Any:
+def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | None = None,
+                 n_brackets: int = 1) -> Any:
+    """``n_brackets``: Hyperband's bracket count. Optuna's samplers see only the trials of the
+    current trial's bracket, so TPE's random start-up is paid once per bracket: size it on the
+    trials one bracket will get, or a small budget never gets past the random phase."""
     import optuna
 
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        startup = max(4, min(10, n_trials // 3))
+        startup = startup_trials(n_trials, n_brackets)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
                                           constant_liar=True)
     if name == "grid":
@@ -35,6 +42,19 @@ def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | No
             raise UserError("--sampler grid needs at least one searched parameter in the space")
         return optuna.samplers.GridSampler(grid, seed=seed)
     raise UserError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+
+
+def startup_trials(n_trials: int, n_brackets: int = 1) -> int:
+    """Random trials before TPE models the space: a third of what one bracket will see, 3 to 10."""
+    return max(3, min(10, n_trials // max(1, n_brackets) // 3))
+
+
+def brackets(pruner: str, epochs: int) -> int:
+    """How many groups the pruner splits trials into for the sampler: Hyperband's brackets
+    floor(log_eta(max_resource / min_resource)) + 1 (Li et al. 2018), 1 for the others."""
+    if pruner != "hyperband" or epochs < 2:
+        return 1
+    return int(math.floor(math.log(epochs / MIN_RESOURCE, REDUCTION) + 1e-9)) + 1
 
 
 def make_nsga2(seed: int, n_trials: int) -> Any:
@@ -54,7 +74,8 @@ def make_pruner(name: str, epochs: int) -> Any:
         return optuna.pruners.NopPruner()
 
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=MIN_RESOURCE, max_resource=epochs,
+                                              reduction_factor=REDUCTION)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "median":

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import trainer
 from .progress import Progress
-from .samplers import make_pruner, make_sampler
+from .samplers import brackets, make_pruner, make_sampler
 from .recipe_pruning import EpochReporter, recipe_epochs
 from .space import grid, sample, space_from_dict
 
@@ -27,11 +27,14 @@ from .space import grid, sample, space_from_dict
 def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     s = cfg.settings
     space = space_from_dict(s["space"])
-    # Different seeds per worker: identical random streams would propose identical trials.
-    sampler = make_sampler(s["sampler"], cfg.seed + 1000 * worker, cfg.n_trials, grid(space))
     # Recipe mode: the space's `epochs` does not drive training; the recipe's training steps do.
     epochs = space.epochs if s["mode"] == "architecture" else recipe_epochs(s["recipe"], space)
     pruner = make_pruner(s["pruner"], epochs)
+    # The trials the study will run: an epoch budget buys about max_epochs / epochs full trials.
+    expected = cfg.n_trials if not cfg.max_epochs else min(cfg.n_trials, max(1, cfg.max_epochs // epochs))
+    # Different seeds per worker: identical random streams would propose identical trials.
+    sampler = make_sampler(s["sampler"], cfg.seed + 1000 * worker, expected, grid(space),
+                           brackets(s["pruner"], epochs))
     from compressor.datasets import load_dataset
 
     data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
