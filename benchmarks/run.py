@@ -55,8 +55,9 @@ def main() -> None:
         parser.error(f"section(s) {', '.join(unknown)} cannot run alone; --only takes "
                      f"{', '.join(sections.STANDALONE)} (the others need the models and runs of a full run)")
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if not args.only:  # --only keeps the folder: an interrupted section's studies resume
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     bench: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                    "versions": versions(), "quick": args.quick, "presets": preset_names(), "sections": {}}
