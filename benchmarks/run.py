@@ -8,6 +8,7 @@ A failing section is recorded as an error in both files; the others still run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,13 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def machine() -> dict:
     cpu = "unknown"
-    try:
+    with contextlib.suppress(OSError):  # no /proc (not Linux): the CPU stays "unknown"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_gb, 1),
             "python": platform.python_version(), "platform": platform.platform()}

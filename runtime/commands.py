@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -196,8 +196,6 @@ def versions(libraries: tuple[str, ...] = _LIBRARIES) -> dict[str, str]:
     """Python, machine and the installed versions of ``libraries`` (missing ones left out)."""
     found = {"python": platform.python_version(), "machine": platform.machine()}
     for name in libraries:
-        try:
+        with suppress(metadata.PackageNotFoundError):  # not installed: left out
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found

@@ -29,7 +29,7 @@ _MAX_LABELS_BYTES = 16 * 1024 * 1024
 
 
 class _Corrupt(Exception):
-    pass
+    """Raised inside the flatbuffer reader; turned into one UserError naming the file."""
 
 
 class _Table:

@@ -135,8 +135,8 @@ def test_epoch_hook_sees_every_epoch_and_its_exception_stops_fit(digits, tmp_pat
     params = FineTuneParams(epochs=4, learning_rate=1e-2, batch_size=64)
     assert [type(c).__name__ for c in callbacks(params)] == ["EpochLines"]  # no hook: no extra callback
 
-    class Stop(Exception):  # like optuna.TrialPruned
-        pass
+    class Stop(Exception):
+        """Stands for optuna.TrialPruned: any exception the hook raises."""
 
     def stop_at_second(epoch, epochs, logs):
         calls.append((epoch, epochs, logs))

@@ -83,7 +83,7 @@ def test_hook_exception_leaves_no_trial_folder(tiny_model_path, tmp_path):
     from compressor.tuning.trialrun import run_recipe
 
     class Stop(Exception):
-        pass
+        """Raised by the hook mid-chain, as optuna.TrialPruned would be."""
 
     def stop_in_second_step(epoch, epochs, logs):
         seen.append(epochs)

@@ -16,6 +16,7 @@ only the epochs they ran (a trial already running finishes, so it can overshoot 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import socket
@@ -120,11 +121,9 @@ def _share_cores(workers: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     from compressor.keras_shim import tf
 
-    try:
+    with contextlib.suppress(RuntimeError):  # TF already initialised its runtime: keep its defaults
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TF already initialised its runtime: keep its defaults
-        pass
 
 
 def epochs_spent(study: Any) -> int:
