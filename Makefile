@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(VENV)/bin/compressor demo --out runs/demo --overwrite
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

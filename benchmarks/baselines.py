@@ -38,9 +38,19 @@ def default_converter(model_path: str, out: str, optimize: bool = False) -> dict
     return {"size_bytes": len(flatbuffer), "gzip_bytes": len(gzip.compress(flatbuffer, 9))}
 
 
-def handwritten_prune_qat(model_path: str, out: str, data: str, sparsity: float, prune_epochs: int,
-                          qat_epochs: int, batch_size: int, prune_lr: float, qat_lr: float,
-                          calibration_samples: int = 200, seed: int = 0) -> dict:
+def handwritten_prune_qat(
+    model_path: str,
+    out: str,
+    data: str,
+    sparsity: float,
+    prune_epochs: int,
+    qat_epochs: int,
+    batch_size: int,
+    prune_lr: float,
+    qat_lr: float,
+    calibration_samples: int = 200,
+    seed: int = 0,
+) -> dict:
     from compressor.datasets import load_dataset
     from compressor.keras_shim import keras, tf, tfmot
 
@@ -53,16 +63,30 @@ def handwritten_prune_qat(model_path: str, out: str, data: str, sparsity: float,
     schedule = mot.sparsity.keras.PolynomialDecay(0.0, sparsity, begin_step=0, end_step=int(steps * 0.7))
     pruned = mot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     pruned.compile(keras.optimizers.Adam(prune_lr), "sparse_categorical_crossentropy", ["accuracy"])
-    pruned.fit(ds.x_train, ds.y_train, batch_size=batch_size, epochs=prune_epochs, verbose=0,
-               validation_data=(ds.x_val, ds.y_val), callbacks=[mot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        ds.x_train,
+        ds.y_train,
+        batch_size=batch_size,
+        epochs=prune_epochs,
+        verbose=0,
+        validation_data=(ds.x_val, ds.y_val),
+        callbacks=[mot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = mot.sparsity.keras.strip_pruning(pruned)
 
     annotated = mot.quantization.keras.quantize_annotate_model(stripped)
     qat = mot.quantization.keras.quantize_apply(
-        annotated, mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+        annotated, mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    )
     qat.compile(keras.optimizers.Adam(qat_lr), "sparse_categorical_crossentropy", ["accuracy"])
-    qat.fit(ds.x_train, ds.y_train, batch_size=batch_size, epochs=qat_epochs, verbose=0,
-            validation_data=(ds.x_val, ds.y_val))
+    qat.fit(
+        ds.x_train,
+        ds.y_train,
+        batch_size=batch_size,
+        epochs=qat_epochs,
+        verbose=0,
+        validation_data=(ds.x_val, ds.y_val),
+    )
 
     converter = tf.lite.TFLiteConverter.from_keras_model(qat)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -73,5 +97,8 @@ def handwritten_prune_qat(model_path: str, out: str, data: str, sparsity: float,
     converter.inference_output_type = tf.int8
     flatbuffer = converter.convert()
     Path(out).write_bytes(flatbuffer)
-    return {"size_bytes": len(flatbuffer), "gzip_bytes": len(gzip.compress(flatbuffer, 9)),
-            "accuracy": _accuracy(flatbuffer, ds.x_test, ds.y_test)}
+    return {
+        "size_bytes": len(flatbuffer),
+        "gzip_bytes": len(gzip.compress(flatbuffer, 9)),
+        "accuracy": _accuracy(flatbuffer, ds.x_test, ds.y_test),
+    }

@@ -21,9 +21,11 @@ def main() -> None:
     target, args = sys.argv[1], json.loads(sys.argv[2])
     module, function = target.split(":")
     result = getattr(importlib.import_module(module), function)(**args)
-    figures = {"wall_s": time.perf_counter() - T0,
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "result": result}
+    figures = {
+        "wall_s": time.perf_counter() - T0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "result": result,
+    }
     print("BENCH_RESULT " + json.dumps(figures, default=str))
 
 

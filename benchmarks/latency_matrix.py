@@ -32,10 +32,15 @@ def throughput(path: str, samples: int = 10_000, threads: int = 1, seed: int = 0
     t0 = time.perf_counter()
     single = accuracy.predict(single_runner, x, batch_size=1)
     t_single = time.perf_counter() - t0
-    return {"samples": samples, "threads": threads, "batched_s": round(t_batched, 3),
-            "one_at_a_time_s": round(t_single, 3), "speedup": round(t_single / t_batched, 2),
-            "max_abs_diff": float(np.max(np.abs(batched - single))),
-            "same_top1": bool(np.array_equal(batched.argmax(1), single.argmax(1)))}
+    return {
+        "samples": samples,
+        "threads": threads,
+        "batched_s": round(t_batched, 3),
+        "one_at_a_time_s": round(t_single, 3),
+        "speedup": round(t_single / t_batched, 2),
+        "max_abs_diff": float(np.max(np.abs(batched - single))),
+        "same_top1": bool(np.array_equal(batched.argmax(1), single.argmax(1))),
+    }
 
 
 def import_time(module: str, repeats: int = 3) -> float:
@@ -46,8 +51,12 @@ def import_time(module: str, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True,
-                       env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
-                       cwd=Path(__file__).resolve().parent.parent)
+        subprocess.run(
+            [sys.executable, "-c", f"import {module}"],
+            check=True,
+            capture_output=True,
+            env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         times.append(time.perf_counter() - t0)
     return round(sorted(times)[len(times) // 2], 3)

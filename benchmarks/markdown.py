@@ -15,31 +15,52 @@ def _kb(n) -> str:
 
 def render(bench: dict) -> str:
     m, s = bench["machine"], bench["sections"]
-    out = ["# Benchmarks", "",
-           f"Measured {bench['date']} by `make bench` in {bench['seconds']:.0f} s"
-           + (" (QUICK smoke run: not all rows)" if bench.get("quick") else "") + ".", "",
-           f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}.  ",
-           "Libraries: " + ", ".join(f"{k} {v}" for k, v in bench["versions"].items()) + ".", ""]
+    out = [
+        "# Benchmarks",
+        "",
+        f"Measured {bench['date']} by `make bench` in {bench['seconds']:.0f} s"
+        + (" (QUICK smoke run: not all rows)" if bench.get("quick") else "")
+        + ".",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}.  ",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in bench["versions"].items()) + ".",
+        "",
+    ]
     out += ["## Targets", ""]
-    out += _table(["issue", "target", "value", "threshold", "status"],
-                  [[t["issue"], t["target"], t["value"], t["threshold"], t["status"]] for t in bench["targets"]])
+    out += _table(
+        ["issue", "target", "value", "threshold", "status"],
+        [[t["issue"], t["target"], t["value"], t["threshold"], t["status"]] for t in bench["targets"]],
+    )
     for name, sec in s.items():
         if not sec.get("ok"):
             out += [f"**Section {name} failed:** `{sec['error']}`", ""]
     models = s.get("models", {}).get("data") or {}
     if models:
         out += ["## Models", ""]
-        out += _table(["model", "parameters", "weights", "float test accuracy"],
-                      [[k, f"{v['parameters']:,}", v["weights"], f"{v['test_accuracy']:.2%}" if "test_accuracy" in v else "n/a"]
-                       for k, v in models.items()])
+        out += _table(
+            ["model", "parameters", "weights", "float test accuracy"],
+            [
+                [
+                    k,
+                    f"{v['parameters']:,}",
+                    v["weights"],
+                    f"{v['test_accuracy']:.2%}" if "test_accuracy" in v else "n/a",
+                ]
+                for k, v in models.items()
+            ],
+        )
     compress = s.get("compress", {}).get("data") or {}
     latency = s.get("latency", {}).get("data") or {}
     if compress:
-        out += ["## Size, accuracy, latency per model and recipe", "",
-                "Size in KB. Accuracy on the test split (digits); random-weight models have none. "
-                "Latency: median / p90 ms, one sample, LiteRT for .tflite and ONNX Runtime for .onnx, "
-                "at 1 and 2 threads. Wall time and peak RSS are the whole `compress` process "
-                "(TF import, steps, exports of TFLite and ONNX, validation).", ""]
+        out += [
+            "## Size, accuracy, latency per model and recipe",
+            "",
+            "Size in KB. Accuracy on the test split (digits); random-weight models have none. "
+            "Latency: median / p90 ms, one sample, LiteRT for .tflite and ONNX Runtime for .onnx, "
+            "at 1 and 2 threads. Wall time and peak RSS are the whole `compress` process "
+            "(TF import, steps, exports of TFLite and ONNX, validation).",
+            "",
+        ]
         rows = []
         failed = {k: v["error"] for k, v in compress.items() if "error" in v}
         for key, run in compress.items():
@@ -52,27 +73,57 @@ def render(bench: dict) -> str:
                 lat = latency.get(f"{model}/{a['artifact']}/{a['format']}", {})
                 l1, l2 = lat.get("1", {}), lat.get("2", {})
                 has_acc = models.get(model, {}).get("data") == "digits"
-                rows.append([model, a["artifact"], a["format"], _kb(a["size_bytes"]), _kb(a["gzip_bytes"]),
-                             f"{a['accuracy']:.2%}" if has_acc else "n/a",
-                             f"{a['accuracy_delta'] * 100:+.2f}" if has_acc else "n/a",
-                             f"{l1.get('median_ms', 0):.3f} / {l1.get('p90_ms', 0):.3f}",
-                             f"{l2.get('median_ms', 0):.3f} / {l2.get('p90_ms', 0):.3f}",
-                             run["wall_s"] if a["artifact"] != "float32" else "",
-                             run["peak_rss_mb"] if a["artifact"] != "float32" else ""])
-        out += _table(["model", "artifact", "format", "size KB", "gzip KB", "accuracy", "Δ pt", "1 thread ms",
-                       "2 threads ms", "compress wall s", "peak RSS MB"], rows)
+                rows.append(
+                    [
+                        model,
+                        a["artifact"],
+                        a["format"],
+                        _kb(a["size_bytes"]),
+                        _kb(a["gzip_bytes"]),
+                        f"{a['accuracy']:.2%}" if has_acc else "n/a",
+                        f"{a['accuracy_delta'] * 100:+.2f}" if has_acc else "n/a",
+                        f"{l1.get('median_ms', 0):.3f} / {l1.get('p90_ms', 0):.3f}",
+                        f"{l2.get('median_ms', 0):.3f} / {l2.get('p90_ms', 0):.3f}",
+                        run["wall_s"] if a["artifact"] != "float32" else "",
+                        run["peak_rss_mb"] if a["artifact"] != "float32" else "",
+                    ]
+                )
+        out += _table(
+            [
+                "model",
+                "artifact",
+                "format",
+                "size KB",
+                "gzip KB",
+                "accuracy",
+                "Δ pt",
+                "1 thread ms",
+                "2 threads ms",
+                "compress wall s",
+                "peak RSS MB",
+            ],
+            rows,
+        )
         if failed:
             out += ["Runs that failed (the error is the tool's own message):", ""]
             out += [f"- `{k}`: {v.splitlines()[-1][-300:]}" for k, v in failed.items()] + [""]
-    for title, key in (("Baselines (digits_cnn)", "baselines"), ("Exported structure", "exported_structure"),
-                       ("Latency parity with litert-benchmark", "latency_parity"),
-                       ("Validation throughput", "throughput"), ("Runtime footprint", "footprint"),
-                       ("Tuning workers", "workers"), ("TPE + Hyperband vs 3x random search", "tune_budget"),
-                       ("Demo", "demo")):
+    for title, key in (
+        ("Baselines (digits_cnn)", "baselines"),
+        ("Exported structure", "exported_structure"),
+        ("Latency parity with litert-benchmark", "latency_parity"),
+        ("Validation throughput", "throughput"),
+        ("Runtime footprint", "footprint"),
+        ("Tuning workers", "workers"),
+        ("TPE + Hyperband vs 3x random search", "tune_budget"),
+        ("Demo", "demo"),
+    ):
         data = s.get(key, {}).get("data")
         if data:
-            rerun = (f"Rerun alone (`python -m benchmarks.run --only {key}`) {s[key]['date']}, "
-                     f"{s[key]['seconds']:.0f} s." if s[key].get("alone") else "")
+            rerun = (
+                f"Rerun alone (`python -m benchmarks.run --only {key}`) {s[key]['date']}, {s[key]['seconds']:.0f} s."
+                if s[key].get("alone")
+                else ""
+            )
             out += [f"## {title}", ""] + ([rerun, ""] if rerun else []) + ["```json", _json(data), "```", ""]
     return "\n".join(out)
 

@@ -7,26 +7,39 @@ from pathlib import Path
 import numpy as np
 
 
-def compress_job(model_path: str, recipes: list[str], out: str, data: str | None = None,
-                 overrides: list[str] | None = None) -> dict:
-    from compressor.pipeline import compress
+def compress_job(
+    model_path: str, recipes: list[str], out: str, data: str | None = None, overrides: list[str] | None = None
+) -> dict:
+    from compressor.pipeline.compress import compress
 
-    report = compress(model_path, recipes, out, data=data, overrides=overrides or [], overwrite=True,
-                      latency_runs=20)
-    keep = ("artifact", "format", "path", "size_bytes", "gzip_bytes", "accuracy", "accuracy_delta",
-            "gates_failed", "export_mismatches")
-    return {"reference_accuracy": report["reference_accuracy"], "passed": report["passed"],
-            "artifacts": [{k: r[k] for k in keep} for r in report["artifacts"]],
-            "steps": {name: [{"step": m["step"], "info": m.get("info", {})} for m in metas]
-                      for name, metas in report.get("steps", {}).items()}}
+    report = compress(model_path, recipes, out, data=data, overrides=overrides or [], overwrite=True, latency_runs=20)
+    keep = (
+        "artifact",
+        "format",
+        "path",
+        "size_bytes",
+        "gzip_bytes",
+        "accuracy",
+        "accuracy_delta",
+        "gates_failed",
+        "export_mismatches",
+    )
+    return {
+        "reference_accuracy": report["reference_accuracy"],
+        "passed": report["passed"],
+        "artifacts": [{k: r[k] for k in keep} for r in report["artifacts"]],
+        "steps": {
+            name: [{"step": m["step"], "info": m.get("info", {})} for m in metas]
+            for name, metas in report.get("steps", {}).items()
+        },
+    }
 
 
 def train_job(model: str, out: str, data: str = "digits", epochs: int = 20, seed: int = 0) -> dict:
-    from compressor.train import train
+    from compressor.pipeline.train import train
 
     card = train(model, out, data=data, epochs=epochs, seed=seed, overwrite=True)
-    return {"model_path": card["model_path"], "test_accuracy": card["test_accuracy"],
-            "parameters": card["parameters"]}
+    return {"model_path": card["model_path"], "test_accuracy": card["test_accuracy"], "parameters": card["parameters"]}
 
 
 def random_model_job(model: str, input_shape: list[int], out: str, samples: int = 256, seed: int = 0) -> dict:
@@ -45,19 +58,22 @@ def random_model_job(model: str, input_shape: list[int], out: str, samples: int 
     labels = rng.integers(0, 10, size=samples)
     half = samples // 2
     np.savez(Path(out) / "data.npz", x_train=raw[:half], y_train=labels[:half], x_test=raw[half:], y_test=labels[half:])
-    return {"model_path": str(Path(out) / "model"), "data": str(Path(out) / "data.npz"),
-            "parameters": int(keras_model.count_params())}
+    return {
+        "model_path": str(Path(out) / "model"),
+        "data": str(Path(out) / "data.npz"),
+        "parameters": int(keras_model.count_params()),
+    }
 
 
 def demo_job(out: str) -> dict:
-    from compressor.demo import run_demo
+    from compressor.pipeline.demo import run_demo
 
     report = run_demo(out, overwrite=True)
     return {"passed": report["passed"], "artifacts": len(report["artifacts"])}
 
 
 def package_job(run_dir: str, out: str) -> dict:
-    from compressor.package import package
+    from compressor.bundle.package import package
 
     result = package(run_dir, out, overwrite=True)
     return {"artifact": result["artifact"], "files": sorted(result["manifest"]["files"])}

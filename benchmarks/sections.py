@@ -13,8 +13,11 @@ from .latency_matrix import artifact_latency, import_time, throughput
 from .measure import ratio, run_job
 
 TRAINED = {"digits_cnn": 20, "mlp": 20}
-RANDOM = {"mobilenet_v2_96": ("mobilenet_v2", [96, 96, 3]), "mobilenet_v2_224": ("mobilenet_v2", [224, 224, 3]),
-          "cifar_resnet": ("cifar_resnet", [32, 32, 3])}
+RANDOM = {
+    "mobilenet_v2_96": ("mobilenet_v2", [96, 96, 3]),
+    "mobilenet_v2_224": ("mobilenet_v2", [224, 224, 3]),
+    "cifar_resnet": ("cifar_resnet", [32, 32, 3]),
+}
 
 
 @dataclass
@@ -31,8 +34,12 @@ def prepare_models(ctx: Context) -> dict:
         if ctx.quick and name != "digits_cnn":
             continue
         job = run_job("benchmarks.ours:train_job", model=name, out=str(ctx.work / name), epochs=epochs)
-        ctx.models[name] = {**job["result"], "data": "digits", "weights": "trained on digits",
-                            "train_wall_s": round(job["wall_s"], 1)}
+        ctx.models[name] = {
+            **job["result"],
+            "data": "digits",
+            "weights": "trained on digits",
+            "train_wall_s": round(job["wall_s"], 1),
+        }
     for name, (arch, shape) in RANDOM.items():
         if ctx.quick and name != "mobilenet_v2_96":
             continue
@@ -58,8 +65,13 @@ def compress_matrix(ctx: Context) -> dict:
         for recipes in recipes_for(ctx, model):
             key = f"{model}/{'+'.join(recipes)}"
             try:
-                job = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=recipes,
-                              out=str(ctx.work / "runs" / model / recipes[0]), data=info["data"])
+                job = run_job(
+                    "benchmarks.ours:compress_job",
+                    model_path=info["model_path"],
+                    recipes=recipes,
+                    out=str(ctx.work / "runs" / model / recipes[0]),
+                    data=info["data"],
+                )
             except RuntimeError as e:  # a recipe that fails on a model is a result too; keep going
                 out[key] = {"error": str(e)[-400:]}
                 continue
@@ -71,7 +83,7 @@ def compress_matrix(ctx: Context) -> dict:
 
 def latency_rows(ctx: Context) -> dict:
     rows = {}
-    for (model, recipe), job in ctx.runs.items():
+    for (model, _recipe), job in ctx.runs.items():
         data = ctx.models[model]["data"]
         sample = _one_sample(data)
         for art in job["result"]["artifacts"]:
@@ -94,40 +106,74 @@ def baselines(ctx: Context) -> dict:
     work.mkdir(exist_ok=True)
     out = {}
     for optimize in (False, True):
-        job = run_job("benchmarks.baselines:default_converter", model_path=info["model_path"],
-                      out=str(work / f"default-{optimize}.tflite"), optimize=optimize)
+        job = run_job(
+            "benchmarks.baselines:default_converter",
+            model_path=info["model_path"],
+            out=str(work / f"default-{optimize}.tflite"),
+            optimize=optimize,
+        )
         out["tflite_converter_default" + ("_optimize" if optimize else "")] = {
-            "wall_s": round(job["wall_s"], 1), "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
+            "wall_s": round(job["wall_s"], 1),
+            "peak_rss_mb": round(job["peak_rss_mb"]),
+            **job["result"],
+        }
     recipe = load_recipe("prune-qat-int8")
     prune, qat = recipe.steps[0].params, recipe.steps[1].params
-    hand = run_job("benchmarks.baselines:handwritten_prune_qat", model_path=info["model_path"],
-                   out=str(work / "handwritten.tflite"), data="digits", sparsity=prune["sparsity"],
-                   prune_epochs=prune["epochs"], qat_epochs=qat["epochs"], batch_size=prune["batch_size"],
-                   prune_lr=prune["learning_rate"], qat_lr=qat["learning_rate"])
-    out["handwritten_prune_qat"] = {"wall_s": round(hand["wall_s"], 1), "peak_rss_mb": round(hand["peak_rss_mb"]),
-                                    **hand["result"]}
+    hand = run_job(
+        "benchmarks.baselines:handwritten_prune_qat",
+        model_path=info["model_path"],
+        out=str(work / "handwritten.tflite"),
+        data="digits",
+        sparsity=prune["sparsity"],
+        prune_epochs=prune["epochs"],
+        qat_epochs=qat["epochs"],
+        batch_size=prune["batch_size"],
+        prune_lr=prune["learning_rate"],
+        qat_lr=qat["learning_rate"],
+    )
+    out["handwritten_prune_qat"] = {
+        "wall_s": round(hand["wall_s"], 1),
+        "peak_rss_mb": round(hand["peak_rss_mb"]),
+        **hand["result"],
+    }
     # Ours with the same work: TFLite only (the handwritten script exports no ONNX and validates nothing).
-    ours = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=["prune-qat-int8"],
-                   out=str(work / "ours"), data="digits", overrides=["export.formats=[tflite]"])
+    ours = run_job(
+        "benchmarks.ours:compress_job",
+        model_path=info["model_path"],
+        recipes=["prune-qat-int8"],
+        out=str(work / "ours"),
+        data="digits",
+        overrides=["export.formats=[tflite]"],
+    )
     row = next(a for a in ours["result"]["artifacts"] if a["artifact"] == "prune-qat-int8")
-    out["ours_prune_qat_tflite_only"] = {"wall_s": round(ours["wall_s"], 1), "peak_rss_mb": round(ours["peak_rss_mb"]),
-                                         "size_bytes": row["size_bytes"], "gzip_bytes": row["gzip_bytes"],
-                                         "accuracy": row["accuracy"]}
+    out["ours_prune_qat_tflite_only"] = {
+        "wall_s": round(ours["wall_s"], 1),
+        "peak_rss_mb": round(ours["peak_rss_mb"]),
+        "size_bytes": row["size_bytes"],
+        "gzip_bytes": row["gzip_bytes"],
+        "accuracy": row["accuracy"],
+    }
     h, o = out["handwritten_prune_qat"], out["ours_prune_qat_tflite_only"]
-    out["ratios_ours_over_handwritten"] = {k: ratio(o[k], h[k]) for k in ("wall_s", "peak_rss_mb", "size_bytes",
-                                                                          "gzip_bytes", "accuracy")}
+    out["ratios_ours_over_handwritten"] = {
+        k: ratio(o[k], h[k]) for k in ("wall_s", "peak_rss_mb", "size_bytes", "gzip_bytes", "accuracy")
+    }
     return out
 
 
 def validation_throughput(ctx: Context) -> dict:
     """The issue's case (mobilenet_v2 96 float32), plus digits_cnn int8 where per-call overhead dominates."""
+
     def path(model: str, artifact: str) -> str:
         run = ctx.runs[(model, "int8")]
-        return next(a["path"] for a in run["result"]["artifacts"] if a["artifact"] == artifact and a["format"] == "tflite")
+        return next(
+            a["path"] for a in run["result"]["artifacts"] if a["artifact"] == artifact and a["format"] == "tflite"
+        )
 
     samples = 2_000 if ctx.quick else 10_000
-    return {**throughput(path("mobilenet_v2_96", "float32"), samples=samples),
-            "digits_cnn_int8": throughput(path("digits_cnn", "int8"), samples=samples)}
+    return {
+        **throughput(path("mobilenet_v2_96", "float32"), samples=samples),
+        "digits_cnn_int8": throughput(path("digits_cnn", "int8"), samples=samples),
+    }
 
 
 def footprint(ctx: Context) -> dict:
@@ -144,31 +190,42 @@ def footprint(ctx: Context) -> dict:
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "compressor.runtime.cli", "validate", str(bundle), "--quiet"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "compressor.runtime.cli", "validate", str(bundle), "--quiet"],
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - t0)
     venv = ctx.work / "device-venv"
     source = ctx.work / "runtime-src"
     shutil.copytree(Path(__file__).resolve().parent.parent / "runtime", source)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], check=True, capture_output=True
+    )
     site = next((venv / "lib").glob("python*/site-packages"))
     size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
-    has_tf = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True).returncode == 0
-    return {"validate_bundle_s": round(sorted(times)[1], 3),
-            "import_runtime_s": import_time("compressor.runtime.interpreters"),
-            "import_tensorflow_s": import_time("compressor.keras_shim"),
-            "device_install_mb": round(size / 2**20, 1), "device_install_has_tensorflow": has_tf}
+    has_tf = (
+        subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True).returncode == 0
+    )
+    return {
+        "validate_bundle_s": round(sorted(times)[1], 3),
+        "import_runtime_s": import_time("compressor.runtime.interpreters"),
+        "import_tensorflow_s": import_time("compressor.keras_shim"),
+        "device_install_mb": round(size / 2**20, 1),
+        "device_install_has_tensorflow": has_tf,
+    }
 
 
 def exported_structure(ctx: Context) -> dict:
     """Sparsity and clusters read back from the exported int8 files, and distillation vs labels only."""
-    from compressor.weights import sparsity, tflite_kernels
+    from compressor.inspection.weights import sparsity, tflite_kernels
 
     def artifact(recipe: str) -> str:
         job = ctx.runs[("digits_cnn", recipe)]
-        return next(a["path"] for a in job["result"]["artifacts"] if a["artifact"] == recipe and a["format"] == "tflite")
+        return next(
+            a["path"] for a in job["result"]["artifacts"] if a["artifact"] == recipe and a["format"] == "tflite"
+        )
 
     out: dict = {}
     if ("digits_cnn", "prune-qat-int8") in ctx.runs:
@@ -184,10 +241,18 @@ def exported_structure(ctx: Context) -> dict:
         out["cluster_max_values"] = max(counts.values())
     if ("digits_cnn", "distill-int8") in ctx.runs:
         info = ctx.models["digits_cnn"]
-        labels_only = run_job("benchmarks.ours:compress_job", model_path=info["model_path"], recipes=["distill-int8"],
-                              out=str(ctx.work / "runs" / "digits_cnn" / "distill-labels-only"), data="digits",
-                              overrides=["steps.0.params.alpha=1.0"])
-        pick = lambda job: next(a["accuracy"] for a in job["result"]["artifacts"] if a["artifact"] == "distill-int8")
+        labels_only = run_job(
+            "benchmarks.ours:compress_job",
+            model_path=info["model_path"],
+            recipes=["distill-int8"],
+            out=str(ctx.work / "runs" / "digits_cnn" / "distill-labels-only"),
+            data="digits",
+            overrides=["steps.0.params.alpha=1.0"],
+        )
+
+        def pick(job: dict) -> float:
+            return next(a["accuracy"] for a in job["result"]["artifacts"] if a["artifact"] == "distill-int8")
+
         distilled, plain = pick(ctx.runs[("digits_cnn", "distill-int8")]), pick(labels_only)
         out["distill_student_accuracy"], out["labels_only_student_accuracy"] = distilled, plain
         out["distill_gain_points"] = round((distilled - plain) * 100, 2)
@@ -207,7 +272,7 @@ def cluster_values(kernel: np.ndarray) -> int:
     Layouts: FULLY_CONNECTED [out, in], CONV_2D [out, h, w, in], DEPTHWISE_CONV_2D [1, h, w, out]
     (the same depthwise rule as ``compressor inspect``).
     """
-    from compressor.weights import unique_values
+    from compressor.inspection.weights import unique_values
 
     if kernel.ndim == 2:
         return unique_values(kernel)
@@ -222,11 +287,15 @@ def latency_parity(ctx: Context) -> dict:
 
     def path(model: str, recipe: str, artifact: str) -> str:
         job = ctx.runs[(model, recipe)]
-        return next(a["path"] for a in job["result"]["artifacts"] if a["artifact"] == artifact and a["format"] == "tflite")
+        return next(
+            a["path"] for a in job["result"]["artifacts"] if a["artifact"] == artifact and a["format"] == "tflite"
+        )
 
-    cases = {"digits_cnn int8": path("digits_cnn", "int8", "int8"),
-             "mobilenet_v2_96 float32": path("mobilenet_v2_96", "int8", "float32"),
-             "mobilenet_v2_96 int8": path("mobilenet_v2_96", "int8", "int8")}
+    cases = {
+        "digits_cnn int8": path("digits_cnn", "int8", "int8"),
+        "mobilenet_v2_96 float32": path("mobilenet_v2_96", "int8", "float32"),
+        "mobilenet_v2_96 int8": path("mobilenet_v2_96", "int8", "int8"),
+    }
     out = {}
     for name, file in cases.items():
         runner = open_model(file, threads=1)
@@ -234,16 +303,19 @@ def latency_parity(ctx: Context) -> dict:
         sample = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
         ours = measure_latency(runner, sample, warmup=20, runs=200, max_seconds=30.0)
         theirs = run_litert_benchmark(file, threads=1, runs=200, warmup=20)
-        out[name] = {"ours_median_ms": round(ours["median_ms"], 4), "litert_benchmark_median_ms": theirs["median_ms"],
-                     "litert_benchmark_mean_ms_precise": theirs["mean_ms_from_throughput"],
-                     "relative_diff": round(ours["median_ms"] / theirs["median_ms"] - 1, 4),
-                     "agrees_within_10pct": agrees(ours["median_ms"], theirs["median_ms"], 0.10)}
+        out[name] = {
+            "ours_median_ms": round(ours["median_ms"], 4),
+            "litert_benchmark_median_ms": theirs["median_ms"],
+            "litert_benchmark_mean_ms_precise": theirs["mean_ms_from_throughput"],
+            "relative_diff": round(ours["median_ms"] / theirs["median_ms"] - 1, 4),
+            "agrees_within_10pct": agrees(ours["median_ms"], theirs["median_ms"], 0.10),
+        }
     return out
 
 
 def workers(ctx: Context) -> dict:
     """A fixed number of tuning trials with --workers 1, then 2 (same study settings)."""
-    job = run_job("compressor.tuning.bench:speedup")
+    job = run_job("compressor.tuning.worker_bench:speedup")
     return job["result"]
 
 
@@ -251,8 +323,9 @@ def tune_budget(ctx: Context) -> dict:
     """TPE + Hyperband vs a 3x larger random search on digits_cnn, seeds 0-2 (see tune_budget.py)."""
     seeds = [0] if ctx.quick else [0, 1, 2]
     # ~26 min alone on 2 cores (90 random trials of 8 epochs dominate); studies resume if rerun
-    job = run_job("benchmarks.tune_budget:tune_vs_random", timeout=3 * 3600, work=str(ctx.work / "tune_budget"),
-                  seeds=seeds)
+    job = run_job(
+        "benchmarks.tune_budget:tune_vs_random", timeout=3 * 3600, work=str(ctx.work / "tune_budget"), seeds=seeds
+    )
     return {"wall_s": round(job["wall_s"], 1), **job["result"]}
 
 
@@ -261,10 +334,19 @@ def demo(ctx: Context) -> dict:
     return {"wall_s": round(job["wall_s"], 1), "peak_rss_mb": round(job["peak_rss_mb"]), **job["result"]}
 
 
-ALL = [("models", prepare_models), ("compress", compress_matrix), ("latency", latency_rows),
-       ("exported_structure", exported_structure), ("baselines", baselines),
-       ("latency_parity", latency_parity), ("throughput", validation_throughput), ("footprint", footprint),
-       ("workers", workers), ("tune_budget", tune_budget), ("demo", demo)]
+ALL = [
+    ("models", prepare_models),
+    ("compress", compress_matrix),
+    ("latency", latency_rows),
+    ("exported_structure", exported_structure),
+    ("baselines", baselines),
+    ("latency_parity", latency_parity),
+    ("throughput", validation_throughput),
+    ("footprint", footprint),
+    ("workers", workers),
+    ("tune_budget", tune_budget),
+    ("demo", demo),
+]
 
 # Sections that read nothing from earlier sections (ctx.models / ctx.runs): `--only` may rerun them alone.
 STANDALONE = ("footprint", "workers", "tune_budget", "demo")

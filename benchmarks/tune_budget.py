@@ -21,19 +21,30 @@ RATIO = 3
 def _study(out: Path, sampler: str, pruner: str, n_trials: int, seed: int, max_epochs: int | None = None) -> dict:
     from compressor.tuning.tune import tune
 
-    result = tune(out, model="digits_cnn", n_trials=n_trials, sampler=sampler, pruner=pruner, seed=seed,
-                  max_epochs=max_epochs)
-    return {"sampler": sampler, "pruner": pruner, "trials": sum(result["counts"].values()),
-            "max_epochs": max_epochs, "best_val_accuracy": result["best"]["value"],
-            "best_values": result["best"]["values"], "test_accuracy": result["final"]["test_accuracy"],
-            "epochs_spent": result["epochs_spent"], "pruned": result["counts"]["PRUNED"],
-            "seconds": result["seconds"]}
+    result = tune(
+        out, model="digits_cnn", n_trials=n_trials, sampler=sampler, pruner=pruner, seed=seed, max_epochs=max_epochs
+    )
+    return {
+        "sampler": sampler,
+        "pruner": pruner,
+        "trials": sum(result["counts"].values()),
+        "max_epochs": max_epochs,
+        "best_val_accuracy": result["best"]["value"],
+        "best_values": result["best"]["values"],
+        "test_accuracy": result["final"]["test_accuracy"],
+        "epochs_spent": result["epochs_spent"],
+        "pruned": result["counts"]["PRUNED"],
+        "seconds": result["seconds"],
+    }
 
 
 def _compare(tpe: dict, rnd: dict) -> dict:
-    return {**tpe, "reached": tpe["best_val_accuracy"] >= rnd["best_val_accuracy"],
-            "test_not_worse": tpe["test_accuracy"] >= rnd["test_accuracy"],
-            "compute_ratio": round(rnd["epochs_spent"] / tpe["epochs_spent"], 2)}
+    return {
+        **tpe,
+        "reached": tpe["best_val_accuracy"] >= rnd["best_val_accuracy"],
+        "test_not_worse": tpe["test_accuracy"] >= rnd["test_accuracy"],
+        "compute_ratio": round(rnd["epochs_spent"] / tpe["epochs_spent"], 2),
+    }
 
 
 def tune_vs_random(work: str, seeds: list[int] | None = None, trials: int = 10) -> dict:
@@ -41,17 +52,35 @@ def tune_vs_random(work: str, seeds: list[int] | None = None, trials: int = 10) 
     for seed in seeds if seeds is not None else [0, 1, 2]:
         rnd = _study(Path(work) / f"random-{seed}", "random", "none", RATIO * trials, seed)
         by_trials = _study(Path(work) / f"tpe-{seed}", "tpe", "hyperband", trials, seed)
-        by_epochs = _study(Path(work) / f"tpe-epochs-{seed}", "tpe", "hyperband", 10 * trials, seed,
-                           max_epochs=rnd["epochs_spent"] // RATIO)
-        rows.append({"seed": seed, "random": rnd, "tpe_trials": _compare(by_trials, rnd),
-                     "tpe_epochs": _compare(by_epochs, rnd)})
-    summary = {key: {"reached": sum(r[key]["reached"] for r in rows),
-                     "test_not_worse": sum(r[key]["test_not_worse"] for r in rows),
-                     "mean_best_val": _mean(r[key]["best_val_accuracy"] for r in rows),
-                     "mean_test": _mean(r[key]["test_accuracy"] for r in rows)}
-               for key in ("tpe_trials", "tpe_epochs")}
-    summary["random"] = {"mean_best_val": _mean(r["random"]["best_val_accuracy"] for r in rows),
-                         "mean_test": _mean(r["random"]["test_accuracy"] for r in rows)}
+        by_epochs = _study(
+            Path(work) / f"tpe-epochs-{seed}",
+            "tpe",
+            "hyperband",
+            10 * trials,
+            seed,
+            max_epochs=rnd["epochs_spent"] // RATIO,
+        )
+        rows.append(
+            {
+                "seed": seed,
+                "random": rnd,
+                "tpe_trials": _compare(by_trials, rnd),
+                "tpe_epochs": _compare(by_epochs, rnd),
+            }
+        )
+    summary = {
+        key: {
+            "reached": sum(r[key]["reached"] for r in rows),
+            "test_not_worse": sum(r[key]["test_not_worse"] for r in rows),
+            "mean_best_val": _mean(r[key]["best_val_accuracy"] for r in rows),
+            "mean_test": _mean(r[key]["test_accuracy"] for r in rows),
+        }
+        for key in ("tpe_trials", "tpe_epochs")
+    }
+    summary["random"] = {
+        "mean_best_val": _mean(r["random"]["best_val_accuracy"] for r in rows),
+        "mean_test": _mean(r["random"]["test_accuracy"] for r in rows),
+    }
     return {"trials": trials, "ratio": RATIO, "seeds": len(rows), "rows": rows, "summary": summary}
 
 

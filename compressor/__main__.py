@@ -1,5 +1,5 @@
 """`python -m compressor` is the `compressor` command."""
 
-from compressor.cli import main
+from compressor.commands.cli import main
 
 main()

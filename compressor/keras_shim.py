@@ -7,6 +7,7 @@ import too. Everything else in the project does ``from compressor.keras_shim imp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -41,10 +42,8 @@ def tfmot():
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TF ops deterministic."""
     keras.utils.set_random_seed(seed)
-    try:
+    with contextlib.suppress(Exception):  # already initialised devices: determinism is best effort
         tf.config.experimental.enable_op_determinism()
-    except Exception:  # already initialised devices: determinism is best effort
-        pass
 
 
 __all__ = ["tf", "keras", "tfmot", "set_seed"]

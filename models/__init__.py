@@ -110,9 +110,7 @@ def get_spec(name: str) -> ModelSpec:
         return MODELS[name]
     except KeyError:
         names = model_names()
-        raise UserError(
-            f"unknown model '{name}'; {_did_you_mean(name, names)}Valid: {', '.join(names)}"
-        ) from None
+        raise UserError(f"unknown model '{name}'; {_did_you_mean(name, names)}Valid: {', '.join(names)}") from None
 
 
 def build_model(
@@ -120,7 +118,7 @@ def build_model(
     input_shape: tuple[int, ...] | None = None,
     num_classes: int = 10,
     **kwargs: Any,
-) -> "keras.Model":
+) -> keras.Model:
     """Build the registered model ``name`` (uncompiled, random weights).
 
     ``input_shape`` excludes the batch dimension and defaults to the spec's
@@ -132,8 +130,7 @@ def build_model(
     for arg in kwargs:
         if arg not in spec.params:
             raise UserError(
-                f"model '{name}' has no argument '{arg}'; {_did_you_mean(arg, valid)}"
-                f"Valid: {', '.join(valid)}"
+                f"model '{name}' has no argument '{arg}'; {_did_you_mean(arg, valid)}Valid: {', '.join(valid)}"
             )
     module, function = spec.builder.split(":")
     builder = getattr(importlib.import_module(module, package=__name__), function)

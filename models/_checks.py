@@ -46,9 +46,7 @@ def scaled(count: int, width: float) -> int:
     return max(1, round(count * width))
 
 
-def input_shape(
-    model: str, shape: Any, rank: int | None = None, min_side: int = 1
-) -> tuple[int, ...]:
+def input_shape(model: str, shape: Any, rank: int | None = None, min_side: int = 1) -> tuple[int, ...]:
     """``shape`` (without batch axis) as a tuple of positive ints, with ``rank`` axes if given
     and, for images, height and width of at least ``min_side``."""
     try:
@@ -56,13 +54,9 @@ def input_shape(
     except TypeError:
         dims = None
     if not dims or not all(_is_int(d) and d >= 1 for d in dims):
-        raise UserError(
-            f"{model}: input_shape must be positive integers, e.g. (8, 8, 1); got {shape!r}"
-        )
+        raise UserError(f"{model}: input_shape must be positive integers, e.g. (8, 8, 1); got {shape!r}")
     if rank is not None and len(dims) != rank:
-        raise UserError(
-            f"{model}: input_shape must have {rank} axes (height, width, channels); got {dims}"
-        )
+        raise UserError(f"{model}: input_shape must have {rank} axes (height, width, channels); got {dims}")
     if rank == 3 and min(dims[:2]) < min_side:
         raise UserError(f"{model}: input must be at least {min_side}x{min_side}; got {dims}")
     return tuple(int(d) for d in dims)

@@ -9,9 +9,8 @@ so the sum stays shape-consistent.
 from __future__ import annotations
 
 from compressor.keras_shim import keras
+from compressor.models import _checks
 from compressor.runtime.errors import UserError
-
-from . import _checks
 
 _STAGE_FILTERS = (16, 32, 64)
 
@@ -38,9 +37,7 @@ def cifar_resnet(
     classes = _checks.class_count(num_classes)
     depth = _checks.positive_int("depth", depth)
     if depth < 8 or (depth - 2) % 6:
-        raise UserError(
-            f"cifar_resnet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), got {depth}"
-        )
+        raise UserError(f"cifar_resnet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), got {depth}")
     width = _checks.positive_float("width", width)
     init = _checks.kernel_initializer(kernel_initializer)
     blocks = (depth - 2) // 6
@@ -54,17 +51,20 @@ def cifar_resnet(
             stride = 2 if stage > 1 and block == 1 else 1
             x = _basic_block(x, filters, stride, init, f"stage{stage}_block{block}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(
-        classes, activation="softmax", kernel_initializer=init, name="probs"
-    )(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", kernel_initializer=init, name="probs")(x)
     return keras.Model(inputs, outputs, name=f"cifar_resnet{depth}")
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, init: str, name: str):
     # No conv bias: the following BatchNorm's beta plays that role.
     x = keras.layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False,
-        kernel_initializer=init, name=f"{name}_conv",
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=init,
+        name=f"{name}_conv",
     )(x)
     return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
 

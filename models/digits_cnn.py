@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from compressor.keras_shim import keras
-
-from . import _checks
+from compressor.models import _checks
 
 
 def digits_cnn(
@@ -43,9 +42,9 @@ def digits_cnn(
     x = inputs
     for i in (1, 2):
         # No conv bias: the following BatchNorm's beta plays that role.
-        x = keras.layers.Conv2D(
-            n_filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"conv{i}"
-        )(x)
+        x = keras.layers.Conv2D(n_filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"conv{i}")(
+            x
+        )
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.MaxPooling2D(2, name="pool")(x)
@@ -53,7 +52,5 @@ def digits_cnn(
     x = keras.layers.Dense(n_units, activation="relu", kernel_initializer=init, name="dense")(x)
     if rate > 0:
         x = keras.layers.Dropout(rate, name="dropout")(x)
-    outputs = keras.layers.Dense(
-        classes, activation="softmax", kernel_initializer=init, name="probs"
-    )(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", kernel_initializer=init, name="probs")(x)
     return keras.Model(inputs, outputs, name="digits_cnn")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from compressor.keras_shim import keras
+from compressor.models import _checks
 from compressor.runtime.errors import UserError
-
-from . import _checks
 
 
 def mlp(
@@ -41,12 +40,8 @@ def mlp(
     inputs = keras.Input(shape=shape, name="input")
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i, size in enumerate(sizes, start=1):
-        x = keras.layers.Dense(
-            size, activation="relu", kernel_initializer=init, name=f"dense{i}"
-        )(x)
+        x = keras.layers.Dense(size, activation="relu", kernel_initializer=init, name=f"dense{i}")(x)
         if rate > 0:
             x = keras.layers.Dropout(rate, name=f"dropout{i}")(x)
-    outputs = keras.layers.Dense(
-        classes, activation="softmax", kernel_initializer=init, name="probs"
-    )(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", kernel_initializer=init, name="probs")(x)
     return keras.Model(inputs, outputs, name="mlp")

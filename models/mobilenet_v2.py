@@ -8,8 +8,7 @@ offline, and the benchmarks need the architecture, not ImageNet accuracy.
 from __future__ import annotations
 
 from compressor.keras_shim import keras
-
-from . import _checks
+from compressor.models import _checks
 
 _MIN_SIDE = 32  # Keras' lower bound: five stride-2 stages must leave at least 1x1
 

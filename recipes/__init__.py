@@ -4,11 +4,25 @@ Importing this package registers every step type; it does not import TensorFlow 
 import the Keras shim inside ``apply``).
 """
 
-from . import ptq  # noqa: F401  (registers float16, dynamic, int8, int16x8)
-from . import distill, regularize  # noqa: F401  (registers distill, regularize)
-from . import cluster, prune, qat  # noqa: F401  (registers cluster, prune, qat)
-from .base import StepParams, StepType, get_step, register, step_types
-from .schema import Recipe, load_recipe, preset_names, validate_recipe
+from compressor.recipes import (  # noqa: F401  (registers distill, regularize)  # noqa: F401  (registers cluster, prune, qat)
+    cluster,
+    distill,
+    prune,
+    ptq,  # noqa: F401  (registers float16, dynamic, int8, int16x8)
+    qat,
+    regularize,
+)
+from compressor.recipes.base import StepParams, StepType, get_step, register, step_types
+from compressor.recipes.schema import Recipe, load_recipe, preset_names, validate_recipe
 
-__all__ = ["StepParams", "StepType", "get_step", "register", "step_types",
-           "Recipe", "load_recipe", "preset_names", "validate_recipe"]
+__all__ = [
+    "StepParams",
+    "StepType",
+    "get_step",
+    "register",
+    "step_types",
+    "Recipe",
+    "load_recipe",
+    "preset_names",
+    "validate_recipe",
+]

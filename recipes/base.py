@@ -8,8 +8,9 @@ conversion steps (post-training quantization) end a chain and return the .tflite
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,8 +35,7 @@ class StepType:
         fields = {}
         for key, info in self.params.model_fields.items():
             default = None if info.is_required() else info.get_default(call_default_factory=True)
-            fields[key] = {"default": default,
-                           "description": info.description or ""}
+            fields[key] = {"default": default, "description": info.description or ""}
         return {"name": self.name, "kind": self.kind, "summary": self.summary, "params": fields}
 
 

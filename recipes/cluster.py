@@ -19,16 +19,19 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from compressor.recipes.base import register
+from compressor.recipes.finetune import fit
+from compressor.recipes.stepio import write_info
+from compressor.recipes.structure import WrapperParams, check_layer_names, fresh_copy, kernel_layers, kernel_stats
 from compressor.runtime.errors import UserError
 
-from .base import register
-from .finetune import fit
-from .stepio import write_info
-from .structure import WrapperParams, check_layer_names, fresh_copy, kernel_layers, kernel_stats
-
 # Keys are recipe-file spellings; values are tfmot's CentroidInitialization attribute names.
-CENTROID_INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density-based": "DENSITY_BASED",
-                 "random": "RANDOM"}
+CENTROID_INIT = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density-based": "DENSITY_BASED",
+    "random": "RANDOM",
+}
 
 
 class ClusterParams(WrapperParams):
@@ -36,14 +39,17 @@ class ClusterParams(WrapperParams):
     learning_rate: float = Field(1e-4, gt=0, le=10, description="peak learning rate")
     clusters: int = Field(16, ge=2, le=1024, description="distinct values per clustered kernel")
     centroid_init: Literal["kmeans++", "linear", "density-based", "random"] = Field(
-        "kmeans++", description="initial centroids: kmeans++ | linear (evenly spaced between min and max) | "
-                                "density-based (CDF quantiles) | random")
+        "kmeans++",
+        description="initial centroids: kmeans++ | linear (evenly spaced between min and max) | "
+        "density-based (CDF quantiles) | random",
+    )
     skip_layers: list[str] = Field([], description="layer names left unclustered")
     preserve_sparsity: bool = Field(False, description="keep the zeros of a pruned model (zero stays its own cluster)")
 
 
-@register("cluster", "weight clustering: k shared values per Dense/Conv2D kernel (Deep Compression)",
-          ClusterParams, "train")
+@register(
+    "cluster", "weight clustering: k shared values per Dense/Conv2D kernel (Deep Compression)", ClusterParams, "train"
+)
 def apply(model: Any, data: Any, params: ClusterParams, workdir: Path) -> Any:
     from compressor.keras_shim import keras, tfmot
 
@@ -58,22 +64,35 @@ def apply(model: Any, data: Any, params: ClusterParams, workdir: Path) -> Any:
         else:
             layers.append(layer.name)
     if not layers:
-        raise UserError("cluster: no Dense or Conv2D layer left to cluster "
-                        f"({', '.join(f'{k}: {v}' for k, v in left.items()) or 'the model has none'})")
+        raise UserError(
+            "cluster: no Dense or Conv2D layer left to cluster "
+            f"({', '.join(f'{k}: {v}' for k, v in left.items()) or 'the model has none'})"
+        )
     init = getattr(clustering.CentroidInitialization, CENTROID_INIT[params.centroid_init])
 
     def wrap(layer: Any) -> Any:
         if layer.name not in layers:
             return layer
-        return clustering.cluster_weights(layer, number_of_clusters=params.clusters, cluster_centroids_init=init,
-                                          preserve_sparsity=params.preserve_sparsity)
+        return clustering.cluster_weights(
+            layer,
+            number_of_clusters=params.clusters,
+            cluster_centroids_init=init,
+            preserve_sparsity=params.preserve_sparsity,
+        )
 
     wrapped = keras.models.clone_model(model, clone_function=wrap)
     fit(wrapped, data, params, workdir)
     clustered = clustering.strip_clustering(wrapped)
     stats = {name: s for name, s in kernel_stats(clustered).items() if name in layers}
-    write_info(workdir, {"clusters": params.clusters, "centroid_init": params.centroid_init,
-                         "preserve_sparsity": params.preserve_sparsity, "clustered_layers": stats,
-                         "left_unclustered": left,
-                         "note": "clustering shrinks the gzip-compressed file, not the raw .tflite"})
+    write_info(
+        workdir,
+        {
+            "clusters": params.clusters,
+            "centroid_init": params.centroid_init,
+            "preserve_sparsity": params.preserve_sparsity,
+            "clustered_layers": stats,
+            "left_unclustered": left,
+            "note": "clustering shrinks the gzip-compressed file, not the raw .tflite",
+        },
+    )
     return clustered

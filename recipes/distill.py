@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from .base import progress, register, unknown_name_message
-from .finetune import FineTuneParams, fit
-from .rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
-from .stepio import write_info
+from compressor.recipes.base import progress, register, unknown_name_message
+from compressor.recipes.finetune import FineTuneParams, fit
+from compressor.recipes.rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
+from compressor.recipes.stepio import write_info
 
 # Probabilities are clipped here before the log: float32 softmax underflows to 0 only for
 # logit gaps > ~87, and log(0) would turn the KL term into NaN.
@@ -40,13 +40,23 @@ _Schedule = FineTuneParams.model_fields["lr_schedule"].annotation
 
 class DistillParams(FineTuneParams):
     temperature: float = Field(4.0, gt=0, le=100, description="softmax temperature T of the soft targets")
-    alpha: float = Field(0.1, ge=0, le=1, description="weight of the label loss; 1 - alpha goes to the "
-                                                       "teacher's soft targets (1.0 = labels only)")
-    student: str | None = Field(None, description="reference architecture of the student (compressor models); "
-                                                  "default: the teacher at `width`")
+    alpha: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="weight of the label loss; 1 - alpha goes to the teacher's soft targets (1.0 = labels only)",
+    )
+    student: str | None = Field(
+        None, description="reference architecture of the student (compressor models); default: the teacher at `width`"
+    )
     student_params: dict[str, Any] = Field({}, description="arguments of the student architecture")
-    width: float = Field(0.5, gt=0, le=1, description="student = teacher with this many times the filters/units "
-                                                      "of every Dense/Conv but the classifier (ignored with student)")
+    width: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="student = teacher with this many times the filters/units "
+        "of every Dense/Conv but the classifier (ignored with student)",
+    )
     # A student starts from random weights: train it like a new model, not like a fine-tuning.
     epochs: int = Field(30, ge=1, le=10_000, description="training epochs of the student")
     learning_rate: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
@@ -62,7 +72,7 @@ class DistillParams(FineTuneParams):
         return name
 
     @model_validator(mode="after")
-    def _student_params_fit(self) -> "DistillParams":
+    def _student_params_fit(self) -> DistillParams:
         if self.student_params and self.student is None:
             raise ValueError("student_params needs student (a reference architecture)")
         if self.student is not None:
@@ -101,8 +111,12 @@ def make_student(teacher: Any, params: DistillParams) -> tuple[Any, dict]:
         return student, {"student": "derived from the teacher", "width": params.width, "layers": sizes}
     from compressor.models import build_model
 
-    student = build_model(params.student, input_shape=tuple(teacher.input_shape[1:]),
-                          num_classes=int(teacher.output_shape[-1]), **params.student_params)
+    student = build_model(
+        params.student,
+        input_shape=tuple(teacher.input_shape[1:]),
+        num_classes=int(teacher.output_shape[-1]),
+        **params.student_params,
+    )
     return student, {"student": params.student, "student_params": dict(params.student_params)}
 
 
@@ -151,8 +165,10 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
 def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
     student, description = make_student(model, params)
     teacher_n, student_n = int(model.count_params()), int(student.count_params())
-    progress(f"    student: {student_n:,} parameters ({student_n / teacher_n:.0%} of the teacher's {teacher_n:,}); "
-             f"T={params.temperature:g}, alpha={params.alpha:g}")
+    progress(
+        f"    student: {student_n:,} parameters ({student_n / teacher_n:.0%} of the teacher's {teacher_n:,}); "
+        f"T={params.temperature:g}, alpha={params.alpha:g}"
+    )
 
     # A Keras loss sees only (y_true, y_pred): carrying the teacher's outputs in y_true lets the
     # shared fit loop (schedules, early stopping, mixed precision, history.json) train the student.
@@ -160,13 +176,25 @@ def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
         return np.concatenate([y.reshape(-1, 1).astype(np.float32), log_probs(model, x)], axis=1)
 
     soft = dataclasses.replace(data, y_train=pack(data.x_train, data.y_train), y_val=pack(data.x_val, data.y_val))
-    fit(student, soft, params, workdir, loss=distillation_loss(params.alpha, params.temperature),
-        metrics=[label_accuracy()])
-    write_info(workdir, {
-        **description, "temperature": params.temperature, "alpha": params.alpha,
-        "teacher_parameters": teacher_n, "student_parameters": student_n,
-        "parameter_ratio": round(student_n / teacher_n, 4),
-        "teacher_test_accuracy": _accuracy(model, data.x_test, data.y_test),
-        "student_test_accuracy": _accuracy(student, data.x_test, data.y_test),
-    })
+    fit(
+        student,
+        soft,
+        params,
+        workdir,
+        loss=distillation_loss(params.alpha, params.temperature),
+        metrics=[label_accuracy()],
+    )
+    write_info(
+        workdir,
+        {
+            **description,
+            "temperature": params.temperature,
+            "alpha": params.alpha,
+            "teacher_parameters": teacher_n,
+            "student_parameters": student_n,
+            "parameter_ratio": round(student_n / teacher_n, 4),
+            "teacher_test_accuracy": _accuracy(model, data.x_test, data.y_test),
+            "student_test_accuracy": _accuracy(student, data.x_test, data.y_test),
+        },
+    )
     return student

@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from compressor.recipes.base import StepParams, epoch_hook, progress
 from compressor.runtime.atomic import write_json
 from compressor.runtime.errors import UserError
-
-from .base import StepParams, epoch_hook, progress
 
 
 class FineTuneParams(StepParams):
@@ -26,8 +25,10 @@ class FineTuneParams(StepParams):
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-4, gt=0, le=10, description="peak learning rate")
     lr_schedule: Literal["constant", "exponential", "cosine", "cyclical", "constant_then_exponential"] = Field(
-        "constant", description="constant | exponential | cosine (with warm-up) | cyclical (triangular) | "
-                                "constant_then_exponential (hold_epochs, then decay)")
+        "constant",
+        description="constant | exponential | cosine (with warm-up) | cyclical (triangular) | "
+        "constant_then_exponential (hold_epochs, then decay)",
+    )
     decay_rate: float = Field(0.9, gt=0, le=1, description="per-epoch factor of the exponential schedules")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs (cosine)")
     hold_epochs: int = Field(1, ge=0, description="epochs at the peak before decay (constant_then_exponential)")
@@ -35,11 +36,12 @@ class FineTuneParams(StepParams):
     cycle_epochs: int = Field(2, ge=1, description="epochs per half cycle (cyclical)")
     early_stopping: int = Field(0, ge=0, description="patience in epochs on val_loss; 0 = off")
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
-        "float32", description="compute dtype policy while fine-tuning; weights stay float32")
+        "float32", description="compute dtype policy while fine-tuning; weights stay float32"
+    )
     seed: int = 0
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FineTuneParams":
+    def _consistent(self) -> FineTuneParams:
         if self.lr_schedule == "cosine" and self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
         if self.min_learning_rate >= self.learning_rate:
@@ -54,7 +56,7 @@ def learning_rate_at(params: FineTuneParams, epoch: int) -> float:
     if s == "constant":
         return lr
     if s == "exponential":
-        return lr * params.decay_rate ** epoch
+        return lr * params.decay_rate**epoch
     if s == "constant_then_exponential":
         return lr if epoch < params.hold_epochs else lr * params.decay_rate ** (epoch - params.hold_epochs)
     if s == "cosine":  # Loshchilov & Hutter 2017 (arXiv:1608.03983), one cycle, linear warm-up
@@ -96,11 +98,11 @@ def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
         # Per-epoch schedule: the value at epoch e is learning_rate_at(params, e).
         out.append(keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(params, epoch)))
     if params.early_stopping:
-        out.append(keras.callbacks.EarlyStopping("val_loss", patience=params.early_stopping,
-                                                 restore_best_weights=True))
+        out.append(keras.callbacks.EarlyStopping("val_loss", patience=params.early_stopping, restore_best_weights=True))
     out.append(EpochLines())
     hook = epoch_hook()
     if hook is not None:
+
         class EpochHook(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 hook(epoch, params.epochs, {k: float(v) for k, v in (logs or {}).items()})
@@ -109,8 +111,15 @@ def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
     return out
 
 
-def fit(model: Any, data: Any, params: FineTuneParams, workdir: Path, loss: Any = "sparse_categorical_crossentropy",
-        extra_callbacks: list | None = None, metrics: list | None = None) -> dict:
+def fit(
+    model: Any,
+    data: Any,
+    params: FineTuneParams,
+    workdir: Path,
+    loss: Any = "sparse_categorical_crossentropy",
+    extra_callbacks: list | None = None,
+    metrics: list | None = None,
+) -> dict:
     """Compile and fit ``model`` on the training split, validating on val; write history.json.
 
     With a mixed-precision policy the model is rebuilt with that compute dtype (softmax output
@@ -128,9 +137,16 @@ def fit(model: Any, data: Any, params: FineTuneParams, workdir: Path, loss: Any 
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     trained.compile(optimizer=optimizer, loss=loss, metrics=metrics or ["accuracy"])
     t0 = time.time()
-    history = trained.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                          epochs=params.epochs, batch_size=params.batch_size, verbose=0, shuffle=True,
-                          callbacks=callbacks(params, extra_callbacks))
+    history = trained.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        verbose=0,
+        shuffle=True,
+        callbacks=callbacks(params, extra_callbacks),
+    )
     if trained is not model:
         model.set_weights(trained.get_weights())
     record: dict = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -160,8 +176,10 @@ def _with_policy(model: Any, policy: str) -> Any:
         clone = model.__class__.from_config(config)
         clone.set_weights(model.get_weights())
     except Exception as e:
-        raise UserError(f"mixed_precision={policy} is not possible for this model "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); use float32") from None
+        raise UserError(
+            f"mixed_precision={policy} is not possible for this model "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); use float32"
+        ) from None
     if clone.layers[-1].compute_dtype != "float32" or not isinstance(clone, keras.Model):
         raise UserError(f"mixed_precision={policy}: the output layer must stay float32")
     return clone

@@ -22,13 +22,19 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from compressor.recipes.base import register
+from compressor.recipes.finetune import fit
+from compressor.recipes.stepio import write_info
+from compressor.recipes.structure import (
+    WrapperParams,
+    check_layer_names,
+    fresh_copy,
+    kernel_layers,
+    m_by_n_holds,
+    sparsity,
+    tflite_layout,
+)
 from compressor.runtime.errors import UserError
-
-from .base import register
-from .finetune import fit
-from .stepio import write_info
-from .structure import (WrapperParams, check_layer_names, fresh_copy, kernel_layers, m_by_n_holds, sparsity,
-                        tflite_layout)
 
 NOTE = "pruning shrinks the gzip-compressed file, not the raw .tflite (zeros are stored like any other weight)"
 
@@ -38,16 +44,25 @@ class PruneParams(WrapperParams):
     learning_rate: float = Field(5e-4, gt=0, le=10, description="peak learning rate")
     sparsity: float = Field(0.5, ge=0, lt=1, description="target fraction of zero weights in each pruned kernel")
     schedule: Literal["polynomial", "constant"] = Field(
-        "polynomial", description="polynomial: ramp from initial_sparsity (Zhu & Gupta 2017); "
-                                  "constant: the target at once")
+        "polynomial",
+        description="polynomial: ramp from initial_sparsity (Zhu & Gupta 2017); constant: the target at once",
+    )
     initial_sparsity: float = Field(0.0, ge=0, lt=1, description="sparsity where the polynomial ramp starts")
     begin_fraction: float = Field(0.0, ge=0, lt=1, description="share of the fine-tuning steps before pruning starts")
-    end_fraction: float = Field(0.7, gt=0, le=1, validate_default=True,
-                                description="share of the fine-tuning steps after which the target holds")
+    end_fraction: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        validate_default=True,
+        description="share of the fine-tuning steps after which the target holds",
+    )
     frequency: int = Field(10, ge=1, description="training steps between mask updates")
     skip_layers: list[str] = Field([], description="layer names left dense")
-    m_by_n: str | None = Field(None, description='structured sparsity, e.g. "2:4": m zeros in every n input weights '
-                                                 "(masks set at the first step; the schedule does not apply)")
+    m_by_n: str | None = Field(
+        None,
+        description='structured sparsity, e.g. "2:4": m zeros in every n input weights '
+        "(masks set at the first step; the schedule does not apply)",
+    )
 
     @field_validator("initial_sparsity")
     @classmethod
@@ -117,8 +132,9 @@ def prunable(model: Any, params: PruneParams) -> tuple[list, dict[str, str]]:
     return layers, left
 
 
-@register("prune", "magnitude pruning of Dense/Conv2D kernels (polynomial or constant schedule, or m:n)",
-          PruneParams, "train")
+@register(
+    "prune", "magnitude pruning of Dense/Conv2D kernels (polynomial or constant schedule, or m:n)", PruneParams, "train"
+)
 def apply(model: Any, data: Any, params: PruneParams, workdir: Path) -> Any:
     from compressor.keras_shim import keras, tfmot
 
@@ -127,13 +143,16 @@ def apply(model: Any, data: Any, params: PruneParams, workdir: Path) -> Any:
     model = fresh_copy(model, "prune")
     layers, left = prunable(model, params)
     if not layers:
-        raise UserError("prune: no Dense or Conv2D layer left to prune "
-                        f"({', '.join(f'{k}: {v}' for k, v in left.items()) or 'the model has none'})")
+        raise UserError(
+            "prune: no Dense or Conv2D layer left to prune "
+            f"({', '.join(f'{k}: {v}' for k, v in left.items()) or 'the model has none'})"
+        )
     steps_per_epoch = math.ceil(len(data.x_train) / params.batch_size)
     begin, end, frequency = schedule_steps(params, params.epochs * steps_per_epoch)
     if params.schedule == "polynomial" and end > begin:  # begin == end (one training step) would divide by 0
-        schedule = sparse.PolynomialDecay(params.initial_sparsity, params.sparsity, begin, end,
-                                          power=3, frequency=frequency)
+        schedule = sparse.PolynomialDecay(
+            params.initial_sparsity, params.sparsity, begin, end, power=3, frequency=frequency
+        )
     else:
         schedule = sparse.ConstantSparsity(params.sparsity, begin, end, frequency=frequency)
     names = {layer.name for layer in layers}
@@ -159,9 +178,16 @@ def _info(model: Any, names: set[str], left: dict[str, str], params: PruneParams
             zeros, size = zeros + int((kernel == 0).sum()), size + kernel.size
             if params.m_by_n:
                 pattern[layer.name] = m_by_n_holds(tflite_layout(kernel), *params.m_by_n_tuple)
-    return {"target_sparsity": params.sparsity, "m_by_n": params.m_by_n, "m_by_n_holds": pattern or None,
-            "sparsity_per_layer": per_layer, "overall_sparsity": round(zeros / size, 4),
-            "pruned_weights": size, "left_dense": left,
-            "schedule": {"type": "m_by_n", "mask_step": 1} if params.m_by_n else
-                        {"type": params.schedule, "begin_step": steps[0], "end_step": steps[1], "frequency": steps[2]},
-            "note": NOTE}
+    return {
+        "target_sparsity": params.sparsity,
+        "m_by_n": params.m_by_n,
+        "m_by_n_holds": pattern or None,
+        "sparsity_per_layer": per_layer,
+        "overall_sparsity": round(zeros / size, 4),
+        "pruned_weights": size,
+        "left_dense": left,
+        "schedule": {"type": "m_by_n", "mask_step": 1}
+        if params.m_by_n
+        else {"type": params.schedule, "begin_step": steps[0], "end_step": steps[1], "frequency": steps[2]},
+        "note": NOTE,
+    }

@@ -14,9 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from compressor.recipes.base import StepParams, register
 from compressor.runtime.errors import UserError
-
-from .base import StepParams, register
 
 
 class Float16Params(StepParams):
@@ -31,19 +30,32 @@ CalibrationSource = Literal["train", "val"]
 
 
 class Int8Params(StepParams):
-    calibration_samples: int = Field(200, ge=1, le=100_000, description="training samples used to calibrate activation ranges")
+    calibration_samples: int = Field(
+        200, ge=1, le=100_000, description="training samples used to calibrate activation ranges"
+    )
     io_dtype: Literal["int8", "float32"] = Field("int8", description="dtype of the model's input and output tensors")
     calibration_source: CalibrationSource = Field("train", description="split the calibration samples are drawn from")
-    float_layers: list[str] = Field(default_factory=list, description="layers kept in float (Keras layer or "
-                                    "tensor names, see --debug-quant); the rest stays int8")
-    auto_float_layers: int = Field(0, ge=0, le=50, description="when the accuracy gate fails, keep up to this many "
-                                   "of the layers with the largest quantization error in float (0: off)")
+    float_layers: list[str] = Field(
+        default_factory=list,
+        description="layers kept in float (Keras layer or tensor names, see --debug-quant); the rest stays int8",
+    )
+    auto_float_layers: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="when the accuracy gate fails, keep up to this many "
+        "of the layers with the largest quantization error in float (0: off)",
+    )
     allow_float_ops: bool = Field(False, description="accept ops that have no int8 kernel and so run in float")
 
 
 class Int16x8Params(StepParams):
-    calibration_samples: int = Field(200, ge=1, le=100_000, description="training samples used to calibrate activation ranges")
-    io_dtype: Literal["int16", "float32"] = Field("float32", description="dtype of the model's input and output tensors")
+    calibration_samples: int = Field(
+        200, ge=1, le=100_000, description="training samples used to calibrate activation ranges"
+    )
+    io_dtype: Literal["int16", "float32"] = Field(
+        "float32", description="dtype of the model's input and output tensors"
+    )
     calibration_source: CalibrationSource = Field("train", description="split the calibration samples are drawn from")
 
 
@@ -71,7 +83,8 @@ def make_converter(model: Any, mode: str, calibration: np.ndarray | None = None,
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         else:
             converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            ]
         io = {"int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[io_dtype]
         converter.inference_input_type = io
         converter.inference_output_type = io
@@ -97,8 +110,10 @@ def conversion_error(text: str) -> str:
 
     missing = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
     if missing:
-        return (f"ops without a TFLite builtin kernel: {', '.join(missing)}; they would need Flex (SELECT_TF_OPS), "
-                "which most devices lack: replace them in the model")
+        return (
+            f"ops without a TFLite builtin kernel: {', '.join(missing)}; they would need Flex (SELECT_TF_OPS), "
+            "which most devices lack: replace them in the model"
+        )
     lines = [ln for ln in text.splitlines() if "error" in ln.lower()] or text.splitlines() or ["unknown error"]
     return lines[0].strip()[:300]
 
@@ -123,7 +138,9 @@ def calibration_sample(data: Any, n: int, seed: int = 0, source: str = "train") 
     """A seeded random sample of the ``source`` split (a fixed first-n slice can be class-skewed)."""
     pool = data.x_val if source == "val" else data.x_train
     if len(pool) == 0:
-        raise UserError(f"calibration set is empty: the {source} split has no samples; choose another calibration_source")
+        raise UserError(
+            f"calibration set is empty: the {source} split has no samples; choose another calibration_source"
+        )
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(pool))[: min(n, len(pool))]
     return pool[np.sort(idx)]
@@ -147,25 +164,28 @@ def dynamic(model: Any, data: Any, params: DynamicParams, workdir: Path) -> Path
 
 @register("int8", "full-integer int8 weights and activations, calibrated on training data", Int8Params, "convert")
 def int8(model: Any, data: Any, params: Int8Params, workdir: Path) -> Path:
-    from compressor.inspect import float_ops
-
-    from .stepio import write_info
+    from compressor.inspection.tflite import float_ops
+    from compressor.recipes.stepio import write_info
 
     sample = calibration_sample(data, params.calibration_samples, source=params.calibration_source)
     info: dict = {"calibration": {"source": params.calibration_source, "samples": int(len(sample))}}
     if params.float_layers:
         from compressor.export.selective import convert_with_float_layers
 
-        flatbuffer, info["float_layers"] = convert_with_float_layers(model, sample, params.io_dtype, params.float_layers)
+        flatbuffer, info["float_layers"] = convert_with_float_layers(
+            model, sample, params.io_dtype, params.float_layers
+        )
     else:
         flatbuffer = convert(model, "int8", sample, params.io_dtype)
     info["float_ops"] = float_ops(flatbuffer)
     if info["float_ops"] and not params.float_layers and not params.allow_float_ops:
         ops = ", ".join(f"{op} (x{n})" for op, n in info["float_ops"].items())
-        raise UserError(f"int8: {ops} ha{'s' if len(info['float_ops']) == 1 else 've'} no int8 kernel and would run "
-                        "in float32 between Dequantize/Quantize, so the model is not full-integer (integer-only "
-                        "accelerators reject it); set allow_float_ops: true in the int8 step's params to keep "
-                        "them in float, or use the int16x8 or dynamic recipe")
+        raise UserError(
+            f"int8: {ops} ha{'s' if len(info['float_ops']) == 1 else 've'} no int8 kernel and would run "
+            "in float32 between Dequantize/Quantize, so the model is not full-integer (integer-only "
+            "accelerators reject it); set allow_float_ops: true in the int8 step's params to keep "
+            "them in float, or use the int16x8 or dynamic recipe"
+        )
     write_info(workdir, info)  # chain.py copies it into the step's meta.json
     return _write(workdir, flatbuffer)
 

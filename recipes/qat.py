@@ -23,12 +23,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from compressor.recipes.base import register
+from compressor.recipes.finetune import fit
+from compressor.recipes.stepio import write_info
+from compressor.recipes.structure import WrapperParams, check_layer_names, kernel_stats
 from compressor.runtime.errors import UserError
-
-from .base import register
-from .finetune import fit
-from .stepio import write_info
-from .structure import WrapperParams, check_layer_names, kernel_stats
 
 SPARSE_AT = 0.3  # fraction of exact zeros: float training leaves ~none, pruning leaves >= its target
 MAX_CLUSTERS = 256  # a clustered kernel has few distinct values ...
@@ -39,10 +38,11 @@ class QatParams(WrapperParams):
     epochs: int = Field(3, ge=1, le=10_000, description="fine-tuning epochs")
     learning_rate: float = Field(1e-4, gt=0, le=10, description="peak learning rate")
     preserve: Literal["auto", "sparsity", "clusters", "none"] = Field(
-        "auto", description="keep zeros (PQAT) or clusters (CQAT) of an earlier prune/cluster step; "
-                            "auto detects them from the weights")
-    skip_layers: list[str] = Field([],
-                                   description="layer names left float (not annotated for quantization)")
+        "auto",
+        description="keep zeros (PQAT) or clusters (CQAT) of an earlier prune/cluster step; "
+        "auto detects them from the weights",
+    )
+    skip_layers: list[str] = Field([], description="layer names left float (not annotated for quantization)")
 
 
 def detect(model: Any) -> dict[str, list[str]]:
@@ -53,9 +53,15 @@ def detect(model: Any) -> dict[str, list[str]]:
     def shared(unique: int, size: int) -> bool:
         return unique <= MAX_CLUSTERS and unique * MIN_SHARING <= size
 
-    return {"sparse_layers": [n for n, s in stats.items() if s["sparsity"] >= SPARSE_AT],
-            "clustered_layers": [n for n, s in stats.items() if shared(s["unique_values"], s["size"]) or shared(
-                s["unique_per_output_channel"], s["size"] // s["output_channels"])]}
+    return {
+        "sparse_layers": [n for n, s in stats.items() if s["sparsity"] >= SPARSE_AT],
+        "clustered_layers": [
+            n
+            for n, s in stats.items()
+            if shared(s["unique_values"], s["size"])
+            or shared(s["unique_per_output_channel"], s["size"] // s["output_channels"])
+        ],
+    }
 
 
 def scheme_for(preserve: str, found: dict[str, list[str]]) -> tuple[str, Any]:
@@ -67,8 +73,10 @@ def scheme_for(preserve: str, found: dict[str, list[str]]) -> tuple[str, Any]:
         preserve = "clusters" if found["clustered_layers"] else "sparsity" if found["sparse_layers"] else "none"
     if preserve == "clusters":
         keep_zeros = bool(found["sparse_layers"])
-        return ("PCQAT" if keep_zeros else "CQAT",
-                mot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=keep_zeros))
+        return (
+            "PCQAT" if keep_zeros else "CQAT",
+            mot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=keep_zeros),
+        )
     if preserve == "sparsity":
         return "PQAT", mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
     return "QAT", mot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
@@ -84,8 +92,9 @@ def quantize(model: Any, skip: list[str], scheme: Any) -> Any:
     from compressor.keras_shim import keras, tfmot
 
     q = tfmot().quantization.keras
-    unsupported = {layer.name: type(layer).__name__ for layer in model.layers
-                   if isinstance(layer, keras.Model)}  # tfmot refuses nested models outright
+    unsupported = {
+        layer.name: type(layer).__name__ for layer in model.layers if isinstance(layer, keras.Model)
+    }  # tfmot refuses nested models outright
     while True:
         left_float = set(skip) | set(unsupported)
         if all(layer.name in left_float or isinstance(layer, keras.layers.InputLayer) for layer in model.layers):
@@ -93,7 +102,11 @@ def quantize(model: Any, skip: list[str], scheme: Any) -> Any:
                 break
             raise UserError("qat: every layer is in skip_layers; nothing left to quantize")
         annotated = keras.models.clone_model(
-            model, clone_function=lambda layer: layer if layer.name in left_float else q.quantize_annotate_layer(layer))
+            model,
+            clone_function=lambda layer, keep=frozenset(left_float): (
+                layer if layer.name in keep else q.quantize_annotate_layer(layer)
+            ),
+        )
         try:
             with q.quantize_scope():
                 quantized = q.quantize_apply(annotated, scheme)
@@ -108,19 +121,30 @@ def quantize(model: Any, skip: list[str], scheme: Any) -> Any:
             return quantized
         break
     listed = ", ".join(f"{name} ({kind})" for name, kind in unsupported.items())
-    raise UserError(f"qat: tfmot's 8-bit scheme cannot quantize {len(unsupported)} layer(s): {listed}; "
-                    f"leave them float with skip_layers: [{', '.join(unsupported)}] (the int8 step then quantizes "
-                    "them from calibration data where TFLite has an int8 kernel)")
+    raise UserError(
+        f"qat: tfmot's 8-bit scheme cannot quantize {len(unsupported)} layer(s): {listed}; "
+        f"leave them float with skip_layers: [{', '.join(unsupported)}] (the int8 step then quantizes "
+        "them from calibration data where TFLite has an int8 kernel)"
+    )
 
 
-@register("qat", "quantization-aware training (keeps sparsity/clusters of earlier steps: PQAT/CQAT)",
-          QatParams, "train")
+@register(
+    "qat", "quantization-aware training (keeps sparsity/clusters of earlier steps: PQAT/CQAT)", QatParams, "train"
+)
 def apply(model: Any, data: Any, params: QatParams, workdir: Path) -> Any:
     check_layer_names(model, params.skip_layers, "qat")
     found = detect(model)
     name, scheme = scheme_for(params.preserve, found)
     quantized = quantize(model, params.skip_layers, scheme)  # works on a clone: the input model is untouched
     fit(quantized, data, params, workdir)
-    write_info(workdir, {"preserve": params.preserve, "scheme": name, "detected": found,
-                         "left_float": params.skip_layers, "kernels_after": kernel_stats(quantized)})
+    write_info(
+        workdir,
+        {
+            "preserve": params.preserve,
+            "scheme": name,
+            "detected": found,
+            "left_float": params.skip_layers,
+            "kernels_after": kernel_stats(quantized),
+        },
+    )
     return quantized

@@ -16,9 +16,17 @@ from typing import Any
 from compressor.runtime.errors import UserError
 
 # Layers with a channel/unit count the width multiplier scales, and the config key holding it.
-WIDTH_KEYS = {"Dense": "units", "Conv1D": "filters", "Conv2D": "filters", "Conv3D": "filters",
-              "Conv1DTranspose": "filters", "Conv2DTranspose": "filters", "Conv3DTranspose": "filters",
-              "SeparableConv1D": "filters", "SeparableConv2D": "filters"}
+WIDTH_KEYS = {
+    "Dense": "units",
+    "Conv1D": "filters",
+    "Conv2D": "filters",
+    "Conv3D": "filters",
+    "Conv1DTranspose": "filters",
+    "Conv2DTranspose": "filters",
+    "Conv3DTranspose": "filters",
+    "SeparableConv1D": "filters",
+    "SeparableConv2D": "filters",
+}
 DROPOUTS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"}
 
 
@@ -37,8 +45,10 @@ def rebuild(model: Any, config: dict, purpose: str) -> Any:
     try:
         return model.__class__.from_config(config)
     except Exception as e:
-        raise UserError(f"{purpose}: cannot rebuild this model from its config "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        raise UserError(
+            f"{purpose}: cannot rebuild this model from its config "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        ) from None
 
 
 def name_of(layer: dict) -> str:
@@ -53,8 +63,10 @@ def producers(config: dict) -> dict[str, list[str]]:
     """Layer name -> names of the layers whose outputs it consumes (its first call only)."""
     layers = config["layers"]
     if is_sequential(config):
-        return {name_of(cur): ([name_of(prev)] if prev["class_name"] != "InputLayer" else [])
-                for prev, cur in zip(layers, layers[1:])}
+        return {
+            name_of(cur): ([name_of(prev)] if prev["class_name"] != "InputLayer" else [])
+            for prev, cur in zip(layers, layers[1:])
+        }
     out = {}
     for layer in layers:
         nodes = layer.get("inbound_nodes") or [[]]

@@ -22,17 +22,31 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from .base import progress, register
-from .finetune import FineTuneParams, fit
-from .rebuild import (DROPOUTS, WIDTH_KEYS, classifier_name, consumers, copy_weights, editable_config,
-                      insert_after, name_of, producers, rebuild, unique_name)
-from .stepio import write_info
+from compressor.recipes.base import progress, register
+from compressor.recipes.finetune import FineTuneParams, fit
+from compressor.recipes.rebuild import (
+    DROPOUTS,
+    WIDTH_KEYS,
+    classifier_name,
+    consumers,
+    copy_weights,
+    editable_config,
+    insert_after,
+    name_of,
+    producers,
+    rebuild,
+    unique_name,
+)
+from compressor.recipes.stepio import write_info
 
 # Regularizer keys per layer class: separable and depthwise convs keep their kernels elsewhere.
-_REGULARIZED = {**{cls: ("kernel_regularizer",) for cls in WIDTH_KEYS},
-                "SeparableConv1D": ("depthwise_regularizer", "pointwise_regularizer"),
-                "SeparableConv2D": ("depthwise_regularizer", "pointwise_regularizer"),
-                "DepthwiseConv1D": ("depthwise_regularizer",), "DepthwiseConv2D": ("depthwise_regularizer",)}
+_REGULARIZED = {
+    **{cls: ("kernel_regularizer",) for cls in WIDTH_KEYS},
+    "SeparableConv1D": ("depthwise_regularizer", "pointwise_regularizer"),
+    "SeparableConv2D": ("depthwise_regularizer", "pointwise_regularizer"),
+    "DepthwiseConv1D": ("depthwise_regularizer",),
+    "DepthwiseConv2D": ("depthwise_regularizer",),
+}
 # Per-element layers that still belong to the block before them (dropout goes after them).
 _ELEMENTWISE = {"BatchNormalization", "ReLU", "Activation", "LeakyReLU", "PReLU", "ELU"}
 _SPATIAL = {3: "SpatialDropout1D", 4: "SpatialDropout2D", 5: "SpatialDropout3D"}
@@ -42,8 +56,10 @@ class RegularizeParams(FineTuneParams):
     l2: float = Field(1e-4, ge=0, description="L2 factor on Dense/Conv kernels: loss += l2 * sum(w^2); 0 = none")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout rate; 0 = none")
     where: Literal["head", "blocks", "both"] = Field(
-        "head", description="dropout before the classifier (head), after each feature block "
-                            "(pooling, residual merge, hidden dense) or both")
+        "head",
+        description="dropout before the classifier (head), after each feature block "
+        "(pooling, residual merge, hidden dense) or both",
+    )
 
 
 def regularized(model: Any, l2: float, rate: float, where: str) -> tuple[Any, dict]:
@@ -53,8 +69,12 @@ def regularized(model: Any, l2: float, rate: float, where: str) -> tuple[Any, di
     if l2 > 0:
         for layer in config["layers"]:
             for key in _REGULARIZED.get(layer["class_name"], ()):
-                layer["config"][key] = {"module": "keras.regularizers", "class_name": "L2",
-                                        "config": {"l2": l2}, "registered_name": None}
+                layer["config"][key] = {
+                    "module": "keras.regularizers",
+                    "class_name": "L2",
+                    "config": {"l2": l2},
+                    "registered_name": None,
+                }
                 l2_layers.append(name_of(layer))
     dropouts = []
     if rate > 0:
@@ -99,13 +119,24 @@ def _add_dropout(config: dict, model: Any, site: str, rate: float) -> dict:
     layer = next(entry for entry in config["layers"] if name_of(entry) == site)
     if layer["class_name"] in DROPOUTS:
         layer["config"]["rate"] = rate
-        return {"layer": site, "after": producers(config)[site][0], "type": layer["class_name"], "rate": rate,
-                "action": "rate set"}
+        return {
+            "layer": site,
+            "after": producers(config)[site][0],
+            "type": layer["class_name"],
+            "rate": rate,
+            "action": "rate set",
+        }
     rank = len(model.get_layer(site).output.shape)
     cls = _SPATIAL.get(rank, "Dropout")
     name = unique_name(config, f"{site}_dropout")
-    insert_after(config, site, {"class_name": cls, "config": {
-        "name": name, "rate": rate, "trainable": True, "dtype": layer["config"].get("dtype", "float32")}})
+    insert_after(
+        config,
+        site,
+        {
+            "class_name": cls,
+            "config": {"name": name, "rate": rate, "trainable": True, "dtype": layer["config"].get("dtype", "float32")},
+        },
+    )
     return {"layer": name, "after": site, "type": cls, "rate": rate, "action": "inserted"}
 
 
@@ -117,8 +148,10 @@ def apply(model: Any, data: Any, params: RegularizeParams, workdir: Path) -> Any
     gap = float(np.max(np.abs(new.predict(probe, verbose=0) - model.predict(probe, verbose=0))))
     if gap > 1e-5:
         raise RuntimeError(f"regularize: the rebuilt model's outputs differ by {gap:.2g} before fine-tuning")
-    progress(f"    L2 {params.l2:g} on {len(info['l2_layers'])} layers; dropout "
-             + (", ".join(f"{d['type']}({d['rate']:g}) after {d['after']}" for d in info["dropout"]) or "none"))
+    progress(
+        f"    L2 {params.l2:g} on {len(info['l2_layers'])} layers; dropout "
+        + (", ".join(f"{d['type']}({d['rate']:g}) after {d['after']}" for d in info["dropout"]) or "none")
+    )
     info["val_accuracy_before"] = _accuracy(new, data)
     fit(new, data, params, workdir)
     info["val_accuracy_after"] = _accuracy(new, data)

@@ -12,9 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from compressor.recipes.base import get_step, unknown_name_message
 from compressor.runtime.errors import UserError
-
-from .base import get_step, unknown_name_message
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -47,7 +46,6 @@ class Recipe(_Strict):
     steps: list[StepSpec] = Field(min_length=1)
     export: ExportSpec = Field(default_factory=ExportSpec)
     gates: Gates = Field(default_factory=Gates)
-
 
 
 def preset_names() -> list[str]:
@@ -90,14 +88,18 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
         steps.append(StepSpec(type=step.type, params=params.model_dump()))
     kinds = [get_step(s.type).kind for s in steps]
     if kinds[-1] != "convert":
-        raise UserError(f"{source}: steps[{len(steps) - 1}].type: the last step must be a post-training "
-                        "conversion (float16, dynamic, int8, int16x8)")
+        raise UserError(
+            f"{source}: steps[{len(steps) - 1}].type: the last step must be a post-training "
+            "conversion (float16, dynamic, int8, int16x8)"
+        )
     if "convert" in kinds[:-1]:
         i = kinds.index("convert")
         raise UserError(f"{source}: steps[{i}].type: only the last step may be a post-training conversion")
     if steps[-1].type == "int16x8" and "onnx" in recipe.export.formats:
-        raise UserError(f"{source}: export.formats: int16x8 cannot be exported to ONNX (ONNX Runtime has no "
-                        "int16 QDQ kernels at the opsets tf2onnx emits); use formats: [tflite]")
+        raise UserError(
+            f"{source}: export.formats: int16x8 cannot be exported to ONNX (ONNX Runtime has no "
+            "int16 QDQ kernels at the opsets tf2onnx emits); use formats: [tflite]"
+        )
     return recipe.model_copy(update={"steps": steps})
 
 

@@ -3,7 +3,7 @@
 Pruning, clustering and their collaborative QAT schemes (PQAT, CQAT: ``tfmot.experimental.combine``)
 agree on exactly two layer types: ``Dense`` and ``Conv2D`` kernels. A sparse or clustered kernel
 of any other type (DepthwiseConv2D, Conv1D...) would be densified again by a later ``qat`` step, so
-the steps touch these two only. The statistics are plain numpy: ``compressor.weights`` applies the
+the steps touch these two only. The statistics are plain numpy: ``compressor.inspection.weights`` applies the
 same functions to kernels read back out of an exported .tflite.
 """
 
@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from pydantic import field_validator
 
+from compressor.recipes.finetune import FineTuneParams
 from compressor.runtime.errors import UserError
-
-from .finetune import FineTuneParams
 
 
 class WrapperParams(FineTuneParams):
@@ -91,8 +90,9 @@ def check_layer_names(model: Any, names: list[str], step: str, param: str = "ski
     valid = [layer.name for layer in model.layers]
     bad = [n for n in names if n not in valid]
     if bad:
-        raise UserError(f"{step}: {param}: unknown layer {', '.join(map(repr, bad))}; "
-                        f"the model's layers are: {', '.join(valid)}")
+        raise UserError(
+            f"{step}: {param}: unknown layer {', '.join(map(repr, bad))}; the model's layers are: {', '.join(valid)}"
+        )
 
 
 def fresh_copy(model: Any, step: str) -> Any:
@@ -103,8 +103,10 @@ def fresh_copy(model: Any, step: str) -> Any:
     try:
         copy = keras.models.clone_model(model)
     except Exception as e:  # subclassed models, custom layers without get_config
-        raise UserError(f"{step} needs a Sequential or functional Keras model that can be cloned "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise UserError(
+            f"{step} needs a Sequential or functional Keras model that can be cloned "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     copy.set_weights(model.get_weights())
     return copy
 
@@ -117,7 +119,11 @@ def kernel_stats(model: Any) -> dict[str, dict]:
         # A QuantizeWrapper takes the kernel variable over from the layer it wraps (and sets
         # ``inner.kernel`` to its fake-quantized graph tensor): read the variable from the outer layer.
         kernel = next(w for w in outer.weights if w.name.split("/")[-1] == "kernel:0").numpy()
-        out[inner.name] = {"size": int(kernel.size), "output_channels": int(kernel.shape[-1]),
-                           "sparsity": round(sparsity(kernel), 4), "unique_values": unique_values(kernel),
-                           "unique_per_output_channel": unique_values(kernel, axis=-1)}
+        out[inner.name] = {
+            "size": int(kernel.size),
+            "output_channels": int(kernel.shape[-1]),
+            "sparsity": round(sparsity(kernel), 4),
+            "unique_values": unique_values(kernel),
+            "unique_per_output_channel": unique_values(kernel, axis=-1),
+        }
     return out

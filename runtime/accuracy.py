@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UserError
-from .interpreters import Runner
-from .quantization import dequantize_output, quantize_input
+from compressor.runtime.errors import UserError
+from compressor.runtime.interpreters import Runner
+from compressor.runtime.quantization import dequantize_output, quantize_input
 
 
 def predict(runner: Runner, x_float: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -15,27 +15,38 @@ def predict(runner: Runner, x_float: np.ndarray, batch_size: int = 256) -> np.nd
     if len(x) == 0:
         raise UserError("no samples to evaluate")
     if not np.isfinite(x).all():
-        raise UserError(f"data contains {np.count_nonzero(~np.isfinite(x))} NaN or infinite values; "
-                        "clean or impute them before evaluating")
+        raise UserError(
+            f"data contains {np.count_nonzero(~np.isfinite(x))} NaN or infinite values; "
+            "clean or impute them before evaluating"
+        )
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     in_info, out_info = runner.inputs[0], runner.outputs[0]
-    outputs = [dequantize_output(runner.run(quantize_input(x[i:i + batch_size], in_info)), out_info)
-               for i in range(0, len(x), batch_size)]
+    outputs = [
+        dequantize_output(runner.run(quantize_input(x[i : i + batch_size], in_info)), out_info)
+        for i in range(0, len(x), batch_size)
+    ]
     y = np.concatenate(outputs)
     return y.reshape(len(x), -1)  # e.g. (N, 1, 1, C) heads -> (N, C)
 
 
-def evaluate(runner: Runner, x_float: np.ndarray, y: np.ndarray, batch_size: int = 256,
-             reference: np.ndarray | None = None, top_k: int = 5) -> dict:
+def evaluate(
+    runner: Runner,
+    x_float: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 256,
+    reference: np.ndarray | None = None,
+    top_k: int = 5,
+) -> dict:
     """Predict ``x_float`` and score it against labels ``y``; see ``classification_metrics``."""
     if len(y) != len(x_float):
         raise UserError(f"{len(y)} labels for {len(x_float)} samples; they must match")
     return classification_metrics(predict(runner, x_float, batch_size), y, reference, top_k)
 
 
-def classification_metrics(outputs: np.ndarray, y: np.ndarray, reference: np.ndarray | None = None,
-                           top_k: int = 5) -> dict:
+def classification_metrics(
+    outputs: np.ndarray, y: np.ndarray, reference: np.ndarray | None = None, top_k: int = 5
+) -> dict:
     """Top-1, top-k (when there are at least k classes) and the confusion matrix (rows = true class).
 
     ``y`` holds class indices (N,) or one-hot rows (N, C). With ``reference`` outputs (N x C, e.g.
@@ -62,8 +73,11 @@ def agreement(outputs: np.ndarray, reference: np.ndarray) -> dict:
     if reference.shape != outputs.shape:
         raise UserError(f"reference outputs have shape {reference.shape}, expected {outputs.shape}")
     diff = np.abs(outputs - reference)
-    return {"top1_agreement": float(np.mean(outputs.argmax(1) == reference.argmax(1))),
-            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+    return {
+        "top1_agreement": float(np.mean(outputs.argmax(1) == reference.argmax(1))),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+    }
 
 
 def _class_indices(y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
@@ -78,7 +92,7 @@ def _class_indices(y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
         raise UserError(f"labels must be class indices (N,) or one-hot (N, C); got {y.dtype} {y.shape}")
     classes = outputs.shape[1]
     if len(y) and (y.min() < 0 or y.max() >= classes):
-        raise UserError(f"labels must be in [0, {classes}) for a model with {classes} outputs; "
-                        f"found {y.min()}..{y.max()}")
+        raise UserError(
+            f"labels must be in [0, {classes}) for a model with {classes} outputs; found {y.min()}..{y.max()}"
+        )
     return y.astype(np.int64)
-

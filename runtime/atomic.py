@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -48,7 +49,7 @@ def output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
     On any error the temporary folder is removed, so a failed run leaves nothing half-written.
     """
-    from .errors import UserError
+    from compressor.runtime.errors import UserError
 
     path = Path(path)
     if path.exists() and not overwrite:

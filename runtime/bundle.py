@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .errors import UserError
-from .manifest import MANIFEST, check_manifest
+from compressor.runtime.errors import UserError
+from compressor.runtime.manifest import MANIFEST, check_manifest
 
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_TOTAL_BYTES = 4 << 30  # a bundle for a phone app is far smaller; refuse zip bombs
@@ -64,7 +64,7 @@ class Bundle:
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Bundle":
+    def __enter__(self) -> Bundle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -86,8 +86,10 @@ def open_bundle(path: str | os.PathLike, workdir: str | os.PathLike | None = Non
         files = manifest["files"]
         unlisted = sorted(set(entries) - set(files) - {MANIFEST})
         if unlisted:
-            raise UserError(f"bundle {path.name} contains {unlisted[0]}, which manifest.json does not list; "
-                            "refusing a bundle with unaccounted files")
+            raise UserError(
+                f"bundle {path.name} contains {unlisted[0]}, which manifest.json does not list; "
+                "refusing a bundle with unaccounted files"
+            )
         missing = sorted(set(files) - set(entries))
         if missing:
             raise UserError(f"bundle {path.name} is missing {missing[0]}, listed in manifest.json")
@@ -112,7 +114,9 @@ def _checked_entries(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.
         if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
             raise UserError(f"bundle {path.name} has an entry with an absolute path ({name!r}); refusing it")
         if ".." in parts:
-            raise UserError(f"bundle {path.name} has an entry that escapes the extraction folder ({name!r}); refusing it")
+            raise UserError(
+                f"bundle {path.name} has an entry that escapes the extraction folder ({name!r}); refusing it"
+            )
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UserError(f"bundle {path.name} has a symbolic link entry ({name!r}); refusing it")
         if name in entries:
@@ -144,8 +148,7 @@ def _read_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -
     return data
 
 
-def _extract_checked(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, expected: dict,
-                     path: Path) -> None:
+def _extract_checked(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, expected: dict, path: Path) -> None:
     target = (dest / info.filename).resolve()
     if target.parent != dest.resolve():  # the manifest allows plain names only; belt and braces
         raise UserError(f"bundle entry {info.filename!r} would be written outside the extraction folder")
@@ -161,8 +164,10 @@ def _extract_checked(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path
     except (zipfile.BadZipFile, EOFError) as e:
         raise UserError(f"bundle file {info.filename} is damaged ({e}); the bundle is corrupt") from None
     if size != expected["bytes"] or digest.hexdigest() != expected["sha256"]:
-        raise UserError(f"bundle file {info.filename} does not match its sha256 in manifest.json "
-                        "(tampered or corrupt); refusing the bundle")
+        raise UserError(
+            f"bundle file {info.filename} does not match its sha256 in manifest.json "
+            "(tampered or corrupt); refusing the bundle"
+        )
 
 
 def sha256_file(path: str | os.PathLike) -> str:

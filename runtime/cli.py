@@ -16,8 +16,8 @@ import json
 import sys
 import traceback
 
-from .atomic import write_json
-from .errors import UserError
+from compressor.runtime.atomic import write_json
+from compressor.runtime.errors import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
 
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("target", metavar="BUNDLE_OR_MODEL", help="bundle .zip, or a .tflite/.onnx file")
-    run.add_argument("--model", dest="fmt", choices=("tflite", "onnx"), help="which model of a bundle (default: the first, the .tflite)")
+    run.add_argument(
+        "--model",
+        dest="fmt",
+        choices=("tflite", "onnx"),
+        help="which model of a bundle (default: the first, the .tflite)",
+    )
     run.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
     run.add_argument("--no-xnnpack", action="store_true", help="LiteRT builtin kernels only, no XNNPACK delegate")
     run.add_argument("--runs", type=_positive, default=100, help="timed latency runs (default 100)")
@@ -42,12 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-latency-ms", type=float, help="gate: p90 latency in ms")
 
     sub.add_parser("verify", parents=[common], help="check a bundle's schema and every file's sha256").add_argument(
-        "target", metavar="BUNDLE")
+        "target", metavar="BUNDLE"
+    )
     v = sub.add_parser("validate", parents=[common, run], help="self-test, accuracy on --data, latency, gates")
-    v.add_argument("--data", metavar="NPZ", help="RAW labelled inputs: x_test, y_test (the manifest's preprocessing is applied)")
+    v.add_argument(
+        "--data", metavar="NPZ", help="RAW labelled inputs: x_test, y_test (the manifest's preprocessing is applied)"
+    )
     v.add_argument("--batch-size", type=_positive, default=256, help="samples per interpreter call (1 = one at a time)")
     v.add_argument("--min-accuracy", type=float, help="gate: top-1 accuracy on --data, a fraction (0.9 = 90%%)")
-    v.add_argument("--max-accuracy-drop", type=float, help="gate: drop from the bundle's float32 reference accuracy (0.01 = 1 pt)")
+    v.add_argument(
+        "--max-accuracy-drop", type=float, help="gate: drop from the bundle's float32 reference accuracy (0.01 = 1 pt)"
+    )
     b = sub.add_parser("bench", parents=[common, run], help="latency, init time, memory, size")
     b.add_argument("--litert-benchmark", action="store_true", help="also run litert-benchmark and compare medians")
     return parser
@@ -71,7 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command, print; return the exit code (for tests and ``main``)."""
     args = _parser().parse_args(argv)
     if args.version:
-        from .commands import versions
+        from compressor.runtime.commands import versions
 
         print(f"compressor-runtime {versions().get('compressor-runtime') or versions().get('compressor', '?')}")
         return 0
@@ -79,7 +89,7 @@ def run(argv: list[str] | None = None) -> int:
         _parser().print_help(sys.stderr)
         return 2
     if args.verbose:
-        from .quiet import set_verbose
+        from compressor.runtime.quiet import set_verbose
 
         set_verbose(True)
 
@@ -103,26 +113,35 @@ def run(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         first = str(e).splitlines()[0] if str(e) else ""
-        print(f"error: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
     return 0 if report["passed"] else 1
 
 
 def _dispatch(args: argparse.Namespace, progress) -> dict:
-    from . import commands
-    from .gates import Gates
+    from compressor.runtime import commands
+    from compressor.runtime.gates import Gates
 
     if args.command == "verify":
         return commands.verify(args.target)
-    options = dict(fmt=args.fmt, threads=args.threads, xnnpack=not args.no_xnnpack, runs=args.runs,
-                   warmup=args.warmup, progress=progress)
+    options = dict(
+        fmt=args.fmt,
+        threads=args.threads,
+        xnnpack=not args.no_xnnpack,
+        runs=args.runs,
+        warmup=args.warmup,
+        progress=progress,
+    )
     if args.command == "validate":
         gates = Gates(args.min_accuracy, args.max_accuracy_drop, args.max_latency_ms)
         return commands.validate(args.target, data=args.data, batch_size=args.batch_size, gates=gates, **options)
-    return commands.bench(args.target, gates=Gates(max_latency_ms=args.max_latency_ms),
-                          reference=args.litert_benchmark, **options)
+    return commands.bench(
+        args.target, gates=Gates(max_latency_ms=args.max_latency_ms), reference=args.litert_benchmark, **options
+    )
 
 
 def format_report(r: dict) -> str:
@@ -130,31 +149,45 @@ def format_report(r: dict) -> str:
     if r["command"] == "verify":
         files = ", ".join(f"{n} ({f['bytes']:,} B)" for n, f in r["files"].items())
         model = r["model"]
-        return (f"ok: {r['target']} ({r['bundle_schema']}): {model['name']} v{model['version']}, "
-                f"recipe {model['recipe']}\n  sha256 verified: {files}")
+        return (
+            f"ok: {r['target']} ({r['bundle_schema']}): {model['name']} v{model['version']}, "
+            f"recipe {model['recipe']}\n  sha256 verified: {files}"
+        )
     m = r["model"]
-    lines = [f"{r['target']}: {m.get('name', m['file'])} [{m['format']} on {r['backend']}, {r['threads']} thread(s)"
-             + (", no XNNPACK" if r.get("xnnpack") is False else "") + "]"]
+    lines = [
+        f"{r['target']}: {m.get('name', m['file'])} [{m['format']} on {r['backend']}, {r['threads']} thread(s)"
+        + (", no XNNPACK" if r.get("xnnpack") is False else "")
+        + "]"
+    ]
     if "self_test" in r:
         s = r["self_test"]
-        lines.append(f"  self-test    {'ok' if s['passed'] else 'FAILED'}: {s['samples']} samples, max abs diff "
-                     f"{s['max_abs_diff']:.3g} (tolerance {s['atol']:.3g}), top-1 agreement {s['top1_agreement']:.0%}")
+        lines.append(
+            f"  self-test    {'ok' if s['passed'] else 'FAILED'}: {s['samples']} samples, max abs diff "
+            f"{s['max_abs_diff']:.3g} (tolerance {s['atol']:.3g}), top-1 agreement {s['top1_agreement']:.0%}"
+        )
         lines += [f"               {f}" for f in s["failures"]]
     if "accuracy" in r:
         a = r["accuracy"]
         host = f", host {a['host_accuracy']:.2%}" if "host_accuracy" in a else ""
-        lines.append(f"  accuracy     top-1 {a['top1']:.2%}" + (f", top-5 {a['top5']:.2%}" if "top5" in a else "")
-                     + f" on {a['samples']} samples{host}")
+        lines.append(
+            f"  accuracy     top-1 {a['top1']:.2%}"
+            + (f", top-5 {a['top5']:.2%}" if "top5" in a else "")
+            + f" on {a['samples']} samples{host}"
+        )
         if not a["preprocessing_applied"]:
             lines.append("               (no preprocessing recorded with this model: --data was fed as model inputs)")
     lat, size = r["latency"], r["size"]
-    lines.append(f"  latency      median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms "
-                 f"({lat['runs']} runs), init {lat['init_ms']:.1f} ms, peak memory {lat['peak_rss_mb'] or 0:.0f} MB")
+    lines.append(
+        f"  latency      median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms "
+        f"({lat['runs']} runs), init {lat['init_ms']:.1f} ms, peak memory {lat['peak_rss_mb'] or 0:.0f} MB"
+    )
     lines.append(f"  size         {size['bytes'] / 1024:.1f} KB ({size['gzip_bytes'] / 1024:.1f} KB gzip)")
     if "litert_benchmark" in r:
         ref = r["litert_benchmark"]
-        lines.append(f"  litert-benchmark median {ref['median_ms']:.2f} ms vs ours {ref['our_median_ms']:.3f} ms "
-                     f"({'within' if ref['within_10_percent'] else 'NOT within'} 10%, their resolution 0.01 ms)")
+        lines.append(
+            f"  litert-benchmark median {ref['median_ms']:.2f} ms vs ours {ref['our_median_ms']:.3f} ms "
+            f"({'within' if ref['within_10_percent'] else 'NOT within'} 10%, their resolution 0.01 ms)"
+        )
     lines += [f"  GATE FAILED  {f}" for f in r["gates"]["failed"]]
     return "\n".join(lines)
 

@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
-from . import accuracy, latency, preprocess
-from .bundle import Bundle, open_bundle
-from .errors import UserError
-from .gates import Gates, failures
-from .interpreters import Runner, open_model
-from .model_metadata import compressor_metadata, read_metadata
-from .selftest import run_self_test
+from compressor.runtime import accuracy, latency, preprocess
+from compressor.runtime.bundle import Bundle, open_bundle
+from compressor.runtime.errors import UserError
+from compressor.runtime.gates import Gates, failures
+from compressor.runtime.interpreters import Runner, open_model
+from compressor.runtime.model_metadata import compressor_metadata, read_metadata
+from compressor.runtime.selftest import run_self_test
 
 REPORT_SCHEMA = "compressor.runtime-report/1"
 _LIBRARIES = ("compressor-runtime", "compressor", "numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime")
 Progress = Callable[[str], None]
+
+NO_GATES = Gates()  # a shared immutable default: nothing is checked
 
 
 @dataclass
@@ -65,9 +67,15 @@ def verify(path: str | Path) -> dict:
         for entry in m["models"]:
             if entry["format"] == "tflite":
                 _check_embedded(bundle, entry["file"])
-        return {"schema": REPORT_SCHEMA, "command": "verify", "target": str(path), "bundle_schema": m["schema"],
-                "model": m["model"], "files": {n: {**f, "ok": True} for n, f in sorted(m["files"].items())},
-                "passed": True}
+        return {
+            "schema": REPORT_SCHEMA,
+            "command": "verify",
+            "target": str(path),
+            "bundle_schema": m["schema"],
+            "model": m["model"],
+            "files": {n: {**f, "ok": True} for n, f in sorted(m["files"].items())},
+            "passed": True,
+        }
 
 
 def _check_embedded(bundle: Bundle, name: str) -> None:
@@ -80,9 +88,18 @@ def _check_embedded(bundle: Bundle, name: str) -> None:
         raise UserError(f"bundle file {name} does not carry the manifest's labels in its TFLite metadata")
 
 
-def validate(path: str | Path, data: str | None = None, fmt: str | None = None, threads: int = 1,
-             xnnpack: bool = True, batch_size: int = 256, runs: int = 100, warmup: int = 10,
-             gates: Gates = Gates(), progress: Progress = lambda msg: None) -> dict:
+def validate(
+    path: str | Path,
+    data: str | None = None,
+    fmt: str | None = None,
+    threads: int = 1,
+    xnnpack: bool = True,
+    batch_size: int = 256,
+    runs: int = 100,
+    warmup: int = 10,
+    gates: Gates = NO_GATES,
+    progress: Progress = lambda msg: None,
+) -> dict:
     """Self-test (bundles), accuracy on ``data`` (raw x_test, y_test), latency, size, then gates."""
     if gates.need_accuracy and data is None:
         raise UserError("accuracy gates need labelled data: pass --data test.npz")
@@ -108,9 +125,17 @@ def validate(path: str | Path, data: str | None = None, fmt: str | None = None, 
         return _finish(report, gates, acc, _reference_accuracy(t))
 
 
-def bench(path: str | Path, fmt: str | None = None, threads: int = 1, xnnpack: bool = True, runs: int = 100,
-          warmup: int = 10, gates: Gates = Gates(), reference: bool = False,
-          progress: Progress = lambda msg: None) -> dict:
+def bench(
+    path: str | Path,
+    fmt: str | None = None,
+    threads: int = 1,
+    xnnpack: bool = True,
+    runs: int = 100,
+    warmup: int = 10,
+    gates: Gates = NO_GATES,
+    reference: bool = False,
+    progress: Progress = lambda msg: None,
+) -> dict:
     """Latency, init time, peak memory and size; optionally next to litert-benchmark's figures."""
     if gates.need_accuracy:
         raise UserError("bench measures latency only; use validate --data for accuracy gates")
@@ -126,16 +151,19 @@ def bench(path: str | Path, fmt: str | None = None, threads: int = 1, xnnpack: b
         if reference:
             if t.path.suffix != ".tflite":
                 raise UserError("--litert-benchmark compares .tflite models only")
-            from .reference_bench import agrees, run_litert_benchmark
+            from compressor.runtime.reference_bench import agrees, run_litert_benchmark
 
             progress("running litert-benchmark on the same model and thread count")
             ref = run_litert_benchmark(t.path, threads=threads, runs=runs, warmup=warmup)
             ours = report["latency"]["median_ms"]
             if not xnnpack:
                 ref["note"] = "litert-benchmark always runs its default CPU accelerator (XNNPACK); ours ran without it"
-            report["litert_benchmark"] = {**ref, "our_median_ms": ours,
-                                          "median_ratio": ours / ref["median_ms"] if ref["median_ms"] else None,
-                                          "within_10_percent": agrees(ours, ref["median_ms"], 0.10)}
+            report["litert_benchmark"] = {
+                **ref,
+                "our_median_ms": ours,
+                "median_ratio": ours / ref["median_ms"] if ref["median_ms"] else None,
+                "within_10_percent": agrees(ours, ref["median_ms"], 0.10),
+            }
         return _finish(report, gates, None, None)
 
 
@@ -160,8 +188,15 @@ def _accuracy(t: Target, x: np.ndarray, y: np.ndarray, data: str, applied: bool,
     outputs = accuracy.predict(t.runner, x, batch_size)
     seconds = time.perf_counter() - started
     result = accuracy.classification_metrics(outputs, y)
-    result.update({"data": str(data), "preprocessing_applied": applied, "batch_size": batch_size,
-                   "seconds": seconds, "samples_per_s": len(x) / seconds if seconds > 0 else None})
+    result.update(
+        {
+            "data": str(data),
+            "preprocessing_applied": applied,
+            "batch_size": batch_size,
+            "seconds": seconds,
+            "samples_per_s": len(x) / seconds if seconds > 0 else None,
+        }
+    )
     if t.entry:
         result["host_accuracy"] = t.entry["host"]["accuracy"]
     return result
@@ -176,12 +211,20 @@ def _header(command: str, path: str | Path, t: Target, xnnpack: bool) -> dict:
     if t.info and not model:
         model = {k: t.info[k] for k in ("name", "version") if k in t.info}
     model.update({"file": t.path.name, "format": t.path.suffix.lstrip(".")})
-    return {"schema": REPORT_SCHEMA, "command": command, "target": str(path),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": model,
-            "backend": t.runner.backend, "threads": t.runner.threads,
-            "xnnpack": xnnpack if t.runner.backend != "onnxruntime" else None,
-            "inputs": [i.to_dict() for i in t.runner.inputs], "outputs": [o.to_dict() for o in t.runner.outputs],
-            "labels": (t.info or {}).get("labels"), "versions": versions()}
+    return {
+        "schema": REPORT_SCHEMA,
+        "command": command,
+        "target": str(path),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model,
+        "backend": t.runner.backend,
+        "threads": t.runner.threads,
+        "xnnpack": xnnpack if t.runner.backend != "onnxruntime" else None,
+        "inputs": [i.to_dict() for i in t.runner.inputs],
+        "outputs": [o.to_dict() for o in t.runner.outputs],
+        "labels": (t.info or {}).get("labels"),
+        "versions": versions(),
+    }
 
 
 def _finish(report: dict, gates: Gates, acc: float | None, reference: float | None) -> dict:

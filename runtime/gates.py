@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .errors import UserError
+from compressor.runtime.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,7 @@ class Gates:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def failures(gates: Gates, accuracy: float | None, reference_accuracy: float | None,
-             p90_ms: float | None) -> list[str]:
+def failures(gates: Gates, accuracy: float | None, reference_accuracy: float | None, p90_ms: float | None) -> list[str]:
     """One line per failed gate; an empty list means every requested gate passed."""
     failed = []
     if gates.min_accuracy is not None and accuracy is not None and accuracy < gates.min_accuracy:
@@ -46,8 +45,10 @@ def failures(gates: Gates, accuracy: float | None, reference_accuracy: float | N
             raise UserError("--max-accuracy-drop needs a reference accuracy: validate a bundle, not a bare model")
         drop = reference_accuracy - accuracy
         if drop > gates.max_accuracy_drop + 1e-9:  # float noise must not fail an exactly-met gate
-            failed.append(f"accuracy drop {drop * 100:.2f} pt (from reference {reference_accuracy:.2%}) "
-                          f"> max {gates.max_accuracy_drop * 100:.2f} pt")
+            failed.append(
+                f"accuracy drop {drop * 100:.2f} pt (from reference {reference_accuracy:.2%}) "
+                f"> max {gates.max_accuracy_drop * 100:.2f} pt"
+            )
     if gates.max_latency_ms is not None and p90_ms is not None and p90_ms > gates.max_latency_ms:
         failed.append(f"latency p90 {p90_ms:.3f} ms > max {gates.max_latency_ms:g} ms")
     return failed

@@ -7,18 +7,18 @@ Files are checked before their bytes reach native code: mistakes end in a one-li
 
 from __future__ import annotations
 
-import json
-
 import importlib
+import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .quiet import is_verbose, native_stderr_silenced
+from compressor.runtime.errors import UserError
+from compressor.runtime.quiet import is_verbose, native_stderr_silenced
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class Runner:
                 pass
             self.batchable = False
         b = self._fixed_batch
-        return np.concatenate([self._invoke(_pad(x[i:i + b], b))[: len(x[i:i + b])] for i in range(0, len(x), b)])
+        return np.concatenate([self._invoke(_pad(x[i : i + b], b))[: len(x[i : i + b])] for i in range(0, len(x), b)])
 
     def set_batch(self, x: np.ndarray) -> None:
         """Set the input without invoking, so latency can time ``invoke_only`` alone."""
@@ -98,11 +98,15 @@ class Runner:
         info, x = self.inputs[0], np.asarray(x)
         want, got = info.shape[1:], x.shape[1:]
         if x.ndim != len(info.shape) or any(w not in (-1, g) for w, g in zip(want, got)):
-            raise UserError(f"data shape {got} does not match the model input {want}; "
-                            f"pass a batch shaped (N, {', '.join(map(str, want))}) (-1 = any size)")
+            raise UserError(
+                f"data shape {got} does not match the model input {want}; "
+                f"pass a batch shaped (N, {', '.join(map(str, want))}) (-1 = any size)"
+            )
         if x.dtype != np.dtype(info.dtype):
-            raise TypeError(f"run() takes data in the input dtype {info.dtype}, got {x.dtype}; "
-                            "convert it with quantization.quantize_input first")
+            raise TypeError(
+                f"run() takes data in the input dtype {info.dtype}, got {x.dtype}; "
+                "convert it with quantization.quantize_input first"
+            )
         if len(x) == 0:
             raise UserError("no samples to run")
         return np.ascontiguousarray(x)
@@ -134,8 +138,9 @@ class _TFLiteRunner(Runner):
         resolvers = api.OpResolverType
         resolver = resolvers.AUTO if self._xnnpack else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self._interp = api.Interpreter(model_path=str(self.path), num_threads=self.threads,
-                                           experimental_op_resolver_type=resolver)
+            self._interp = api.Interpreter(
+                model_path=str(self.path), num_threads=self.threads, experimental_op_resolver_type=resolver
+            )
         except (ValueError, RuntimeError) as e:
             raise UserError(f"{self.path} is corrupt or truncated: {_first_line(e)}") from e
         try:
@@ -190,7 +195,9 @@ class _OnnxRunner(Runner):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UserError(f"{self.path} is an ONNX model but onnxruntime is missing; pip install onnxruntime") from None
+            raise UserError(
+                f"{self.path} is an ONNX model but onnxruntime is missing; pip install onnxruntime"
+            ) from None
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
         options.log_severity_level = 0 if is_verbose() else 3

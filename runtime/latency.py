@@ -14,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .interpreters import Runner
-from .quantization import quantize_input
+from compressor.runtime.errors import UserError
+from compressor.runtime.interpreters import Runner
+from compressor.runtime.quantization import quantize_input
 
 _MIN_RUNS = 5  # fewest timed runs that still give a usable median when max_seconds cuts in
 
 
-def measure_latency(runner: Runner, sample: np.ndarray, warmup: int = 10, runs: int = 100,
-                    max_seconds: float | None = None) -> dict:
+def measure_latency(
+    runner: Runner, sample: np.ndarray, warmup: int = 10, runs: int = 100, max_seconds: float | None = None
+) -> dict:
     """Time ``runner.invoke_only()`` on one sample; figures in milliseconds.
 
     ``sample`` is one float sample (with or without a batch axis of 1). ``max_seconds`` bounds
@@ -54,11 +55,17 @@ def measure_latency(runner: Runner, sample: np.ndarray, warmup: int = 10, runs: 
             gc.enable()
     ms = np.asarray(times_ns, dtype=np.float64) / 1e6
     return {
-        "runs": len(ms), "warmup": warmed,
-        "min_ms": float(ms.min()), "median_ms": float(np.median(ms)),
-        "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()), "std_ms": float(ms.std()),
-        "init_ms": float(runner.init_ms), "threads": runner.threads, "backend": runner.backend,
+        "runs": len(ms),
+        "warmup": warmed,
+        "min_ms": float(ms.min()),
+        "median_ms": float(np.median(ms)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std()),
+        "init_ms": float(runner.init_ms),
+        "threads": runner.threads,
+        "backend": runner.backend,
         "peak_rss_mb": peak_rss_mb(),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UserError
+from compressor.runtime.errors import UserError
 
 SCHEMA_NAME = "compressor.bundle"
 SCHEMA_VERSION = 1
@@ -20,9 +20,14 @@ LAYOUTS = ("NHWC", "NC")
 
 _NUM = (int, float)
 _TENSOR = {"name": str, "shape": list, "dtype": str, "scale": _NUM, "zero_point": int}
-_MODEL = {"file": str, "format": str, "inputs": [_TENSOR], "outputs": [_TENSOR],
-          "host": {"accuracy": _NUM, "size_bytes": int, "gzip_bytes": int, "latency": dict},
-          "self_test": {"expected": str, "atol": _NUM}}
+_MODEL = {
+    "file": str,
+    "format": str,
+    "inputs": [_TENSOR],
+    "outputs": [_TENSOR],
+    "host": {"accuracy": _NUM, "size_bytes": int, "gzip_bytes": int, "latency": dict},
+    "self_test": {"expected": str, "atol": _NUM},
+}
 _SPEC = {
     "schema": str,
     "created": str,
@@ -31,8 +36,14 @@ _SPEC = {
     "versions": dict,
     "labels": [str],
     "labels_file": str,
-    "preprocessing": {"scale": _NUM, "mean": [_NUM], "std": [_NUM], "layout": str, "channel_order": str,
-                      "input_range": [_NUM]},
+    "preprocessing": {
+        "scale": _NUM,
+        "mean": [_NUM],
+        "std": [_NUM],
+        "layout": str,
+        "channel_order": str,
+        "input_range": [_NUM],
+    },
     "raw_input": {"shape": [int], "dtype": str},
     "models": [_MODEL],
     "reference": {"artifact": str, "accuracy": _NUM, "data": str, "test_samples": int},
@@ -52,8 +63,10 @@ def check_manifest(manifest: object) -> dict:
         raise UserError(f"{MANIFEST}: schema is {schema!r}, expected {SCHEMA!r}; this is not a compressor bundle")
     version = schema.split("/", 1)[1]
     if version != str(SCHEMA_VERSION):
-        raise UserError(f"{MANIFEST}: bundle schema {schema} is not supported by this runtime (it reads {SCHEMA}); "
-                        "install the compressor-runtime version that matches the packager")
+        raise UserError(
+            f"{MANIFEST}: bundle schema {schema} is not supported by this runtime (it reads {SCHEMA}); "
+            "install the compressor-runtime version that matches the packager"
+        )
     _check(manifest, _SPEC, "")
     _check_values(manifest)
     return manifest
@@ -86,9 +99,13 @@ def _check_values(m: dict) -> None:
     for name, entry in files.items():
         if not _SAFE_NAME.match(name) or name == MANIFEST:
             raise UserError(f"{MANIFEST}: files: {name!r} is not a plain file name; bundles hold no folders")
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) \
-                or not _SHA256.match(entry["sha256"]) or not isinstance(entry.get("bytes"), int):
-            raise UserError(f"{MANIFEST}: files.{name}: expected {{\"sha256\": 64 hex digits, \"bytes\": int}}")
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not _SHA256.match(entry["sha256"])
+            or not isinstance(entry.get("bytes"), int)
+        ):
+            raise UserError(f'{MANIFEST}: files.{name}: expected {{"sha256": 64 hex digits, "bytes": int}}')
     refs = [("labels_file", m["labels_file"]), ("samples.file", m["samples"]["file"])]
     refs += [(f"models[{i}].file", model["file"]) for i, model in enumerate(m["models"])]
     for field, name in refs:
@@ -113,10 +130,12 @@ def _check_values(m: dict) -> None:
 
 
 def _kind(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _names(types: tuple) -> str:
-    return " or ".join({str: "a string", int: "an integer", float: "a number", dict: "an object",
-                        list: "a list"}[t] for t in types)
+    return " or ".join(
+        {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list"}[t] for t in types
+    )

@@ -21,7 +21,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from .errors import UserError
+from compressor.runtime.errors import UserError
 
 COMPRESSOR_ENTRY = "compressor_metadata"
 STANDARD_ENTRY = "TFLITE_METADATA"
@@ -51,7 +51,7 @@ class _Table:
         p = self._field(slot)
         return default if p is None else _unpack(fmt, self.buf, p)
 
-    def table(self, slot: int) -> "_Table | None":
+    def table(self, slot: int) -> _Table | None:
         p = self._field(slot)
         return None if p is None else _Table(self.buf, p + _u32(self.buf, p))
 
@@ -63,7 +63,7 @@ class _Table:
         n = _u32(self.buf, start)
         return start + 4, n
 
-    def tables(self, slot: int) -> list["_Table"]:
+    def tables(self, slot: int) -> list[_Table]:
         start, n = self._vector(slot)
         return [_Table(self.buf, start + 4 * i + _u32(self.buf, start + 4 * i)) for i in range(n)]
 
@@ -71,7 +71,7 @@ class _Table:
         start, n = self._vector(slot)
         if start + n > len(self.buf):
             raise _Corrupt("vector runs past the end of the file")
-        return bytes(self.buf[start:start + n])
+        return bytes(self.buf[start : start + n])
 
     def floats(self, slot: int) -> list[float]:
         start, n = self._vector(slot)
@@ -85,7 +85,7 @@ class _Table:
         n = _u32(self.buf, start)
         if start + 4 + n > len(self.buf):
             raise _Corrupt("string runs past the end of the file")
-        return bytes(self.buf[start + 4:start + 4 + n]).decode("utf-8", errors="replace")
+        return bytes(self.buf[start + 4 : start + 4 + n]).decode("utf-8", errors="replace")
 
 
 def _unpack(fmt: str, buf: bytes, pos: int):
@@ -123,7 +123,7 @@ def metadata_entries(model: bytes) -> dict[str, bytes]:
         buffer = buffers[index]
         offset, size = buffer.scalar(1, "<Q"), buffer.scalar(2, "<Q")
         # Large models keep buffer bytes after the flatbuffer, addressed by (offset, size).
-        entries[name] = bytes(model[offset:offset + size]) if offset else buffer.bytes(0)
+        entries[name] = bytes(model[offset : offset + size]) if offset else buffer.bytes(0)
     return entries
 
 
@@ -154,8 +154,10 @@ def read_metadata(path: str | Path) -> dict:
         entries = metadata_entries(model)
         blob = entries.get(COMPRESSOR_ENTRY)
         standard = entries.get(STANDARD_ENTRY)
-        return {"compressor": json.loads(blob) if blob is not None else None,
-                "standard": _standard(standard, model) if standard is not None else None}
+        return {
+            "compressor": json.loads(blob) if blob is not None else None,
+            "standard": _standard(standard, model) if standard is not None else None,
+        }
     except (_Corrupt, ValueError, RecursionError) as e:  # json/utf-8 errors are ValueErrors
         raise UserError(f"{path} has corrupt TFLite metadata: {e}") from None
 
@@ -165,8 +167,12 @@ def _standard(blob: bytes, model: bytes) -> dict:
     if blob[4:8] != b"M001":
         raise _Corrupt(f"TFLITE_METADATA identifier is {blob[4:8]!r}, expected M001")
     root = _Table(blob, _u32(blob, 0))
-    result: dict = {"name": root.string(0), "description": root.string(1), "version": root.string(2),
-                    "min_parser_version": root.string(7)}
+    result: dict = {
+        "name": root.string(0),
+        "description": root.string(1),
+        "version": root.string(2),
+        "min_parser_version": root.string(7),
+    }
     subgraphs = root.tables(3)
     if not subgraphs:
         return result

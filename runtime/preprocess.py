@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from compressor.runtime.errors import UserError
 
 _NUMERIC = "iuf"  # signed, unsigned, float; bool/str/object/complex raw inputs are mistakes
 
@@ -24,8 +24,10 @@ def apply(prep: dict, raw: np.ndarray) -> np.ndarray:
     std = np.asarray(prep["std"], dtype=np.float32)
     channels = max(mean.size, std.size)
     if channels > 1 and (x.ndim == 0 or x.shape[-1] != channels):
-        raise UserError(f"raw inputs have {x.shape[-1] if x.ndim else 0} values on their last axis but the "
-                        f"preprocessing has {channels} per-channel values ({prep.get('layout', 'NHWC')} layout)")
+        raise UserError(
+            f"raw inputs have {x.shape[-1] if x.ndim else 0} values on their last axis but the "
+            f"preprocessing has {channels} per-channel values ({prep.get('layout', 'NHWC')} layout)"
+        )
     return (x * np.float32(prep["scale"]) - mean) / std
 
 
@@ -33,28 +35,37 @@ def check_raw(x: np.ndarray, raw_input: dict, prep: dict, name: str = "x_test") 
     """Refuse raw inputs whose sample shape, dtype or value range cannot be what the model was trained on."""
     want = tuple(raw_input["shape"])
     if x.dtype.kind not in _NUMERIC:
-        raise UserError(f"{name} has dtype {x.dtype}; raw inputs must be numbers "
-                        f"(the model was trained on {raw_input['dtype']} samples)")
+        raise UserError(
+            f"{name} has dtype {x.dtype}; raw inputs must be numbers "
+            f"(the model was trained on {raw_input['dtype']} samples)"
+        )
     if x.ndim < 1 or tuple(x.shape[1:]) != want:
-        raise UserError(f"{name} has samples of shape {tuple(x.shape[1:])} but the model takes raw samples of shape "
-                        f"{want}; pass an array shaped (N, {', '.join(map(str, want))})")
+        raise UserError(
+            f"{name} has samples of shape {tuple(x.shape[1:])} but the model takes raw samples of shape "
+            f"{want}; pass an array shaped (N, {', '.join(map(str, want))})"
+        )
     if len(x) == 0:
         raise UserError(f"{name} holds no samples")
     finite = np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, bool)
     if not finite.all():
-        raise UserError(f"{name} contains NaN or infinite values (first in sample {int(np.argmin(finite.reshape(len(x), -1).all(1)))})")
+        first = int(np.argmin(finite.reshape(len(x), -1).all(1)))
+        raise UserError(f"{name} contains NaN or infinite values (first in sample {first})")
     if np.dtype(raw_input["dtype"]).kind in "iu" and x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
         # Fractions where the training data had integers: almost always inputs that were already
         # scaled or normalised, which the range check below cannot catch when they fall inside it.
-        raise UserError(f"{name} holds fractional values but the model's raw inputs are {raw_input['dtype']} "
-                        "integers; pass RAW inputs (the runtime applies the preprocessing itself)")
+        raise UserError(
+            f"{name} holds fractional values but the model's raw inputs are {raw_input['dtype']} "
+            "integers; pass RAW inputs (the runtime applies the preprocessing itself)"
+        )
     low, high = prep["input_range"]
     lo, hi = float(x.min()), float(x.max())
     if lo < low or hi > high:
         # Values outside the recorded raw range usually mean the data is already preprocessed,
         # or scaled differently (0..1 instead of 0..255): accuracy would be silently wrong.
-        raise UserError(f"{name} values span [{lo:g}, {hi:g}] but the model's raw inputs lie in [{low:g}, {high:g}]; "
-                        "pass RAW inputs (the runtime applies the preprocessing itself)")
+        raise UserError(
+            f"{name} values span [{lo:g}, {hi:g}] but the model's raw inputs lie in [{low:g}, {high:g}]; "
+            "pass RAW inputs (the runtime applies the preprocessing itself)"
+        )
 
 
 def check_labels(y: np.ndarray, n: int, classes: int, name: str = "y_test") -> np.ndarray:
@@ -68,8 +79,9 @@ def check_labels(y: np.ndarray, n: int, classes: int, name: str = "y_test") -> n
     if len(y) != n:
         raise UserError(f"{name} has {len(y)} labels for {n} samples; they must match")
     if len(y) and (y.min() < 0 or y.max() >= classes):
-        raise UserError(f"{name} labels must be in [0, {classes}) for this {classes}-class model; "
-                        f"found {y.min()}..{y.max()}")
+        raise UserError(
+            f"{name} labels must be in [0, {classes}) for this {classes}-class model; found {y.min()}..{y.max()}"
+        )
     return y.astype(np.int64)
 
 
@@ -81,8 +93,10 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except ValueError:
-        raise UserError(f"data file {path} is not an .npz archive (pickles are never loaded); "
-                        "save it with np.savez(path, x_test=..., y_test=...)") from None
+        raise UserError(
+            f"data file {path} is not an .npz archive (pickles are never loaded); "
+            "save it with np.savez(path, x_test=..., y_test=...)"
+        ) from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"data file {path} is a damaged .npz archive ({e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -93,6 +107,7 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 try:
                     return archive[xk], archive[yk]
                 except ValueError:
-                    raise UserError(f"data file {path} holds object arrays, which would need unpickling; "
-                                    "save plain numeric arrays") from None
+                    raise UserError(
+                        f"data file {path} holds object arrays, which would need unpickling; save plain numeric arrays"
+                    ) from None
     raise UserError(f"data file {path} has arrays {', '.join(archive.files) or 'none'}; expected x_test and y_test")

@@ -7,11 +7,12 @@ fd 2 itself while native code runs, and replay what was captured only when asked
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _VERBOSE = os.environ.get("COMPRESSOR_VERBOSE") == "1"
 _depth = 0
@@ -38,10 +39,8 @@ def native_stderr_silenced() -> Iterator[None]:
         finally:
             _depth -= 1
         return
-    try:
+    with contextlib.suppress(AttributeError, ValueError):
         sys.stderr.flush()
-    except (AttributeError, ValueError):
-        pass
     try:
         saved = os.dup(2)
     except OSError:  # no fd 2 (embedded interpreters): nothing to silence

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
+from compressor.runtime.errors import UserError
 
 RESOLUTION_MS = 0.01
 
@@ -37,30 +37,53 @@ def command() -> list[str]:
     raise UserError("litert-benchmark is not installed; pip install ai-edge-litert")
 
 
-def run_litert_benchmark(model: str | Path, threads: int = 1, runs: int = 100, warmup: int = 10,
-                         timeout: float = 600.0) -> dict:
+def run_litert_benchmark(
+    model: str | Path, threads: int = 1, runs: int = 100, warmup: int = 10, timeout: float = 600.0
+) -> dict:
     """Benchmark ``model`` with litert-benchmark; returns its figures in ms (see module docstring)."""
     model = Path(model)
     if model.suffix.lower() != ".tflite" or not model.is_file():
         raise UserError(f"litert-benchmark needs an existing .tflite file, got {model}")
     with tempfile.TemporaryDirectory(prefix="litert-benchmark-") as tmp:
         result_json = Path(tmp) / "result.json"
-        cmd = command() + ["--model", str(model), "--num_threads", str(threads), "--num_runs", str(runs),
-                           "--warmup_runs", str(warmup), "--result_json", str(result_json)]
+        cmd = command() + [
+            "--model",
+            str(model),
+            "--num_threads",
+            str(threads),
+            "--num_runs",
+            str(runs),
+            "--warmup_runs",
+            str(warmup),
+            "--result_json",
+            str(result_json),
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise UserError(f"litert-benchmark did not finish within {timeout:g} s on {model.name}") from None
         if done.returncode != 0 or not result_json.is_file():
             lines = [ln for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-            raise UserError(f"litert-benchmark failed on {model.name} (exit {done.returncode}): "
-                            f"{lines[-1] if lines else 'no output'}")
+            raise UserError(
+                f"litert-benchmark failed on {model.name} (exit {done.returncode}): "
+                f"{lines[-1] if lines else 'no output'}"
+            )
         raw = json.loads(result_json.read_text())
     lat = raw["latency"]
-    result = {"tool": "litert-benchmark", "command": cmd[:-2], "threads": raw.get("num_threads", threads),
-              "runs": lat["num_runs"], "warmup": lat["num_warmup_runs"], "median_ms": lat["median_ms"],
-              "mean_ms": lat["avg_ms"], "min_ms": lat["min_ms"], "p95_ms": lat["p95_ms"],
-              "init_ms": lat["init_ms"], "resolution_ms": RESOLUTION_MS, "accelerators": raw.get("accelerators")}
+    result = {
+        "tool": "litert-benchmark",
+        "command": cmd[:-2],
+        "threads": raw.get("num_threads", threads),
+        "runs": lat["num_runs"],
+        "warmup": lat["num_warmup_runs"],
+        "median_ms": lat["median_ms"],
+        "mean_ms": lat["avg_ms"],
+        "min_ms": lat["min_ms"],
+        "p95_ms": lat["p95_ms"],
+        "init_ms": lat["init_ms"],
+        "resolution_ms": RESOLUTION_MS,
+        "accelerators": raw.get("accelerators"),
+    }
     result["mean_ms_from_throughput"] = _mean_from_throughput(model, raw)
     return result
 
@@ -71,7 +94,7 @@ def _mean_from_throughput(model: Path, raw: dict) -> float | None:
     if throughput <= 0:
         return None
     try:
-        from .interpreters import open_model
+        from compressor.runtime.interpreters import open_model
 
         runner = open_model(model, threads=1)
     except UserError:

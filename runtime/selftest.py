@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accuracy import agreement, predict
-from .bundle import Bundle
-from .errors import UserError
-from .interpreters import Runner
-from .preprocess import apply, check_raw
+from compressor.runtime.accuracy import agreement, predict
+from compressor.runtime.bundle import Bundle
+from compressor.runtime.errors import UserError
+from compressor.runtime.interpreters import Runner
+from compressor.runtime.preprocess import apply, check_raw
 
 # Same float32 formula on both sides: anything beyond rounding noise is a preprocessing bug.
 PREPROCESSING_ATOL = 1e-6
@@ -41,6 +41,12 @@ def run_self_test(bundle: Bundle, model: dict, runner: Runner, batch_size: int =
         failures.append(f"preprocessing differs from the host's by {prep_diff:.3g} > {PREPROCESSING_ATOL:g}")
     if figures["max_abs_diff"] > atol:
         failures.append(f"outputs differ from the host's by {figures['max_abs_diff']:.3g} > {atol:.3g}")
-    return {"samples": int(len(raw)), "preprocessing_max_abs_diff": prep_diff, **figures, "atol": atol,
-            "top1_vs_labels": float(np.mean(outputs.argmax(1) == labels)),
-            "failures": failures, "passed": not failures}
+    return {
+        "samples": int(len(raw)),
+        "preprocessing_max_abs_diff": prep_diff,
+        **figures,
+        "atol": atol,
+        "top1_vs_labels": float(np.mean(outputs.argmax(1) == labels)),
+        "failures": failures,
+        "passed": not failures,
+    }

@@ -19,11 +19,18 @@ def seed() -> int:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """digits_cnn at small width, trained 3 epochs on the embedded digits: (run folder, card)."""
-    from compressor.train import train
+    from compressor.pipeline.train import train
 
     out = tmp_path_factory.mktemp("tiny") / "base"
-    card = train("digits_cnn", out, data="digits", epochs=3, batch_size=64,
-                 model_params={"filters": 8, "dense_units": 32}, seed=0)
+    card = train(
+        "digits_cnn",
+        out,
+        data="digits",
+        epochs=3,
+        batch_size=64,
+        model_params={"filters": 8, "dense_units": 32},
+        seed=0,
+    )
     return out, card
 
 

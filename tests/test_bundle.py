@@ -12,23 +12,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import cli
+from compressor.bundle.package import FLOAT_ATOL, choose_artifact, package
+from compressor.bundle.tflite_metadata import embed_metadata, read_metadata
+from compressor.commands.cli import cli
 from compressor.datasets import Preprocessing, load_dataset
-from compressor.package import FLOAT_ATOL, choose_artifact, package
 from compressor.runtime import accuracy, preprocess
 from compressor.runtime.bundle import open_bundle
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
 from compressor.runtime.manifest import SCHEMA
 from compressor.runtime.model_metadata import metadata_entries
-from compressor.tflite_metadata import embed_metadata, read_metadata
 
 LABELS = [str(i) for i in range(10)]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_path, tmp_path_factory):
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     out = tmp_path_factory.mktemp("pkg-run") / "run"
     compress(tiny_model_path, ["int8"], out, latency_runs=5)
@@ -89,11 +89,24 @@ def test_bundle_contents_and_manifest(built, report, run_dir):
     assert manifest["labels"] == LABELS and manifest["raw_input"] == {"shape": [8, 8, 1], "dtype": "uint8"}
     assert manifest["preprocessing"] == report["data"]["preprocessing"]
     assert manifest["preprocessing"]["scale"] == 1 / 16 and manifest["preprocessing"]["input_range"] == [0.0, 16.0]
-    assert manifest["reference"] == {"artifact": "float32", "accuracy": report["reference_accuracy"],
-                                     "data": "digits", "test_samples": 359}
+    assert manifest["reference"] == {
+        "artifact": "float32",
+        "accuracy": report["reference_accuracy"],
+        "data": "digits",
+        "test_samples": 359,
+    }
     tfl, onnx = manifest["models"]
-    assert (tfl["file"], tfl["format"], onnx["file"], onnx["format"]) == ("model.tflite", "tflite", "model.onnx", "onnx")
-    assert tfl["inputs"][0]["dtype"] == "int8" and tfl["inputs"][0]["scale"] > 0 and tfl["inputs"][0]["shape"] == [-1, 8, 8, 1]
+    assert (tfl["file"], tfl["format"], onnx["file"], onnx["format"]) == (
+        "model.tflite",
+        "tflite",
+        "model.onnx",
+        "onnx",
+    )
+    assert (
+        tfl["inputs"][0]["dtype"] == "int8"
+        and tfl["inputs"][0]["scale"] > 0
+        and tfl["inputs"][0]["shape"] == [-1, 8, 8, 1]
+    )
     assert tfl["outputs"][0]["shape"] == [-1, 10] and tfl["outputs"][0]["dtype"] == "int8"
     assert tfl["host"]["accuracy"] == row(report, "int8")["accuracy"]
     assert tfl["host"]["latency"] == row(report, "int8")["latency"]
@@ -110,8 +123,10 @@ def test_samples_are_raw_test_inputs_with_host_outputs(built, digits):
         assert s["raw"].dtype == np.uint8 and s["y"].tolist() == digits.y_test[:16].tolist()
         np.testing.assert_array_equal(s["x"], digits.x_test[:16])
         # The device's preprocessing (numpy only) is bit-identical to the training-time one.
-        np.testing.assert_array_equal(preprocess.apply(b.manifest["preprocessing"], s["raw"]),
-                                      Preprocessing.from_dict(b.manifest["preprocessing"]).apply(s["raw"]))
+        np.testing.assert_array_equal(
+            preprocess.apply(b.manifest["preprocessing"], s["raw"]),
+            Preprocessing.from_dict(b.manifest["preprocessing"]).apply(s["raw"]),
+        )
         for fmt in ("tflite", "onnx"):
             outputs = accuracy.predict(open_model(b.file(f"model.{fmt}")), s["x"], batch_size=1)
             np.testing.assert_array_equal(outputs, s[f"expected_{fmt}"])
@@ -159,8 +174,14 @@ def test_tflite_metadata_round_trip(built, digits):
 @pytest.mark.parametrize("artifact", ["float32", "int8"])
 def test_metadata_keeps_outputs_identical(run_dir, digits, artifact):
     original = (run_dir / artifact / "model.tflite").read_bytes()
-    prep = {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "layout": "NHWC",
-            "channel_order": "RGB", "input_range": [0.0, 255.0]}
+    prep = {
+        "scale": 1 / 255,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "layout": "NHWC",
+        "channel_order": "RGB",
+        "input_range": [0.0, 255.0],
+    }
     with_meta = embed_metadata(original, labels=["a", "b"], preprocessing=prep, name="m", version="7")
     twice = embed_metadata(with_meta, labels=LABELS, preprocessing=digits.preprocessing.to_dict(), name="m")
     paths = {}
@@ -170,7 +191,9 @@ def test_metadata_keeps_outputs_identical(run_dir, digits, artifact):
     for xnnpack in (True, False):
         ref = accuracy.predict(open_model(paths["original"], xnnpack=xnnpack), digits.x_test)
         for name in ("once", "twice"):
-            np.testing.assert_array_equal(accuracy.predict(open_model(paths[name], xnnpack=xnnpack), digits.x_test), ref)
+            np.testing.assert_array_equal(
+                accuracy.predict(open_model(paths[name], xnnpack=xnnpack), digits.x_test), ref
+            )
     std = read_metadata(paths["once"])["standard"]
     assert std["input"]["color_space"] == "RGB" and std["version"] == "7" and std["labels"] == ["a", "b"]
     assert std["input"]["normalization"]["mean"] == pytest.approx([123.675, 116.28, 103.53], rel=1e-6)
@@ -186,8 +209,19 @@ def test_metadata_keeps_outputs_identical(run_dir, digits, artifact):
 
 def test_flat_features_and_corrupt_metadata(run_dir, tmp_path):
     original = (run_dir / "float32" / "model.tflite").read_bytes()
-    flat = embed_metadata(original, labels=LABELS, name="f", preprocessing={
-        "scale": 2.0, "mean": [1.0], "std": [4.0], "layout": "NC", "channel_order": "gray", "input_range": [0, 1]})
+    flat = embed_metadata(
+        original,
+        labels=LABELS,
+        name="f",
+        preprocessing={
+            "scale": 2.0,
+            "mean": [1.0],
+            "std": [4.0],
+            "layout": "NC",
+            "channel_order": "gray",
+            "input_range": [0, 1],
+        },
+    )
     (tmp_path / "flat.tflite").write_bytes(flat)
     std = read_metadata(tmp_path / "flat.tflite")["standard"]
     assert std["input"]["content"] == "feature" and "color_space" not in std["input"]

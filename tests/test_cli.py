@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import cli
+from compressor.commands.cli import cli
 
 COMPRESSOR = str(Path(sys.executable).parent / "compressor")
 
@@ -30,29 +30,41 @@ def assert_user_error(code, output, fragment):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from compressor.cli import main; sys.argv=['compressor','--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules, 'TF imported by --help'")
+    code = (
+        "import sys; from compressor.commands.cli import main; sys.argv=['compressor','--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'TF imported by --help'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "compress" in proc.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["compress", "no/such/model", "--out", "{tmp}/o"], "model path no/such/model does not exist"),
-    (["compress", "{tmp}", "--out", "{tmp}/o"], "is a folder but not a SavedModel"),
-    (["compress", "{model}", "--recipe", "int9", "--out", "{tmp}/o"], "did you mean 'int8'?"),
-    (["compress", "{model}", "--out", "{tmp}/o", "--set", "steps.0.params.calibration_samples=-1"],
-     "steps[0].params.calibration_samples: must be greater than or equal to 1"),
-    (["compress", "{model}", "--data", "digts", "--out", "{tmp}/o"], "did you mean 'digits'?"),
-    (["compress", "{model}", "--data", "{tmp}/bad.npz", "--out", "{tmp}/o"], "does not match"),
-    (["train", "--model", "digit_cnn", "--out", "{tmp}/t"], "did you mean 'digits_cnn'?"),
-    (["validate", "{tmp}/nothing.tflite"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["compress", "no/such/model", "--out", "{tmp}/o"], "model path no/such/model does not exist"),
+        (["compress", "{tmp}", "--out", "{tmp}/o"], "is a folder but not a SavedModel"),
+        (["compress", "{model}", "--recipe", "int9", "--out", "{tmp}/o"], "did you mean 'int8'?"),
+        (
+            ["compress", "{model}", "--out", "{tmp}/o", "--set", "steps.0.params.calibration_samples=-1"],
+            "steps[0].params.calibration_samples: must be greater than or equal to 1",
+        ),
+        (["compress", "{model}", "--data", "digts", "--out", "{tmp}/o"], "did you mean 'digits'?"),
+        (["compress", "{model}", "--data", "{tmp}/bad.npz", "--out", "{tmp}/o"], "does not match"),
+        (["train", "--model", "digit_cnn", "--out", "{tmp}/t"], "did you mean 'digits_cnn'?"),
+        (["validate", "{tmp}/nothing.tflite"], "does not exist"),
+    ],
+)
 def test_user_errors(args, fragment, tiny_model_path, tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "bad.npz", x_train=rng.random((10, 4, 4)), y_train=np.arange(10) % 3,
-             x_test=rng.random((6, 4, 4)), y_test=np.arange(6) % 3)
+    np.savez(
+        tmp_path / "bad.npz",
+        x_train=rng.random((10, 4, 4)),
+        y_train=np.arange(10) % 3,
+        x_test=rng.random((6, 4, 4)),
+        y_test=np.arange(6) % 3,
+    )
     filled = [a.format(tmp=tmp_path, model=tiny_model_path) for a in args]
     fragment = fragment.format(tmp=tmp_path)
     code, output = invoke(*filled)
@@ -68,8 +80,18 @@ def test_existing_output_needs_overwrite(tiny_model_path, tmp_path):
 
 
 def test_dry_run_prints_resolved_recipe(tiny_model_path, tmp_path):
-    code, output = invoke("compress", tiny_model_path, "--out", tmp_path / "o", "--recipe", "int8",
-                          "--set", "steps.0.params.calibration_samples=64", "--dry-run", "--json")
+    code, output = invoke(
+        "compress",
+        tiny_model_path,
+        "--out",
+        tmp_path / "o",
+        "--recipe",
+        "int8",
+        "--set",
+        "steps.0.params.calibration_samples=64",
+        "--dry-run",
+        "--json",
+    )
     assert code == 0, output
     resolved = json.loads(output)
     params = resolved[0]["steps"][0]["params"]
@@ -89,8 +111,23 @@ def test_listings():
 def test_compress_subprocess_terminal_is_clean(tiny_model_path, tmp_path):
     """The real console script: table on stdout, no TensorFlow C++ log lines anywhere."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    proc = subprocess.run([COMPRESSOR, "compress", tiny_model_path, "--recipe", "dynamic", "--out",
-                           str(tmp_path / "run"), "--runs", "5", "--quiet"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            COMPRESSOR,
+            "compress",
+            tiny_model_path,
+            "--recipe",
+            "dynamic",
+            "--out",
+            str(tmp_path / "run"),
+            "--runs",
+            "5",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
     assert "dynamic" in proc.stdout and "float32" in proc.stdout and "p90 ms" in proc.stdout
@@ -99,12 +136,13 @@ def test_compress_subprocess_terminal_is_clean(tiny_model_path, tmp_path):
 
 
 def test_validate_json(tiny_model_path, tmp_path):
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     compress(tiny_model_path, ["int8"], tmp_path / "run", latency_runs=5)
     artifact = tmp_path / "run" / "int8" / "model.tflite"
-    code, output = invoke("validate", artifact, "--reference", tmp_path / "run" / "float32" / "model.tflite",
-                          "--runs", "5", "--json")
+    code, output = invoke(
+        "validate", artifact, "--reference", tmp_path / "run" / "float32" / "model.tflite", "--runs", "5", "--json"
+    )
     assert code == 0, output
     result = json.loads(output)
     assert result["backend"] in ("litert", "tflite_runtime")

@@ -63,8 +63,10 @@ def write_mnist(folder: Path, rng: np.random.Generator, gz: bool = True, n_train
     folder.mkdir(parents=True, exist_ok=True)
     ext = ".gz" if gz else ""
     data = {
-        "x_train": indexed_images(n_train, 4, 5, rng), "y_train": np.arange(n_train) % 10,
-        "x_test": indexed_images(n_test, 4, 5, rng), "y_test": (np.arange(n_test) * 3) % 10,
+        "x_train": indexed_images(n_train, 4, 5, rng),
+        "y_train": np.arange(n_train) % 10,
+        "x_test": indexed_images(n_test, 4, 5, rng),
+        "y_test": (np.arange(n_test) * 3) % 10,
     }
     write_idx(folder / f"train-images-idx3-ubyte{ext}", data["x_train"], IDX_IMAGES)
     write_idx(folder / f"train-labels-idx1-ubyte{ext}", data["y_train"], IDX_LABELS)

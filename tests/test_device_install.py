@@ -22,8 +22,8 @@ PACKAGING = {"pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils
 
 @pytest.fixture(scope="module")
 def bundle(tiny_model_path, tmp_path_factory):
-    from compressor.package import package
-    from compressor.pipeline import compress
+    from compressor.bundle.package import package
+    from compressor.pipeline.compress import compress
 
     out = tmp_path_factory.mktemp("device") / "run"
     compress(tiny_model_path, ["int8"], out, latency_runs=5)
@@ -57,11 +57,15 @@ def test_pip_install_runtime_on_a_device_without_tensorflow(bundle, tmp_path):
     install_s = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-2000:]
 
-    installed = {d["name"].lower().replace("_", "-") for d in json.loads(sh(py, "-m", "pip", "list", "--format", "json").stdout)}
+    installed = {
+        d["name"].lower().replace("_", "-") for d in json.loads(sh(py, "-m", "pip", "list", "--format", "json").stdout)
+    }
     assert {"compressor-runtime", "numpy", "ai-edge-litert"} <= installed
     assert not NEVER & installed and "onnxruntime" not in installed  # onnxruntime only with [onnx]
-    requires = json.loads(sh(py, "-c", "import json, importlib.metadata as m; print(json.dumps(m.requires('compressor-runtime')))").stdout)
-    assert sorted(requires) == ["ai-edge-litert>=2.3", "numpy", "onnxruntime; extra == \"onnx\""]
+    requires = json.loads(
+        sh(py, "-c", "import json, importlib.metadata as m; print(json.dumps(m.requires('compressor-runtime')))").stdout
+    )
+    assert sorted(requires) == ["ai-edge-litert>=2.3", "numpy", 'onnxruntime; extra == "onnx"']
     for module in ("tensorflow", "compressor"):  # stand-alone: neither TF nor the toolchain is there
         probe = sh(py, "-c", f"import {module}")
         assert probe.returncode == 1 and f"No module named '{module}'" in probe.stderr
@@ -79,7 +83,9 @@ def test_pip_install_runtime_on_a_device_without_tensorflow(bundle, tmp_path):
 
     site = next((venv / "lib").glob("python3*/site-packages"))
     size_mb, runtime_only_mb = du_mb(site), du_mb(site, PACKAGING)
-    print(f"\ndevice install: {install_s:.0f} s; site-packages {size_mb:.0f} MB, without pip/setuptools "
-          f"{runtime_only_mb:.0f} MB; `compressor-runtime validate bundle.zip` {validate_s:.2f} s wall")
+    print(
+        f"\ndevice install: {install_s:.0f} s; site-packages {size_mb:.0f} MB, without pip/setuptools "
+        f"{runtime_only_mb:.0f} MB; `compressor-runtime validate bundle.zip` {validate_s:.2f} s wall"
+    )
     assert runtime_only_mb < 250  # numpy + ai-edge-litert and their small deps; TensorFlow alone is > 500 MB
     assert validate_s < 3.0

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from compressor.inspect import inspect_file
+from compressor.inspection.tflite import inspect_file
 from compressor.runtime.errors import UserError
 
 
@@ -45,11 +45,12 @@ def outlier_model(digits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def depth_run(outlier_model, tmp_path_factory):
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     out = tmp_path_factory.mktemp("depth") / "run"
-    report = compress(outlier_model, ["int8"], out, latency_runs=5, debug_quant=True, float_layers="auto:3",
-                      onnx_quant="both")
+    report = compress(
+        outlier_model, ["int8"], out, latency_runs=5, debug_quant=True, float_layers="auto:3", onnx_quant="both"
+    )
     return out, report
 
 
@@ -67,7 +68,9 @@ def test_debugger_ranks_the_outlier_layer_first(depth_run):
     assert [r["rmse_over_scale"] for r in rows] == sorted((r["rmse_over_scale"] for r in rows), reverse=True)
     assert {r["layer"] for r in rows} >= {"dense1", "dense2", "probs", "flatten"}
     r = rows[0]
-    assert r["rmse"] == pytest.approx(np.sqrt(r["rmse"] ** 2)) and r["rmse"] / r["scale"] == pytest.approx(r["rmse_over_scale"])
+    assert r["rmse"] == pytest.approx(np.sqrt(r["rmse"] ** 2)) and r["rmse"] / r["scale"] == pytest.approx(
+        r["rmse_over_scale"]
+    )
     csv_lines = (out / "int8" / "quant_debug.csv").read_text().splitlines()
     assert csv_lines[0].startswith("layer,op,rmse,rmse_over_scale,scale") and csv_lines[1].startswith("dense1,")
 
@@ -101,7 +104,11 @@ def test_both_onnx_paths_measured_and_the_better_kept(depth_run):
     assert info["variants"][kept]["file"] == "model.onnx" and (out / "int8" / "model.onnx").is_file()
     alt = {"ort": "model.ort.onnx", "tflite": "model.tf2onnx.onnx"}[other]
     assert info["variants"][other]["file"] == alt and (out / "int8" / alt).is_file()
-    assert {r["artifact"] for r in report["artifacts"] if r["format"] == "onnx"} == {"float32", "int8", f"int8.{alt.split('.')[1]}"}
+    assert {r["artifact"] for r in report["artifacts"] if r["format"] == "onnx"} == {
+        "float32",
+        "int8",
+        f"int8.{alt.split('.')[1]}",
+    }
     ort_file = out / "int8" / ("model.onnx" if kept == "ort" else "model.ort.onnx")
     ort_info = inspect_file(ort_file)
     assert ort_info["operators"]["QuantizeLinear"] >= 3 and ort_info["inputs"][0]["dtype"] == "float32"
@@ -120,11 +127,17 @@ def test_parity_pairs_pass_and_the_float_layer_guard_is_needed(depth_run, digits
 
     out, report = depth_run
     pairs = {(p["a"], p["b"]): p for p in report["parity"]}
-    assert set(pairs) == {("keras", "float32 tflite"), ("keras", "float32 onnx"), ("float32 tflite", "float32 onnx"),
-                          ("int8 tflite", next(b for a, b in pairs if a == "int8 tflite"))}
+    assert set(pairs) == {
+        ("keras", "float32 tflite"),
+        ("keras", "float32 onnx"),
+        ("float32 tflite", "float32 onnx"),
+        ("int8 tflite", next(b for a, b in pairs if a == "int8 tflite")),
+    }
     assert all(p["status"] == "ok" for p in pairs.values())
     assert pairs[("keras", "float32 onnx")]["max_abs_diff"] < 1e-5
-    tf2onnx_file = out / "int8" / ("model.onnx" if report["onnx_quant"]["int8"]["kept"] == "tflite" else "model.tf2onnx.onnx")
+    tf2onnx_file = (
+        out / "int8" / ("model.onnx" if report["onnx_quant"]["int8"]["kept"] == "tflite" else "model.tf2onnx.onnx")
+    )
     proto = onnx.load(str(tf2onnx_file))
     assert [n.op_type for n in proto.graph.node].count("Max") == 1
     # Without the guard, ONNX Runtime's WeightBiasQuantization quantizes dense1 at session start.
@@ -157,7 +170,7 @@ def test_parity_flags_a_pair_that_differs(depth_run, digits):
 
 
 def test_manual_float_layers_and_unknown_names(outlier_model, digits, tmp_path):
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
     from compressor.recipes.ptq import Int8Params, int8
 
     model = load_model(outlier_model)
@@ -172,13 +185,18 @@ def test_manual_float_layers_and_unknown_names(outlier_model, digits, tmp_path):
 
 
 def test_ptq_variants_have_the_promised_dtypes(outlier_model, digits, tmp_path):
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
     from compressor.recipes.ptq import convert
 
     model, sample = load_model(outlier_model), digits.x_train[:64]
     seen = {}
-    for mode, io in (("float16", "float32"), ("dynamic", "float32"), ("int8", "int8"), ("int8", "float32"),
-                     ("int16x8", "float32")):
+    for mode, io in (
+        ("float16", "float32"),
+        ("dynamic", "float32"),
+        ("int8", "int8"),
+        ("int8", "float32"),
+        ("int16x8", "float32"),
+    ):
         path = tmp_path / f"{mode}-{io}.tflite"
         path.write_bytes(convert(model, mode, sample, io))
         seen[(mode, io)] = info = inspect_file(path)
@@ -186,10 +204,16 @@ def test_ptq_variants_have_the_promised_dtypes(outlier_model, digits, tmp_path):
     assert {k["dtype"] for k in seen[("float16", "float32")]["kernels"]} == {"float16"}
     # dynamic range leaves kernels under 1024 weights in float (TFLite's size threshold)
     assert {k["name"]: k["dtype"] for k in seen[("dynamic", "float32")]["kernels"]} == {
-        "dense1": "int8", "dense2": "int8", "probs": "float32"}
+        "dense1": "int8",
+        "dense2": "int8",
+        "probs": "float32",
+    }
     assert "QUANTIZE" not in seen[("dynamic", "float32")]["operators"]  # activations stay float
     assert "QUANTIZE" not in seen[("int8", "int8")]["operators"]
-    assert seen[("int8", "float32")]["operators"]["QUANTIZE"] == 1 and seen[("int8", "float32")]["operators"]["DEQUANTIZE"] == 1
+    assert (
+        seen[("int8", "float32")]["operators"]["QUANTIZE"] == 1
+        and seen[("int8", "float32")]["operators"]["DEQUANTIZE"] == 1
+    )
     int16 = seen[("int16x8", "float32")]
     assert {k["dtype"] for k in int16["kernels"]} == {"int8"} and int16["operators"]["QUANTIZE"] == 1
 
@@ -213,7 +237,7 @@ def test_calibration_set_is_checked(digits):
 def test_ops_without_int8_kernel_are_named_and_can_be_allowed(digits, tmp_path):
     from compressor.datasets import Dataset
     from compressor.keras_shim import keras, tf
-    from compressor.model_io import LoadedModel
+    from compressor.pipeline.model_io import LoadedModel
     from compressor.recipes.ptq import Int8Params, int8
 
     class Sine(keras.layers.Layer):
@@ -221,13 +245,24 @@ def test_ops_without_int8_kernel_are_named_and_can_be_allowed(digits, tmp_path):
             return tf.math.sin(x)
 
     inputs = keras.Input((8,), name="input")
-    outputs = keras.layers.Dense(4, activation="softmax", name="probs")(Sine(name="sine")(keras.layers.Dense(8)(inputs)))
+    outputs = keras.layers.Dense(4, activation="softmax", name="probs")(
+        Sine(name="sine")(keras.layers.Dense(8)(inputs))
+    )
     keras_model = keras.Model(inputs, outputs)
     model = LoadedModel(tmp_path / "m", "keras-savedmodel", keras_model, (8,), (4,))
     rng = np.random.default_rng(0)
     x = rng.random((40, 8), dtype=np.float32)
-    data = Dataset("toy", x, np.arange(40) % 4, x[:8], np.arange(8) % 4, x[:8], np.arange(8) % 4,
-                   ["a", "b", "c", "d"], digits.preprocessing)
+    data = Dataset(
+        "toy",
+        x,
+        np.arange(40) % 4,
+        x[:8],
+        np.arange(8) % 4,
+        x[:8],
+        np.arange(8) % 4,
+        ["a", "b", "c", "d"],
+        digits.preprocessing,
+    )
     with pytest.raises(UserError, match=r"SIN \(x1\) has no int8 kernel.*allow_float_ops: true"):
         int8(model, data, Int8Params(calibration_samples=20), tmp_path / "strict")
     path = int8(model, data, Int8Params(calibration_samples=20, allow_float_ops=True), tmp_path / "allowed")
@@ -256,7 +291,7 @@ def test_cifar_resnet_exports_every_variant_with_parity(tmp_path):
     from compressor.datasets import load_dataset
     from compressor.keras_shim import keras, set_seed
     from compressor.models import build_model
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     rng = np.random.default_rng(0)
     templates = rng.integers(0, 256, (10, 4, 4, 3)).repeat(8, 1).repeat(8, 2)
@@ -280,11 +315,17 @@ def test_cifar_resnet_exports_every_variant_with_parity(tmp_path):
             layer.momentum = 0.0
     model(data.x_train[:256], training=True)
     model.save(tmp_path / "base", save_format="tf")
-    report = compress(tmp_path / "base", ["float16", "dynamic", "int8", "int16x8"], tmp_path / "run",
-                      data=str(data_path), latency_runs=5)
+    report = compress(
+        tmp_path / "base",
+        ["float16", "dynamic", "int8", "int16x8"],
+        tmp_path / "run",
+        data=str(data_path),
+        latency_runs=5,
+    )
     got = {(r["artifact"], r["format"]) for r in report["artifacts"]}
     assert got == {(n, "tflite") for n in ("float32", "float16", "dynamic", "int8", "int16x8")} | {
-        (n, "onnx") for n in ("float32", "float16", "dynamic", "int8")}
+        (n, "onnx") for n in ("float32", "float16", "dynamic", "int8")
+    }
     pairs = {(p["a"], p["b"]): p for p in report["parity"]}
     assert len(pairs) == 6 and all(p["status"] == "ok" for p in pairs.values()), report["parity"]
     assert pairs[("keras", "float32 onnx")]["max_abs_diff"] < 1e-4

@@ -28,20 +28,29 @@ def _small_model():
     return build_model("digits_cnn", filters=4, dense_units=16)
 
 
-@pytest.mark.parametrize("options, expected", [
-    ({"lr_schedule": "constant", "learning_rate": 0.01}, [0.01, 0.01, 0.01, 0.01]),
-    ({"lr_schedule": "exponential", "learning_rate": 0.1, "decay_rate": 0.5}, [0.1, 0.05, 0.025, 0.0125]),
-    ({"lr_schedule": "constant_then_exponential", "learning_rate": 0.1, "decay_rate": 0.5, "hold_epochs": 2},
-     [0.1, 0.1, 0.1, 0.05, 0.025]),
-    # 0.5 * lr * (1 + cos(pi * e / epochs)): cos(pi/4) = 0.70711
-    ({"lr_schedule": "cosine", "learning_rate": 0.1, "epochs": 4}, [0.1, 0.0853553, 0.05, 0.0146447]),
-    # warm-up epoch 0: lr * 1/2; then min + 0.5 * (lr - min) * (1 + cos(pi * (e - 1) / 4))
-    ({"lr_schedule": "cosine", "learning_rate": 0.1, "min_learning_rate": 0.02, "epochs": 5, "warmup_epochs": 1},
-     [0.05, 0.1, 0.02 + 0.04 * (1 + math.cos(math.pi / 4)), 0.06, 0.02 + 0.04 * (1 - math.cos(math.pi / 4))]),
-    # triangle from the floor: 0.02 at epoch 0, peak 0.1 after cycle_epochs=2, floor again at 4
-    ({"lr_schedule": "cyclical", "learning_rate": 0.1, "min_learning_rate": 0.02, "cycle_epochs": 2},
-     [0.02, 0.06, 0.1, 0.06, 0.02]),
-])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({"lr_schedule": "constant", "learning_rate": 0.01}, [0.01, 0.01, 0.01, 0.01]),
+        ({"lr_schedule": "exponential", "learning_rate": 0.1, "decay_rate": 0.5}, [0.1, 0.05, 0.025, 0.0125]),
+        (
+            {"lr_schedule": "constant_then_exponential", "learning_rate": 0.1, "decay_rate": 0.5, "hold_epochs": 2},
+            [0.1, 0.1, 0.1, 0.05, 0.025],
+        ),
+        # 0.5 * lr * (1 + cos(pi * e / epochs)): cos(pi/4) = 0.70711
+        ({"lr_schedule": "cosine", "learning_rate": 0.1, "epochs": 4}, [0.1, 0.0853553, 0.05, 0.0146447]),
+        # warm-up epoch 0: lr * 1/2; then min + 0.5 * (lr - min) * (1 + cos(pi * (e - 1) / 4))
+        (
+            {"lr_schedule": "cosine", "learning_rate": 0.1, "min_learning_rate": 0.02, "epochs": 5, "warmup_epochs": 1},
+            [0.05, 0.1, 0.02 + 0.04 * (1 + math.cos(math.pi / 4)), 0.06, 0.02 + 0.04 * (1 - math.cos(math.pi / 4))],
+        ),
+        # triangle from the floor: 0.02 at epoch 0, peak 0.1 after cycle_epochs=2, floor again at 4
+        (
+            {"lr_schedule": "cyclical", "learning_rate": 0.1, "min_learning_rate": 0.02, "cycle_epochs": 2},
+            [0.02, 0.06, 0.1, 0.06, 0.02],
+        ),
+    ],
+)
 def test_schedule_values(options, expected):
     params = FineTuneParams(**options)
     got = [learning_rate_at(params, e) for e in range(len(expected))]
@@ -84,8 +93,9 @@ def test_mixed_precision_trains_and_returns_float32(policy, compute, digits, tmp
 
     model = _small_model()
     before = [w.copy() for w in model.get_weights()]
-    params = FineTuneParams(epochs=2, learning_rate=1e-2, batch_size=64, mixed_precision=policy,
-                            lr_schedule="exponential")
+    params = FineTuneParams(
+        epochs=2, learning_rate=1e-2, batch_size=64, mixed_precision=policy, lr_schedule="exponential"
+    )
     record = fit(model, digits, params, tmp_path, extra_callbacks=[Spy()])
     assert seen["compute"] == {compute} and seen["output"] == "float32"
     if policy == "mixed_float16":
@@ -101,17 +111,26 @@ def test_mixed_precision_trains_and_returns_float32(policy, compute, digits, tmp
 def test_mixed_precision_on_a_sequential_model(digits, tmp_path):
     from compressor.keras_shim import keras
 
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     record = fit(model, digits, FineTuneParams(epochs=1, mixed_precision="mixed_float16"), tmp_path)
     assert record["epochs_run"] == 1 and model.layers[-1].dtype == "float32"
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"lr_schedule": "cosine", "epochs": 3, "warmup_epochs": 3}, "warmup_epochs (3) must be < epochs (3)"),
-    ({"learning_rate": 1e-3, "min_learning_rate": 1e-2}, "min_learning_rate must be < learning_rate"),
-    ({"mixed_precision": "float16"}, "mixed_precision"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"lr_schedule": "cosine", "epochs": 3, "warmup_epochs": 3}, "warmup_epochs (3) must be < epochs (3)"),
+        ({"learning_rate": 1e-3, "min_learning_rate": 1e-2}, "min_learning_rate must be < learning_rate"),
+        ({"mixed_precision": "float16"}, "mixed_precision"),
+    ],
+)
 def test_inconsistent_options_rejected(options, fragment):
     from pydantic import ValidationError
 

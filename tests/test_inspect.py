@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import cli
-from compressor.inspect import inspect_file
+from compressor.commands.cli import cli
+from compressor.inspection.tflite import inspect_file
 from compressor.runtime.errors import UserError
 
 
@@ -21,12 +21,13 @@ def digits():
 
 
 def _tflite(keras_model, path, mode="float32", sample=None):
-    from compressor.model_io import LoadedModel
+    from compressor.pipeline.model_io import LoadedModel
     from compressor.recipes.ptq import convert
     from compressor.runtime.atomic import write_bytes
 
-    model = LoadedModel(path, "keras-savedmodel", keras_model, tuple(keras_model.input_shape[1:]),
-                        tuple(keras_model.output_shape[1:]))
+    model = LoadedModel(
+        path, "keras-savedmodel", keras_model, tuple(keras_model.input_shape[1:]), tuple(keras_model.output_shape[1:])
+    )
     return write_bytes(path, convert(model, mode, sample, "int8" if mode == "int8" else "float32"))
 
 
@@ -43,7 +44,7 @@ def _mlp(seed, units=(32,)):
 
 
 def test_int8_digits_cnn(tiny_model_path, digits, tmp_path):
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
 
     keras_model = load_model(tiny_model_path).keras
     path = _tflite(keras_model, tmp_path / "int8.tflite", "int8", digits.x_train[:50])
@@ -70,8 +71,14 @@ def test_sparsity_of_a_pruned_model(digits, tmp_path):
     schedule = mot.sparsity.keras.ConstantSparsity(0.75, begin_step=0, frequency=1)
     pruned = mot.sparsity.keras.prune_low_magnitude(_mlp(0), pruning_schedule=schedule)
     pruned.compile("adam", "sparse_categorical_crossentropy")
-    pruned.fit(digits.x_train[:128], digits.y_train[:128], epochs=1, batch_size=64, verbose=0,
-               callbacks=[mot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        digits.x_train[:128],
+        digits.y_train[:128],
+        epochs=1,
+        batch_size=64,
+        verbose=0,
+        callbacks=[mot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = mot.sparsity.keras.strip_pruning(pruned)
     for mode in ("float32", "int8"):
         info = inspect_file(_tflite(stripped, tmp_path / f"{mode}.tflite", mode, digits.x_train[:50]))
@@ -90,7 +97,8 @@ def test_unique_values_of_a_clustered_model(digits, tmp_path):
     plain = inspect_file(_tflite(model, tmp_path / "plain.tflite"))
     assert min(k["unique_values"] for k in plain["kernels"]) > 100
     clustered = mot.clustering.keras.cluster_weights(
-        model, number_of_clusters=8, cluster_centroids_init=mot.clustering.keras.CentroidInitialization.LINEAR)
+        model, number_of_clusters=8, cluster_centroids_init=mot.clustering.keras.CentroidInitialization.LINEAR
+    )
     info = inspect_file(_tflite(mot.clustering.keras.strip_clustering(clustered), tmp_path / "clustered.tflite"))
     assert [k["unique_values"] for k in info["kernels"]] == [8, 8]
     assert info["kernel_summary"]["max_unique_values"] == 8

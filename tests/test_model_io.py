@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compressor.model_io import detect_kind, load_model
+from compressor.pipeline.model_io import detect_kind, load_model
 from compressor.runtime.errors import UserError
 
 

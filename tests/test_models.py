@@ -43,10 +43,7 @@ def _kernel_layers(model):
 
 
 def test_import_and_listing_do_not_import_tensorflow():
-    code = (
-        "import sys, compressor.models as m; m.model_names(); "
-        "assert 'tensorflow' not in sys.modules"
-    )
+    code = "import sys, compressor.models as m; m.model_names(); assert 'tensorflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -131,21 +128,17 @@ def test_mobilenet_v2_rename_survives_config_round_trip(keras):
 def test_kernel_initializer_is_applied(keras, name, shape, classes, kwargs):
     model = build_model(name, shape, classes, **kwargs, kernel_initializer="lecun_uniform")
     layers = _kernel_layers(model)
-    assert layers and all(
-        isinstance(layer.kernel_initializer, keras.initializers.LecunUniform) for layer in layers
-    )
+    assert layers and all(isinstance(layer.kernel_initializer, keras.initializers.LecunUniform) for layer in layers)
 
 
 def test_mobilenet_v2_initializer_default_and_reinitialisation(keras):
     small = {"input_shape": (32, 32, 3), "alpha": 0.35}
     default = build_model("mobilenet_v2", **small)
-    assert isinstance(
-        default.get_layer("probs").kernel_initializer, keras.initializers.GlorotUniform
-    )
+    assert isinstance(default.get_layer("probs").kernel_initializer, keras.initializers.GlorotUniform)
     zeros = build_model("mobilenet_v2", **small, kernel_initializer="zeros")
-    depthwise = [l for l in zeros.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    depthwise = [layer for layer in zeros.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
     assert depthwise
-    assert all(isinstance(l.depthwise_initializer, keras.initializers.Zeros) for l in depthwise)
+    assert all(isinstance(layer.depthwise_initializer, keras.initializers.Zeros) for layer in depthwise)
     # The weights are really redrawn, not just the recorded initializer changed.
     assert not np.any(zeros.get_layer("probs").kernel.numpy())
     assert not np.any(depthwise[0].depthwise_kernel.numpy())
@@ -155,8 +148,7 @@ def test_unknown_model_suggests_closest_name():
     with pytest.raises(UserError) as err:
         build_model("digit_cnn")
     assert str(err.value) == (
-        "unknown model 'digit_cnn'; did you mean 'digits_cnn'? "
-        "Valid: cifar_resnet, digits_cnn, mlp, mobilenet_v2"
+        "unknown model 'digit_cnn'; did you mean 'digits_cnn'? Valid: cifar_resnet, digits_cnn, mlp, mobilenet_v2"
     )
     with pytest.raises(UserError, match=r"^unknown model 'vgg16'; Valid: cifar_resnet"):
         models.get_spec("vgg16")
@@ -165,9 +157,7 @@ def test_unknown_model_suggests_closest_name():
 def test_unknown_argument_names_it_and_the_valid_ones():
     with pytest.raises(UserError) as err:
         build_model("mlp", filters=8)
-    assert str(err.value) == (
-        "model 'mlp' has no argument 'filters'; Valid: dropout, kernel_initializer, units, width"
-    )
+    assert str(err.value) == ("model 'mlp' has no argument 'filters'; Valid: dropout, kernel_initializer, units, width")
     with pytest.raises(UserError, match=r"no argument 'dept'; did you mean 'depth'\?"):
         build_model("cifar_resnet", dept=14)
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from compressor.pipeline import compress
+from compressor.pipeline.compress import compress
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
 
@@ -77,8 +77,9 @@ def test_step_folders_and_meta(all_ptq):
 
 
 def test_gate_failure_is_reported_not_hidden(tiny_model_path, tmp_path):
-    report = compress(tiny_model_path, ["int8"], tmp_path / "gated", latency_runs=5,
-                      overrides=["gates.min_accuracy=1.0"])
+    report = compress(
+        tiny_model_path, ["int8"], tmp_path / "gated", latency_runs=5, overrides=["gates.min_accuracy=1.0"]
+    )
     row = _row(report, "int8", "tflite")
     assert row["gates_failed"] and "accuracy" in row["gates_failed"][0]
     assert report["passed"] is False
@@ -107,8 +108,13 @@ def test_two_recipes_with_one_name_refused(tiny_model_path, tmp_path):
 def test_wrong_data_shape_leaves_nothing(tiny_model_path, tmp_path, seed):
     data = tmp_path / "d.npz"
     rng = np.random.default_rng(seed)
-    np.savez(data, x_train=rng.random((20, 5, 5)).astype("float32"), y_train=np.arange(20) % 10,
-             x_test=rng.random((10, 5, 5)).astype("float32"), y_test=np.arange(10))
+    np.savez(
+        data,
+        x_train=rng.random((20, 5, 5)).astype("float32"),
+        y_train=np.arange(20) % 10,
+        x_test=rng.random((10, 5, 5)).astype("float32"),
+        y_test=np.arange(10),
+    )
     with pytest.raises(UserError, match=r"shape \(5, 5, 1\) but the model expects \(8, 8, 1\)"):
         compress(tiny_model_path, ["dynamic"], tmp_path / "out", data=str(data))
     assert not (tmp_path / "out").exists()
@@ -117,14 +123,15 @@ def test_wrong_data_shape_leaves_nothing(tiny_model_path, tmp_path, seed):
 
 def test_plain_savedmodel_works_for_post_training(tiny_run, tmp_path):
     from compressor.keras_shim import tf
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
 
     keras_model = load_model(tiny_run[1]["model_path"]).keras
     plain = tmp_path / "plain"
     holder = tf.Module()
     holder.model = keras_model  # tracked, so its variables are saved with the function
-    holder.serve = tf.function(lambda x: {"probs": holder.model(x)},
-                               input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="input")])
+    holder.serve = tf.function(
+        lambda x: {"probs": holder.model(x)}, input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="input")]
+    )
     tf.saved_model.save(holder, str(plain), signatures={"serving_default": holder.serve.get_concrete_function()})
     loaded = load_model(plain)
     assert loaded.kind == "savedmodel" and not loaded.trainable and loaded.input_shape == (8, 8, 1)

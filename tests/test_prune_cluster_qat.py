@@ -13,21 +13,26 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import cli
-from compressor.pipeline import compress
+from compressor.commands.cli import cli
+from compressor.inspection.weights import m_by_n_holds, sparsity, tflite_kernels, unique_values
+from compressor.pipeline.compress import compress
 from compressor.recipes import get_step, load_recipe
 from compressor.recipes.prune import PruneParams, schedule_steps
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
-from compressor.weights import m_by_n_holds, sparsity, tflite_kernels, unique_values
 
 
 @pytest.fixture(scope="module")
 def chains(tiny_model_path, tmp_path_factory):
     """prune->qat->int8 and cluster->qat->int8 with the presets' parameters, but 1 epoch per step."""
     out = tmp_path_factory.mktemp("pcq") / "run"
-    report = compress(tiny_model_path, ["prune-qat-int8", "cluster-qat-int8"], out, latency_runs=5,
-                      overrides=["steps.0.params.epochs=1", "steps.1.params.epochs=1", "export.formats=[tflite]"])
+    report = compress(
+        tiny_model_path,
+        ["prune-qat-int8", "cluster-qat-int8"],
+        out,
+        latency_runs=5,
+        overrides=["steps.0.params.epochs=1", "steps.1.params.epochs=1", "export.formats=[tflite]"],
+    )
     return out, report
 
 
@@ -76,12 +81,14 @@ def test_bench_cluster_row_counts_per_conv_channel(chains):
     out, _ = chains
     path = out / "cluster-qat-int8" / "model.tflite"
     ctx = Context(work=out, quick=True, bench={})
-    ctx.runs[("digits_cnn", "cluster-qat-int8")] = {"result": {"artifacts": [
-        {"artifact": "cluster-qat-int8", "format": "tflite", "path": str(path)}]}}
+    ctx.runs[("digits_cnn", "cluster-qat-int8")] = {
+        "result": {"artifacts": [{"artifact": "cluster-qat-int8", "format": "tflite", "path": str(path)}]}
+    }
     counts = exported_structure(ctx)["cluster_values_per_kernel"]
     kernels = tflite_kernels(path)
-    assert counts == {name: unique_values(k) if k.ndim == 2 else unique_values(k, axis=0)
-                      for name, k in kernels.items()}
+    assert counts == {
+        name: unique_values(k) if k.ndim == 2 else unique_values(k, axis=0) for name, k in kernels.items()
+    }
     assert max(counts.values()) <= 16
 
 
@@ -109,7 +116,7 @@ def test_qat_step_model_reloads_for_resume(chains):
 def test_unsupported_layers_listed_once_and_skip_layers_works(tmp_path, seed):
     from compressor.datasets import load_dataset
     from compressor.keras_shim import keras
-    from compressor.model_io import LoadedModel
+    from compressor.pipeline.model_io import LoadedModel
     from compressor.recipes.ptq import convert
 
     inputs = keras.Input((8, 8, 1), name="input")
@@ -126,8 +133,9 @@ def test_unsupported_layers_listed_once_and_skip_layers_works(tmp_path, seed):
     assert "prelu (PReLU)" in message and "norm (LayerNormalization)" in message
     assert "skip_layers: [prelu, norm]" in message and "\n" not in message
     quantized = qat.apply(model, data, qat.params(epochs=1, skip_layers=["prelu", "norm"]), tmp_path)
-    loaded = LoadedModel(path=tmp_path, kind="keras-savedmodel", keras=quantized, input_shape=(8, 8, 1),
-                         output_shape=(10,))
+    loaded = LoadedModel(
+        path=tmp_path, kind="keras-savedmodel", keras=quantized, input_shape=(8, 8, 1), output_shape=(10,)
+    )
     (tmp_path / "m.tflite").write_bytes(convert(loaded, "int8", data.x_train[:50], "int8"))
     runner = open_model(tmp_path / "m.tflite")
     assert runner.inputs[0].dtype == "int8"
@@ -136,7 +144,7 @@ def test_unsupported_layers_listed_once_and_skip_layers_works(tmp_path, seed):
 
 @pytest.mark.parametrize("step", ["prune", "cluster", "qat"])
 def test_unknown_skip_layer_names_the_valid_ones(step, tiny_model_path, tmp_path):
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
 
     model = load_model(tiny_model_path).keras
     step_type = get_step(step)
@@ -146,7 +154,7 @@ def test_unknown_skip_layer_names_the_valid_ones(step, tiny_model_path, tmp_path
 
 def test_2_of_4_pruning_in_the_exported_file_and_input_model_untouched(tiny_model_path, tmp_path):
     from compressor.datasets import load_dataset
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
     from compressor.recipes.ptq import calibration_sample, convert
     from compressor.recipes.qat import detect, scheme_for
 
@@ -170,35 +178,52 @@ def test_2_of_4_pruning_in_the_exported_file_and_input_model_untouched(tiny_mode
     assert not m_by_n_holds(kernels["probs"], 2, 4)
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("steps.0.params.sparsity=1.5", "steps[0].params.sparsity: must be less than 1"),
-    ("steps.0.params.sparsty=0.6", "steps[0].params.sparsty: unknown key 'sparsty'; did you mean 'sparsity'?"),
-    ("steps.0.params.m_by_n=1:4", 
-     "steps[0].params.m_by_n: 1:4 prunes exactly 1 of every 4 weights; set sparsity to 0.25"),
-    ("steps.1.params.preserve=cluster", "steps[1].params.preserve: must be 'auto', 'sparsity', 'clusters' or 'none'"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("steps.0.params.sparsity=1.5", "steps[0].params.sparsity: must be less than 1"),
+        ("steps.0.params.sparsty=0.6", "steps[0].params.sparsty: unknown key 'sparsty'; did you mean 'sparsity'?"),
+        (
+            "steps.0.params.m_by_n=1:4",
+            "steps[0].params.m_by_n: 1:4 prunes exactly 1 of every 4 weights; set sparsity to 0.25",
+        ),
+        (
+            "steps.1.params.preserve=cluster",
+            "steps[1].params.preserve: must be 'auto', 'sparsity', 'clusters' or 'none'",
+        ),
+    ],
+)
 def test_cli_schema_errors_exit_2(override, fragment, tiny_model_path, tmp_path):
-    result = CliRunner().invoke(cli, ["compress", tiny_model_path, "--recipe", "prune-qat-int8",
-                                      "--out", str(tmp_path / "o"), "--set", override])
+    result = CliRunner().invoke(
+        cli,
+        ["compress", tiny_model_path, "--recipe", "prune-qat-int8", "--out", str(tmp_path / "o"), "--set", override],
+    )
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
 
 
 def test_presets_resolve():
-    for name, first in [("prune-int8", "prune"), ("qat-int8", "qat"), ("prune-qat-int8", "prune"),
-                        ("cluster-qat-int8", "cluster")]:
+    for name, first in [
+        ("prune-int8", "prune"),
+        ("qat-int8", "qat"),
+        ("prune-qat-int8", "prune"),
+        ("cluster-qat-int8", "cluster"),
+    ]:
         recipe = load_recipe(name)
         assert recipe.description and recipe.steps[0].type == first and recipe.steps[-1].type == "int8"
     assert load_recipe("prune-int8", ["steps.0.params.m_by_n=2:4"]).steps[0].params["m_by_n"] == "2:4"  # YAML base 60
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"early_stopping": 2}, "early_stopping"),
-    ({"begin_fraction": 0.8}, "end_fraction"),
-    ({"initial_sparsity": 0.6}, "initial_sparsity"),
-    ({"mixed_precision": "mixed_float16"}, "mixed_precision"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"early_stopping": 2}, "early_stopping"),
+        ({"begin_fraction": 0.8}, "end_fraction"),
+        ({"initial_sparsity": 0.6}, "initial_sparsity"),
+        ({"mixed_precision": "mixed_float16"}, "mixed_precision"),
+    ],
+)
 def test_prune_params_rejected(fields, message):
     with pytest.raises(ValueError, match=message):
         PruneParams(**fields)

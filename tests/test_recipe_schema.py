@@ -25,17 +25,26 @@ def test_defaults_filled_and_override_applied():
     assert recipe.gates.max_accuracy_drop == 0.01
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["steps.0.params.calibration_sampls=5"],
-     "preset int8: steps[0].params.calibration_sampls: unknown key 'calibration_sampls'; did you mean 'calibration_samples'?"),
-    (["steps.0.params.calibration_samples=0"], "steps[0].params.calibration_samples: must be greater than or equal to 1"),
-    (["steps.0.type=int"], "steps[0].type: unknown step type 'int'; did you mean 'int8'?"),
-    (["gates.max_accuracy_drop=1.5"], "gates.max_accuracy_drop: must be less than or equal to 1"),
-    (["export.formats=[tflite, tf]"], "export.formats[1]: must be 'tflite' or 'onnx'"),
-    (["steps=[]"], "steps: List should have at least 1 item"),
-    (["nonsense"], "expected KEY.PATH=VALUE"),
-    (["steps.3.type=int8"], "'3' is not a valid index"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["steps.0.params.calibration_sampls=5"],
+            "preset int8: steps[0].params.calibration_sampls: unknown key 'calibration_sampls'; "
+            "did you mean 'calibration_samples'?",
+        ),
+        (
+            ["steps.0.params.calibration_samples=0"],
+            "steps[0].params.calibration_samples: must be greater than or equal to 1",
+        ),
+        (["steps.0.type=int"], "steps[0].type: unknown step type 'int'; did you mean 'int8'?"),
+        (["gates.max_accuracy_drop=1.5"], "gates.max_accuracy_drop: must be less than or equal to 1"),
+        (["export.formats=[tflite, tf]"], "export.formats[1]: must be 'tflite' or 'onnx'"),
+        (["steps=[]"], "steps: List should have at least 1 item"),
+        (["nonsense"], "expected KEY.PATH=VALUE"),
+        (["steps.3.type=int8"], "'3' is not a valid index"),
+    ],
+)
 def test_errors_name_the_field(overrides, message):
     with pytest.raises(UserError) as err:
         load_recipe("int8", overrides)

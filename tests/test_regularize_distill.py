@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import cli
+from compressor.commands.cli import cli
 from compressor.recipes.distill import DistillParams, distillation_loss, make_student, widened
 from compressor.recipes.regularize import RegularizeParams, regularized
 
@@ -22,7 +22,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def teacher(tiny_model_path):
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
 
     return load_model(tiny_model_path).keras
 
@@ -30,23 +30,35 @@ def teacher(tiny_model_path):
 def _sequential():
     from compressor.keras_shim import keras
 
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
-                             keras.layers.MaxPooling2D(name="pool"), keras.layers.Flatten(name="flatten"),
-                             keras.layers.Dense(10, activation="softmax", name="probs")])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.MaxPooling2D(name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(10, activation="softmax", name="probs"),
+        ]
+    )
 
 
-@pytest.mark.parametrize("arch, where, dropout_after", [
-    ("tiny", "both", {"dense": "Dropout", "pool": "SpatialDropout2D"}),
-    ("mlp", "blocks", {"dense1": "Dropout"}),
-    ("cifar_resnet", "head", {"pool": "Dropout"}),
-    ("sequential", "both", {"flatten": "Dropout", "pool": "SpatialDropout2D"}),
-])
+@pytest.mark.parametrize(
+    "arch, where, dropout_after",
+    [
+        ("tiny", "both", {"dense": "Dropout", "pool": "SpatialDropout2D"}),
+        ("mlp", "blocks", {"dense1": "Dropout"}),
+        ("cifar_resnet", "head", {"pool": "Dropout"}),
+        ("sequential", "both", {"flatten": "Dropout", "pool": "SpatialDropout2D"}),
+    ],
+)
 def test_regularize_keeps_outputs_and_adds_l2(arch, where, dropout_after, teacher, seed):
     from compressor.models import build_model
 
-    model = {"tiny": lambda: teacher, "sequential": _sequential,
-             "mlp": lambda: build_model("mlp", units=(16, 8)),
-             "cifar_resnet": lambda: build_model("cifar_resnet", input_shape=(8, 8, 3))}[arch]()
+    model = {
+        "tiny": lambda: teacher,
+        "sequential": _sequential,
+        "mlp": lambda: build_model("mlp", units=(16, 8)),
+        "cifar_resnet": lambda: build_model("cifar_resnet", input_shape=(8, 8, 3)),
+    }[arch]()
     new, info = regularized(model, l2=1e-3, rate=0.5, where=where)
     x = np.random.default_rng(seed).normal(size=(16, *model.input_shape[1:])).astype(np.float32)
     # Inference mode: dropout is the identity and L2 only adds to the loss.
@@ -62,8 +74,9 @@ def test_regularize_sets_the_rate_of_an_existing_dropout():
     from compressor.models import build_model
 
     new, info = regularized(build_model("digits_cnn", filters=4, dense_units=8, dropout=0.1), 0.0, 0.3, "head")
-    assert info["dropout"] == [{"layer": "dropout", "after": "dense", "type": "Dropout", "rate": 0.3,
-                                "action": "rate set"}]
+    assert info["dropout"] == [
+        {"layer": "dropout", "after": "dense", "type": "Dropout", "rate": 0.3, "action": "rate set"}
+    ]
     assert new.get_layer("dropout").rate == 0.3 and not new.losses and info["l2_layers"] == []
 
 
@@ -139,12 +152,11 @@ def test_distill_step_with_defaults(teacher, digits, tmp_path):
 
 
 def test_distill_int8_chain(tiny_model_path, tmp_path):
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
     from compressor.runtime.interpreters import open_model
 
     out = tmp_path / "run"
-    report = compress(tiny_model_path, ["distill-int8"], out, latency_runs=5,
-                      overrides=["steps.0.params.epochs=2"])
+    report = compress(tiny_model_path, ["distill-int8"], out, latency_runs=5, overrides=["steps.0.params.epochs=2"])
     row = next(r for r in report["artifacts"] if r["artifact"] == "distill-int8" and r["format"] == "tflite")
     assert row["accuracy"] > 0.3 and not row["export_mismatches"]
     meta = json.loads((out / "distill-int8" / "steps" / "00-distill" / "meta.json").read_text())
@@ -153,22 +165,32 @@ def test_distill_int8_chain(tiny_model_path, tmp_path):
     assert (out / "distill-int8" / "model.onnx").is_file()
 
 
-@pytest.mark.parametrize("recipe, override, fragment", [
-    ("distill-int8", "steps.0.params.temperature=0", "steps[0].params.temperature: must be greater than 0"),
-    ("distill-int8", "steps.0.params.alpha=1.5", "steps[0].params.alpha: must be less than or equal to 1"),
-    ("distill-int8", "steps.0.params.temprature=2",
-     "steps[0].params.temprature: unknown key 'temprature'; did you mean 'temperature'?"),
-    ("distill-int8", "steps.0.params.student=mlpp",
-     "steps[0].params.student: unknown model 'mlpp'; did you mean 'mlp'?"),
-    ("distill-int8", "steps.0.params.student_params={units: [8]}", "steps[0].params: student_params needs student"),
-    ("distill-int8", "steps.0.params.width=1.5", "steps[0].params.width: must be less than or equal to 1"),
-    ("regularize-int8", "steps.0.params.dropout=1", "steps[0].params.dropout: must be less than 1"),
-    ("regularize-int8", "steps.0.params.l2=-0.1", "steps[0].params.l2: must be greater than or equal to 0"),
-    ("regularize-int8", "steps.0.params.where=tail", "steps[0].params.where: must be 'head', 'blocks' or 'both'"),
-])
+@pytest.mark.parametrize(
+    "recipe, override, fragment",
+    [
+        ("distill-int8", "steps.0.params.temperature=0", "steps[0].params.temperature: must be greater than 0"),
+        ("distill-int8", "steps.0.params.alpha=1.5", "steps[0].params.alpha: must be less than or equal to 1"),
+        (
+            "distill-int8",
+            "steps.0.params.temprature=2",
+            "steps[0].params.temprature: unknown key 'temprature'; did you mean 'temperature'?",
+        ),
+        (
+            "distill-int8",
+            "steps.0.params.student=mlpp",
+            "steps[0].params.student: unknown model 'mlpp'; did you mean 'mlp'?",
+        ),
+        ("distill-int8", "steps.0.params.student_params={units: [8]}", "steps[0].params: student_params needs student"),
+        ("distill-int8", "steps.0.params.width=1.5", "steps[0].params.width: must be less than or equal to 1"),
+        ("regularize-int8", "steps.0.params.dropout=1", "steps[0].params.dropout: must be less than 1"),
+        ("regularize-int8", "steps.0.params.l2=-0.1", "steps[0].params.l2: must be greater than or equal to 0"),
+        ("regularize-int8", "steps.0.params.where=tail", "steps[0].params.where: must be 'head', 'blocks' or 'both'"),
+    ],
+)
 def test_schema_errors_via_cli(recipe, override, fragment, tiny_model_path, tmp_path):
-    result = CliRunner().invoke(cli, ["compress", tiny_model_path, "--recipe", recipe, "--out", str(tmp_path / "o"),
-                                      "--set", override])
+    result = CliRunner().invoke(
+        cli, ["compress", tiny_model_path, "--recipe", recipe, "--out", str(tmp_path / "o"), "--set", override]
+    )
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert fragment in lines[0], lines[0]

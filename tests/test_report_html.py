@@ -10,12 +10,12 @@ import subprocess
 
 import pytest
 
-from compressor.report_html import write_html
+from compressor.reports.html import write_html
 
 
 @pytest.fixture(scope="module")
 def compressed(tiny_model_path, tmp_path_factory):
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     out = tmp_path_factory.mktemp("html") / "run"
     report = compress(tiny_model_path, ["int8"], out, latency_runs=5)
@@ -47,8 +47,10 @@ def test_quant_debug_chart_only_when_present(compressed, tmp_path):
     out, report = compressed
     run = tmp_path / "copy"
     shutil.copytree(out, run)
-    worst = [{"layer": f"conv{i}", "op": "CONV_2D", "rmse": 0.01 * i, "rmse_over_scale": 0.3 * i, "scale": 0.03}
-             for i in range(1, 4)]
+    worst = [
+        {"layer": f"conv{i}", "op": "CONV_2D", "rmse": 0.01 * i, "rmse_over_scale": 0.3 * i, "scale": 0.03}
+        for i in range(1, 4)
+    ]
     report["quant_debug"] = {"int8": {"tensors": 3, "worst": worst, "files": []}, "dynamic": {"skipped": "int8 only"}}
     (run / "report.json").write_text(json.dumps(report))
     html = write_html(run).read_text()
@@ -59,7 +61,7 @@ def test_quant_debug_chart_only_when_present(compressed, tmp_path):
 def test_report_command_errors_are_one_line(tmp_path):
     from click.testing import CliRunner
 
-    from compressor.cli import cli
+    from compressor.commands.cli import cli
 
     res = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert res.exit_code == 2 and res.output.count("\n") == 1
@@ -70,8 +72,22 @@ def test_report_command_errors_are_one_line(tmp_path):
 def test_chromium_renders_the_report(compressed, tmp_path):
     out, _ = compressed
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--no-first-run", f"--screenshot={shot}", "--window-size=1200,1600",
-                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=120, check=False)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            (out / "report.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 20_000  # a rendered page, not a blank one

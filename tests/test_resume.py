@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from compressor.pipeline import compress
+from compressor.pipeline.compress import compress
 
 FAST = ["steps.0.params.epochs=1", "export.formats=[tflite]"]
 
@@ -20,8 +20,9 @@ def test_interrupted_run_resumes_from_last_finished_step(tiny_model_path, tmp_pa
             raise KeyboardInterrupt  # what Ctrl-C does between steps
 
     with pytest.raises(KeyboardInterrupt):
-        compress(tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5,
-                 progress=interrupt_before_conversion)
+        compress(
+            tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, progress=interrupt_before_conversion
+        )
     assert not out.exists(), "an interrupted run must not look finished"
     prune_meta = partial / "prune-int8" / "steps" / "00-prune" / "meta.json"
     assert json.loads(prune_meta.read_text())["complete"] is True
@@ -29,8 +30,9 @@ def test_interrupted_run_resumes_from_last_finished_step(tiny_model_path, tmp_pa
     first_meta = prune_meta.read_text()
 
     lines: list[str] = []
-    report = compress(tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, resume=True,
-                      progress=lines.append)
+    report = compress(
+        tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, resume=True, progress=lines.append
+    )
     assert any("step 0: prune (resumed from 00-prune)" in ln for ln in lines), lines
     assert any(ln.strip() == "step 1: int8" for ln in lines)
     assert not any("epoch" in ln for ln in lines), "the finished prune step was trained again"
@@ -51,8 +53,15 @@ def test_changed_params_rerun_the_step(tiny_model_path, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         compress(tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, progress=stop)
     lines: list[str] = []
-    compress(tiny_model_path, ["prune-int8"], out, overrides=FAST + ["steps.0.params.sparsity=0.3"],
-             latency_runs=5, resume=True, progress=lines.append)
+    compress(
+        tiny_model_path,
+        ["prune-int8"],
+        out,
+        overrides=FAST + ["steps.0.params.sparsity=0.3"],
+        latency_runs=5,
+        resume=True,
+        progress=lines.append,
+    )
     assert any(ln.strip() == "step 0: prune" for ln in lines), "params changed: the step must run again"
 
 

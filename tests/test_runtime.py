@@ -25,12 +25,14 @@ def art(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     d = tmp_path_factory.mktemp("runtime")
-    model = keras.Sequential([
-        keras.layers.Input((8, 8, 1)),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.layers.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     x = np.random.RandomState(0).rand(40, 8, 8, 1).astype(np.float32)
     w = np.random.RandomState(1).rand(64, 10).astype(np.float32)
 
@@ -69,8 +71,12 @@ def art(tmp_path_factory):
 
         for name, batch in (("onnx", None), ("onnx_b1", 1)):
             paths[name] = d / f"{name}.onnx"
-            tf2onnx.convert.from_keras(model, input_signature=[tf.TensorSpec([batch, 8, 8, 1], tf.float32, name="input")],
-                                       opset=17, output_path=str(paths[name]))
+            tf2onnx.convert.from_keras(
+                model,
+                input_signature=[tf.TensorSpec([batch, 8, 8, 1], tf.float32, name="input")],
+                opset=17,
+                output_path=str(paths[name]),
+            )
     return types.SimpleNamespace(dir=d, x=x, w=w, ref=model.predict(x, verbose=0), **paths)
 
 
@@ -97,8 +103,13 @@ def test_int8_tflite_within_a_few_steps_of_float(art):
 def test_onnx_matches_keras(art):
     runner = open_model(art.onnx, threads=2)
     assert runner.backend == "onnxruntime" and runner.batchable and runner.threads == 2
-    assert runner.inputs[0].to_dict() == {"name": "input", "shape": [-1, 8, 8, 1], "dtype": "float32",
-                                          "scale": 0.0, "zero_point": 0}
+    assert runner.inputs[0].to_dict() == {
+        "name": "input",
+        "shape": [-1, 8, 8, 1],
+        "dtype": "float32",
+        "scale": 0.0,
+        "zero_point": 0,
+    }
     np.testing.assert_allclose(accuracy.predict(runner, art.x), art.ref, atol=1e-5)
 
 
@@ -174,13 +185,16 @@ def test_quantize_uint8_int16_and_float_inputs():
 
 
 def test_classification_metrics_by_hand():
-    outputs = np.array([
-        [0.9, 0.05, 0.02, 0.01, 0.01, 0.01],  # true 0: top-1 hit
-        [0.1, 0.2, 0.3, 0.4, 0.0, 0.0],  # true 1: predicted 3, top-5 hit
-        [0.5, 0.1, 0.1, 0.1, 0.15, 0.05],  # true 4: predicted 0, top-5 hit
-        [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],  # true 5: top-1 hit
-        [0.3, 0.25, 0.2, 0.15, 0.1, 0.0],  # true 5: predicted 0, the only class outside the top five
-    ], np.float32)
+    outputs = np.array(
+        [
+            [0.9, 0.05, 0.02, 0.01, 0.01, 0.01],  # true 0: top-1 hit
+            [0.1, 0.2, 0.3, 0.4, 0.0, 0.0],  # true 1: predicted 3, top-5 hit
+            [0.5, 0.1, 0.1, 0.1, 0.15, 0.05],  # true 4: predicted 0, top-5 hit
+            [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],  # true 5: top-1 hit
+            [0.3, 0.25, 0.2, 0.15, 0.1, 0.0],  # true 5: predicted 0, the only class outside the top five
+        ],
+        np.float32,
+    )
     labels = np.array([0, 1, 4, 5, 5])
     m = accuracy.classification_metrics(outputs, labels)
     assert m["samples"] == 5 and m["top1"] == pytest.approx(2 / 5) and m["top5"] == pytest.approx(4 / 5)
@@ -213,8 +227,20 @@ def test_evaluate_on_real_model(art):
 def test_latency_figures(art, name):
     runner = open_model(getattr(art, name))
     lat = latency.measure_latency(runner, art.x[0], warmup=3, runs=30)
-    assert set(lat) == {"runs", "warmup", "min_ms", "median_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
-                        "init_ms", "threads", "backend", "peak_rss_mb"}
+    assert set(lat) == {
+        "runs",
+        "warmup",
+        "min_ms",
+        "median_ms",
+        "p90_ms",
+        "p99_ms",
+        "mean_ms",
+        "std_ms",
+        "init_ms",
+        "threads",
+        "backend",
+        "peak_rss_mb",
+    }
     assert lat["runs"] == 30 and lat["warmup"] == 3 and lat["threads"] == 1 and lat["backend"] == runner.backend
     assert 0 < lat["min_ms"] <= lat["median_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
     assert lat["init_ms"] > 0 and lat["peak_rss_mb"] > 50  # TF is loaded in this process
@@ -291,8 +317,12 @@ _TF_FREE = textwrap.dedent("""
 
 def test_runtime_never_imports_tensorflow(art):
     np.save(art.dir / "x.npy", art.x)
-    done = subprocess.run([sys.executable, "-c", _TF_FREE, str(art.dir / "x.npy"), str(art.f32), str(art.onnx)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _TF_FREE, str(art.dir / "x.npy"), str(art.f32), str(art.onnx)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "XNNPACK" not in done.stderr  # LiteRT's delegate banner stays off the terminal
     for path in (art.f32, art.onnx):

@@ -20,7 +20,7 @@ from compressor.runtime.reference_bench import agrees, run_litert_benchmark
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_path, tmp_path_factory):
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     out = tmp_path_factory.mktemp("rt-run") / "run"
     compress(tiny_model_path, ["int8"], out, latency_runs=5)
@@ -29,7 +29,7 @@ def run_dir(tiny_model_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle(run_dir):
-    from compressor.package import package
+    from compressor.bundle.package import package
 
     return Path(package(run_dir, run_dir.parent / "bundle.zip")["bundle"])
 
@@ -121,13 +121,39 @@ def test_validate_onnx_and_options(capsys, bundle, raw_npz, report):
 
 def test_gates(capsys, bundle, raw_npz, report, tmp_path):
     acc = int8_row(report)["accuracy"]
-    ok = run_json(capsys, "validate", bundle, "--data", raw_npz, "--min-accuracy", f"{acc - 0.01:.4f}",
-                  "--max-accuracy-drop", "0.05", "--max-latency-ms", "1000", "--report", tmp_path / "r.json")
+    ok = run_json(
+        capsys,
+        "validate",
+        bundle,
+        "--data",
+        raw_npz,
+        "--min-accuracy",
+        f"{acc - 0.01:.4f}",
+        "--max-accuracy-drop",
+        "0.05",
+        "--max-latency-ms",
+        "1000",
+        "--report",
+        tmp_path / "r.json",
+    )
     assert ok[0] == 0 and ok[1]["gates"]["failed"] == [] and ok[1]["passed"]
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["accuracy"] == ok[1]["accuracy"] and saved["gates"]["requested"]["min_accuracy"] == round(acc - 0.01, 4)
-    code, out, _ = run(capsys, "validate", bundle, "--data", raw_npz, "--min-accuracy", "0.999",
-                       "--max-accuracy-drop", "0", "--max-latency-ms", "0.000001")
+    assert saved["accuracy"] == ok[1]["accuracy"] and saved["gates"]["requested"]["min_accuracy"] == round(
+        acc - 0.01, 4
+    )
+    code, out, _ = run(
+        capsys,
+        "validate",
+        bundle,
+        "--data",
+        raw_npz,
+        "--min-accuracy",
+        "0.999",
+        "--max-accuracy-drop",
+        "0",
+        "--max-latency-ms",
+        "0.000001",
+    )
     assert code == 1
     failed = [ln.strip() for ln in out.splitlines() if "GATE FAILED" in ln]
     dropped = report["reference_accuracy"] - acc > 1e-9
@@ -192,27 +218,47 @@ def test_refuses_tampered_and_escaping_bundles(capsys, bundle, tmp_path):
     link = zipfile.ZipInfo("labels-link")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     cases = {
-        "tampered": (rezip(bundle, tmp_path / "t.zip", replace={"model.tflite": flipped}),
-                     "bundle file model.tflite does not match its sha256 in manifest.json"),
-        "dotdot": (rezip(bundle, tmp_path / "d.zip", extra=[(zipfile.ZipInfo("../evil.txt"), b"x")]),
-                   "escapes the extraction folder ('../evil.txt')"),
-        "nested-dotdot": (rezip(bundle, tmp_path / "n.zip", extra=[(zipfile.ZipInfo("a/../../evil"), b"x")]),
-                          "escapes the extraction folder"),
-        "absolute": (rezip(bundle, tmp_path / "a.zip", extra=[(zipfile.ZipInfo("/tmp/evil.txt"), b"x")]),
-                     "absolute path"),
+        "tampered": (
+            rezip(bundle, tmp_path / "t.zip", replace={"model.tflite": flipped}),
+            "bundle file model.tflite does not match its sha256 in manifest.json",
+        ),
+        "dotdot": (
+            rezip(bundle, tmp_path / "d.zip", extra=[(zipfile.ZipInfo("../evil.txt"), b"x")]),
+            "escapes the extraction folder ('../evil.txt')",
+        ),
+        "nested-dotdot": (
+            rezip(bundle, tmp_path / "n.zip", extra=[(zipfile.ZipInfo("a/../../evil"), b"x")]),
+            "escapes the extraction folder",
+        ),
+        "absolute": (
+            rezip(bundle, tmp_path / "a.zip", extra=[(zipfile.ZipInfo("/tmp/evil.txt"), b"x")]),
+            "absolute path",
+        ),
         "symlink": (rezip(bundle, tmp_path / "s.zip", extra=[(link, b"/etc/passwd")]), "symbolic link"),
-        "unlisted": (rezip(bundle, tmp_path / "u.zip", extra=[(zipfile.ZipInfo("extra.bin"), b"x")]),
-                     "contains extra.bin, which manifest.json does not list"),
-        "duplicate": (rezip(bundle, tmp_path / "2.zip", extra=[(zipfile.ZipInfo("labels.txt"), b"x")]),
-                      "two entries named 'labels.txt'"),
-        "schema": (rezip(bundle, tmp_path / "m.zip", manifest=lambda m: m["models"][0].update(file=3)),
-                   "manifest.json: models[0].file: expected a string, got int"),
-        "newer": (rezip(bundle, tmp_path / "v.zip", manifest=lambda m: m.update(schema="compressor.bundle/2")),
-                  "bundle schema compressor.bundle/2 is not supported"),
-        "folder": (rezip(bundle, tmp_path / "f.zip", manifest=lambda m: m["files"].update({"sub/x": m["files"]["labels.txt"]})),
-                   "'sub/x' is not a plain file name"),
+        "unlisted": (
+            rezip(bundle, tmp_path / "u.zip", extra=[(zipfile.ZipInfo("extra.bin"), b"x")]),
+            "contains extra.bin, which manifest.json does not list",
+        ),
+        "duplicate": (
+            rezip(bundle, tmp_path / "2.zip", extra=[(zipfile.ZipInfo("labels.txt"), b"x")]),
+            "two entries named 'labels.txt'",
+        ),
+        "schema": (
+            rezip(bundle, tmp_path / "m.zip", manifest=lambda m: m["models"][0].update(file=3)),
+            "manifest.json: models[0].file: expected a string, got int",
+        ),
+        "newer": (
+            rezip(bundle, tmp_path / "v.zip", manifest=lambda m: m.update(schema="compressor.bundle/2")),
+            "bundle schema compressor.bundle/2 is not supported",
+        ),
+        "folder": (
+            rezip(
+                bundle, tmp_path / "f.zip", manifest=lambda m: m["files"].update({"sub/x": m["files"]["labels.txt"]})
+            ),
+            "'sub/x' is not a plain file name",
+        ),
     }
-    for name, (path, fragment) in cases.items():
+    for path, fragment in cases.values():
         for command in ("verify", "validate"):  # both open the bundle the same way
             assert_user_error(run(capsys, command, path), fragment)
     assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
@@ -228,7 +274,9 @@ def test_corrupt_models_are_user_errors(capsys, bundle, run_dir, tmp_path):
     (tmp_path / "text.onnx").write_text("not a model\n")
     for command in ("validate", "bench"):
         assert_user_error(run(capsys, command, tmp_path / "cut.tflite"), "is corrupt or truncated")
-        assert_user_error(run(capsys, command, tmp_path / "id.tflite"), "not a TFLite model (file identifier is b'NOPE'")
+        assert_user_error(
+            run(capsys, command, tmp_path / "id.tflite"), "not a TFLite model (file identifier is b'NOPE'"
+        )
         assert_user_error(run(capsys, command, tmp_path / "text.onnx"), "is not a valid ONNX model")
     # A truncated model whose manifest hash was updated to match passes verify's hashes but not the header check.
     import hashlib
@@ -249,10 +297,16 @@ def test_bad_data_is_a_user_error(capsys, bundle, raw_npz, tmp_path):
     with np.load(raw_npz) as d:
         x, y = d["x_test"], d["y_test"]
     cases = {
-        "shape": ({"x_test": x[..., 0], "y_test": y}, "samples of shape (8, 8) but the model takes raw samples of shape (8, 8, 1)"),
+        "shape": (
+            {"x_test": x[..., 0], "y_test": y},
+            "samples of shape (8, 8) but the model takes raw samples of shape (8, 8, 1)",
+        ),
         "dtype": ({"x_test": x.astype(str), "y_test": y}, "has dtype <U"),
         "scaled": ({"x_test": x / 16.0, "y_test": y}, "holds fractional values but the model's raw inputs are uint8"),
-        "range": ({"x_test": x.astype(np.int32) * 16, "y_test": y}, "values span [0, 256] but the model's raw inputs lie in [0, 16]"),
+        "range": (
+            {"x_test": x.astype(np.int32) * 16, "y_test": y},
+            "values span [0, 256] but the model's raw inputs lie in [0, 16]",
+        ),
         "labels": ({"x_test": x, "y_test": y[:-1]}, "358 labels for 359 samples"),
         "classes": ({"x_test": x, "y_test": y + 10}, "labels must be in [0, 10)"),
         "names": ({"images": x, "classes": y}, "has arrays images, classes; expected x_test and y_test"),
@@ -289,11 +343,12 @@ _TF_FREE = textwrap.dedent("""
 
 
 def test_runtime_never_imports_tensorflow_and_starts_fast(bundle, raw_npz):
-    done = subprocess.run([sys.executable, "-c", _TF_FREE, str(bundle), str(raw_npz)], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _TF_FREE, str(bundle), str(raw_npz)], capture_output=True, text=True, timeout=120
+    )
     result = [ln for ln in done.stderr.splitlines() if ln.startswith("RESULT")]
     assert done.returncode == 0 and result, done.stderr
-    r = json.loads(result[0][len("RESULT "):])
+    r = json.loads(result[0][len("RESULT ") :])
     wall, cpu = r["wall"], r["cpu"]
     assert r["codes"] == [0, 0, 0, 0] and r["loaded"] == []
     assert "XNNPACK" not in done.stderr and "INFO:" not in done.stderr  # native log lines stay silent

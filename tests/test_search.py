@@ -10,16 +10,25 @@ import yaml
 from compressor.runtime.errors import UserError
 from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.pareto import front_mask, pick
+from compressor.tuning.recipe_space import sample_recipe, search_space_from_dict
 from compressor.tuning.search import summarize
-from compressor.tuning.search_space import sample_recipe, search_space_from_dict
 
 SPACE = {
-    "steps": [{"type": "prune", "params": {"epochs": 1, "learning_rate": 5e-4},
-               "variants": {"unstructured": {"sparsity": {"type": "float", "low": 0.2, "high": 0.4}},
-                            "2:4": {"sparsity": 0.5, "m_by_n": "2:4"}}},
-              {"type": "qat", "requires": ["int8"], "excludes": ["float_fallback"], "params": {"epochs": 1}}],
-    "convert": {"int8": {"calibration_samples": 100, "float_fallback": {"type": "int", "low": 0, "high": 2}},
-                "dynamic": {}},
+    "steps": [
+        {
+            "type": "prune",
+            "params": {"epochs": 1, "learning_rate": 5e-4},
+            "variants": {
+                "unstructured": {"sparsity": {"type": "float", "low": 0.2, "high": 0.4}},
+                "2:4": {"sparsity": 0.5, "m_by_n": "2:4"},
+            },
+        },
+        {"type": "qat", "requires": ["int8"], "excludes": ["float_fallback"], "params": {"epochs": 1}},
+    ],
+    "convert": {
+        "int8": {"calibration_samples": 100, "float_fallback": {"type": "int", "low": 0, "high": 2}},
+        "dynamic": {},
+    },
     "export": {"formats": ["tflite"]},
 }
 
@@ -60,12 +69,28 @@ def test_sampled_recipes_are_valid_and_respect_requires():
 
 def test_no_feasible_trial_says_so_and_shows_the_closest():
     def row(n, acc, gz):
-        return {"number": n, "state": "COMPLETE", "label": f"r{n}", "recipe": {}, "seconds": 1.0, "feasible": False,
-                "reference_val_accuracy": 0.95, "error": None,
-                "result": {"val_accuracy": acc, "size_bytes": gz, "gzip_bytes": gz, "latency_ms": 0.1}}
+        return {
+            "number": n,
+            "state": "COMPLETE",
+            "label": f"r{n}",
+            "recipe": {},
+            "seconds": 1.0,
+            "feasible": False,
+            "reference_val_accuracy": 0.95,
+            "error": None,
+            "result": {"val_accuracy": acc, "size_bytes": gz, "gzip_bytes": gz, "latency_ms": 0.1},
+        }
 
-    result = summarize([row(0, 0.90, 7000), row(1, 0.93, 5000), row(2, 0.80, 3000),
-                        {"number": 3, "state": "FAIL", "error": "boom", "result": None}], 0.01, 0)
+    result = summarize(
+        [
+            row(0, 0.90, 7000),
+            row(1, 0.93, 5000),
+            row(2, 0.80, 3000),
+            {"number": 3, "state": "FAIL", "error": "boom", "result": None},
+        ],
+        0.01,
+        0,
+    )
     assert result["chosen"] is None and result["closest"]["number"] == 1
     assert result["verdict"].startswith("no trial met --max-accuracy-drop 1.00%: the closest is trial 1")
     assert [c["front"] for c in result["candidates"]] == [False, True, True]
@@ -113,7 +138,7 @@ def test_search_end_to_end(tiny_model_path, tmp_path):
 def test_a_repeated_recipe_is_found_not_retrained():
     import optuna
 
-    from compressor.tuning.search_trial import DIRECTIONS, earlier_run
+    from compressor.tuning.search_objective import DIRECTIONS, earlier_run
 
     study = optuna.create_study(directions=DIRECTIONS)
     raw = {"name": "search", "steps": [{"type": "dynamic", "params": {}}]}

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from compressor.runtime.errors import UserError
-from compressor.tuning.narrow import narrow
-from compressor.tuning.space import grid, sample, space_from_dict
+from compressor.tuning.hparam_space import grid, sample, space_from_dict
+from compressor.tuning.narrow_space import narrow
 
 TINY_SPACE = {
     "epochs": 2,
@@ -18,7 +18,9 @@ TINY_SPACE = {
         "learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "scale": "log"},
         "batch_size": {"type": "categorical", "choices": [32, 64]},
         "momentum": {"type": "float", "low": 0.8, "high": 0.99, "scale": "one_minus_log"},
-        "model.filters": 4, "model.dense_units": 16, "l2": 1e-5,
+        "model.filters": 4,
+        "model.dense_units": 16,
+        "l2": 1e-5,
     },
 }
 
@@ -40,8 +42,8 @@ def test_schema_errors_name_the_field():
 
 def test_space_file_errors_name_the_file(tmp_path):
     """Both space kinds read files through tuning.yaml_spec: the same one-line messages."""
-    from compressor.tuning.search_space import load_search_space
-    from compressor.tuning.space import load_space
+    from compressor.tuning.hparam_space import load_space
+    from compressor.tuning.recipe_space import load_search_space
 
     broken, typo = tmp_path / "broken.yaml", tmp_path / "typo.yaml"
     broken.write_text("params: [1, 2\n")
@@ -52,8 +54,11 @@ def test_space_file_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"typo\.yaml: params\.lr\.hgih: unknown key 'hgih'; did you mean 'high'\?"):
         load_space(str(typo))
     for load in (load_space, load_search_space):
-        with pytest.raises(UserError, match=r"^search space nope is neither a YAML file nor a built-in space "
-                                            r"\(recipes, train\)$"):
+        with pytest.raises(
+            UserError,
+            match=r"^search space nope is neither a YAML file nor a built-in space "
+            r"\(recipes, train\)$",
+        ):
             load("nope")
     assert load_space("train").searched() and load_search_space(None).convert
 
@@ -86,9 +91,15 @@ def test_one_minus_log_sampling_and_grid(seed):
 
 def test_narrow_keeps_best_and_stays_inside():
     space = space_from_dict(TINY_SPACE)
-    rows = [{"state": "COMPLETE", "value": v, "values": {"learning_rate": lr, "batch_size": bs, "momentum": m}}
-            for v, lr, bs, m in [(0.95, 4e-3, 32, 0.9), (0.94, 6e-3, 32, 0.95), (0.5, 2.9e-2, 64, 0.81),
-                                 (0.4, 1.1e-3, 64, 0.85)]]
+    rows = [
+        {"state": "COMPLETE", "value": v, "values": {"learning_rate": lr, "batch_size": bs, "momentum": m}}
+        for v, lr, bs, m in [
+            (0.95, 4e-3, 32, 0.9),
+            (0.94, 6e-3, 32, 0.95),
+            (0.5, 2.9e-2, 64, 0.81),
+            (0.4, 1.1e-3, 64, 0.85),
+        ]
+    ]
     fine = narrow(space, rows, top_k=2).params
     assert 1e-3 <= fine["learning_rate"].low < 4e-3 and 6e-3 < fine["learning_rate"].high < 3e-2
     assert fine["batch_size"].choices == [32]
@@ -101,8 +112,9 @@ def tuned(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("tune")
     out = tmp / "run"
-    result = tune(out, model="digits_cnn", space=_space_file(tmp), n_trials=4, sampler="tpe", pruner="hyperband",
-                  seed=0)
+    result = tune(
+        out, model="digits_cnn", space=_space_file(tmp), n_trials=4, sampler="tpe", pruner="hyperband", seed=0
+    )
     return out, result
 
 
@@ -160,8 +172,9 @@ def test_two_workers_share_one_study(tmp_path):
 
     out = tmp_path / "w2"
     space = _space_file(tmp_path, epochs=1)
-    result = tune(out, model="digits_cnn", space=space, n_trials=6, sampler="random", pruner="none", workers=2,
-                  final=False)
+    result = tune(
+        out, model="digits_cnn", space=space, n_trials=6, sampler="random", pruner="none", workers=2, final=False
+    )
     study = optuna.load_study(study_name="tune", storage=f"sqlite:///{out / 'study.db'}")
     trials = study.trials
     assert [t.number for t in trials] == list(range(len(trials)))  # numbers handed out once each
@@ -189,14 +202,34 @@ def test_user_errors(tmp_path):
 def test_cli_tune_recipe_mode_and_exit_code(tiny_model_path, tmp_path):
     from click.testing import CliRunner
 
-    from compressor.cli import cli
+    from compressor.commands.cli import cli
 
     recipe = tmp_path / "prune.yaml"
-    recipe.write_text(yaml.safe_dump({"steps": [{"type": "prune", "params": {"epochs": 1, "sparsity": 0.3}},
-                                                {"type": "dynamic"}], "export": {"formats": ["tflite"]}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "steps": [{"type": "prune", "params": {"epochs": 1, "sparsity": 0.3}}, {"type": "dynamic"}],
+                "export": {"formats": ["tflite"]},
+            }
+        )
+    )
     runner = CliRunner()
-    res = runner.invoke(cli, ["tune", tiny_model_path, "--recipe", str(recipe), "--out", str(tmp_path / "r"),
-                              "--trials", "2", "--no-final", "--json", "--quiet"])
+    res = runner.invoke(
+        cli,
+        [
+            "tune",
+            tiny_model_path,
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(tmp_path / "r"),
+            "--trials",
+            "2",
+            "--no-final",
+            "--json",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert result["mode"] == "recipe" and result["counts"]["COMPLETE"] == 2

@@ -8,14 +8,19 @@ import optuna
 import pytest
 import yaml
 
-from compressor.tuning.space import space_from_dict
-from compressor.tuning.recipe_pruning import EpochReporter, recipe_epochs
+from compressor.tuning.epoch_pruning import EpochReporter, recipe_epochs
+from compressor.tuning.hparam_space import space_from_dict
 
 # Two training steps (1 + 2 epochs), then conversion: cumulative epochs 1 | 2, 3.
-RECIPE = {"name": "two-steps", "steps": [{"type": "regularize", "params": {"epochs": 1}},
-                    {"type": "prune", "params": {"epochs": 2, "sparsity": 0.3, "learning_rate": 1e-4}},
-                    {"type": "dynamic"}],
-          "export": {"formats": ["tflite"]}}
+RECIPE = {
+    "name": "two-steps",
+    "steps": [
+        {"type": "regularize", "params": {"epochs": 1}},
+        {"type": "prune", "params": {"epochs": 2, "sparsity": 0.3, "learning_rate": 1e-4}},
+        {"type": "dynamic"},
+    ],
+    "export": {"formats": ["tflite"]},
+}
 
 
 def _trial(pruner=None):
@@ -36,7 +41,8 @@ def test_reporter_counts_epochs_across_fits():
     assert reporter.history(["0-prune", "1-qat", "2-distill"]) == {
         "0-prune": {"loss": [0.5, 0.4], "val_accuracy": [0.5, 0.6]},
         "1-qat": {"loss": [pytest.approx(0.3), pytest.approx(0.2)], "val_accuracy": [0.7, 0.8]},
-        "2-distill": {"loss": [0.1]}}
+        "2-distill": {"loss": [0.1]},
+    }
 
     pruning = EpochReporter(_trial(optuna.pruners.ThresholdPruner(lower=0.3)))
     pruning(0, 3, {"val_accuracy": 0.5})
@@ -44,12 +50,15 @@ def test_reporter_counts_epochs_across_fits():
         pruning(0, 2, {"val_accuracy": 0.1})
 
 
-@pytest.mark.parametrize("epochs, total", [
-    (None, 3),                                               # not searched: the recipe's 1 + 2
-    (5, 6),                                                  # fixed in the space
-    ({"type": "int", "low": 1, "high": 4}, 5),               # searched: its largest value
-    ({"type": "categorical", "choices": [6, 2]}, 7),
-])
+@pytest.mark.parametrize(
+    "epochs, total",
+    [
+        (None, 3),  # not searched: the recipe's 1 + 2
+        (5, 6),  # fixed in the space
+        ({"type": "int", "low": 1, "high": 4}, 5),  # searched: its largest value
+        ({"type": "categorical", "choices": [6, 2]}, 7),
+    ],
+)
 def test_recipe_epochs_bound_every_trial(epochs, total):
     params = {"steps.0.params.learning_rate": {"type": "float", "low": 1e-5, "high": 1e-3, "scale": "log"}}
     if epochs is not None:
@@ -62,25 +71,24 @@ def test_recipe_epochs_bound_every_trial(epochs, total):
 def test_objective_pruner_gets_the_recipe_budget(tiny_model_path, tmp_path):
     from compressor.tuning.progress import Progress
     from compressor.tuning.tune import _settings
-    from compressor.tuning.tune_trial import make_objective
+    from compressor.tuning.tune_objective import make_objective
     from compressor.tuning.workers import StudyConfig
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))
     settings, _ = _settings(None, tiny_model_path, str(recipe), None, None, None, None, False)
     settings.update(sampler="random", pruner="hyperband")
-    cfg = StudyConfig(kind="tune_trial", run_dir=str(tmp_path), storage="", study="s", n_trials=1,
-                      settings=settings)
+    cfg = StudyConfig(kind="tune_trial", run_dir=str(tmp_path), storage="", study="s", n_trials=1, settings=settings)
     _, _, pruner = make_objective(cfg, 0, Progress(quiet=True))
     assert isinstance(pruner, optuna.pruners.HyperbandPruner) and pruner._max_resource == 3
 
 
 def test_hook_exception_leaves_no_trial_folder(tiny_model_path, tmp_path):
     from compressor.datasets import load_dataset
-    from compressor.model_io import load_model
+    from compressor.pipeline.model_io import load_model
     from compressor.recipes import validate_recipe
     from compressor.recipes.base import set_epoch_hook
-    from compressor.tuning.trialrun import run_recipe
+    from compressor.tuning.recipe_eval import run_recipe
 
     class Stop(Exception):
         """Raised by the hook mid-chain, as optuna.TrialPruned would be."""
@@ -95,8 +103,9 @@ def test_hook_exception_leaves_no_trial_folder(tiny_model_path, tmp_path):
     set_epoch_hook(stop_in_second_step)
     try:
         with pytest.raises(Stop):
-            run_recipe(load_model(tiny_model_path), data, validate_recipe(RECIPE), tmp_path / "0000", None,
-                       latency_runs=1)
+            run_recipe(
+                load_model(tiny_model_path), data, validate_recipe(RECIPE), tmp_path / "0000", None, latency_runs=1
+            )
     finally:
         set_epoch_hook(None)
     assert seen == [1, 2]  # the first step's epoch, then the prune step's first: the chain stopped
@@ -109,12 +118,22 @@ def test_recipe_tune_prunes_losing_trials(tiny_model_path, tmp_path):
     recipe, space = tmp_path / "recipe.yaml", tmp_path / "space.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))
     # lr 0.5 wrecks the model in the first epoch; the median pruner (3 start-up trials) must stop it.
-    space.write_text(yaml.safe_dump({"params": {"steps.0.params.learning_rate": {
-        "type": "categorical", "choices": [1e-4, 0.5]}}}))
+    space.write_text(
+        yaml.safe_dump({"params": {"steps.0.params.learning_rate": {"type": "categorical", "choices": [1e-4, 0.5]}}})
+    )
     out = tmp_path / "run"
     # Seed 2: the random sampler proposes good, good, good, bad, good.
-    result = tune(out, model_path=tiny_model_path, recipe=str(recipe), space=str(space), n_trials=5,
-                  sampler="random", pruner="median", seed=2, final=False)
+    result = tune(
+        out,
+        model_path=tiny_model_path,
+        recipe=str(recipe),
+        space=str(space),
+        n_trials=5,
+        sampler="random",
+        pruner="median",
+        seed=2,
+        final=False,
+    )
     study = optuna.load_study(study_name="tune", storage=f"sqlite:///{out / 'study.db'}")
     states = {t.number: t.state.name for t in study.trials}
     lrs = {t.number: t.params["steps.0.params.learning_rate"] for t in study.trials}

@@ -6,8 +6,8 @@ CIFAR-10 (binary version), .npz files and image folders into a checked, split, p
 Pillow only by the loaders that need them. User files are never unpickled.
 """
 
-from .dataset import Dataset
-from .load import DATASET_NAMES, load_dataset
-from .preprocessing import Preprocessing
+from compressor.datasets.dataset import Dataset
+from compressor.datasets.load import DATASET_NAMES, load_dataset
+from compressor.datasets.preprocessing import Preprocessing
 
 __all__ = ["DATASET_NAMES", "Dataset", "Preprocessing", "load_dataset"]

@@ -10,11 +10,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from compressor.datasets.dataset import Dataset
+from compressor.datasets.preprocessing import Preprocessing
+from compressor.datasets.split import stratified_split
 from compressor.runtime.errors import UserError
-
-from .dataset import Dataset
-from .preprocessing import Preprocessing
-from .split import stratified_split
 
 TEST_FRACTION = 0.2
 SPLITS = ("train", "val", "test")
@@ -65,9 +64,12 @@ def assemble(name: str, raw: RawData, seed: int, val_fraction: float, normalize:
         check_finite(f"x_{split}", xs[split])
     return Dataset(
         name=name,
-        x_train=xs["train"], y_train=y["train"].astype(np.int64),
-        x_val=xs["val"], y_val=y["val"].astype(np.int64),
-        x_test=xs["test"], y_test=y["test"].astype(np.int64),
+        x_train=xs["train"],
+        y_train=y["train"].astype(np.int64),
+        x_val=xs["val"],
+        y_val=y["val"].astype(np.int64),
+        x_test=xs["test"],
+        y_test=y["test"].astype(np.int64),
         labels=list(raw.labels),
         preprocessing=preprocessing,
         raw_test=x["test"],
@@ -108,9 +110,7 @@ def _check_labels(split: str, y: np.ndarray, num_classes: int) -> None:
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if bad.size:
         i = int(bad[0])
-        raise UserError(
-            f"y_{split} has label {y[i]} at index {i}; labels must be class ids in [0, {num_classes})"
-        )
+        raise UserError(f"y_{split} has label {y[i]} at index {i}; labels must be class ids in [0, {num_classes})")
 
 
 def check_finite(array_name: str, x: np.ndarray) -> None:

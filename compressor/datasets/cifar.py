@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.datasets.assemble import RawData
+from compressor.datasets.preprocessing import Preprocessing
 from compressor.runtime.errors import UserError
-
-from .assemble import RawData
-from .preprocessing import Preprocessing
 
 SIDE = 32
 RECORD = 1 + 3 * SIDE * SIDE
@@ -45,8 +44,10 @@ def read_cifar10(base: Path) -> RawData:
     if META_FILE in files:
         labels = [line.strip() for line in files[META_FILE].decode("utf-8", "replace").splitlines() if line.strip()]
     return RawData(
-        x_train=np.concatenate([x for x, _ in train]), y_train=np.concatenate([y for _, y in train]),
-        x_test=x_test, y_test=y_test,
+        x_train=np.concatenate([x for x, _ in train]),
+        y_train=np.concatenate([y for _, y in train]),
+        x_test=x_test,
+        y_test=y_test,
         labels=labels,
         preprocessing=Preprocessing(scale=1 / 255, channel_order="RGB"),
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .preprocessing import Preprocessing
+from compressor.datasets.preprocessing import Preprocessing
 
 
 @dataclass
@@ -47,8 +47,6 @@ class Dataset:
             "num_classes": self.num_classes,
             "labels": list(self.labels),
             "splits": {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)},
-            "shapes": {
-                split: list(getattr(self, f"x_{split}").shape) for split in ("train", "val", "test")
-            },
+            "shapes": {split: list(getattr(self, f"x_{split}").shape) for split in ("train", "val", "test")},
             "preprocessing": self.preprocessing.to_dict(),
         }

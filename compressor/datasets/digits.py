@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .assemble import RawData
-from .preprocessing import Preprocessing
+from compressor.datasets.assemble import RawData
+from compressor.datasets.preprocessing import Preprocessing
 
 
 def read_digits() -> RawData:

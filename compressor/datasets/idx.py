@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.datasets.assemble import RawData
+from compressor.datasets.npz import read_npz
+from compressor.datasets.preprocessing import Preprocessing
 from compressor.runtime.errors import UserError
-
-from .assemble import RawData
-from .npz import read_npz
-from .preprocessing import Preprocessing
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -28,8 +27,16 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 FASHION_LABELS = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 
 
@@ -91,8 +98,10 @@ def _read_idx_splits(found: dict[str, Path], labels: list[str]) -> RawData:
             )
         arrays[split] = (images[..., np.newaxis], ids.astype(np.int64))
     return RawData(
-        x_train=arrays["train"][0], y_train=arrays["train"][1],
-        x_test=arrays["test"][0], y_test=arrays["test"][1],
+        x_train=arrays["train"][0],
+        y_train=arrays["train"][1],
+        x_test=arrays["test"][0],
+        y_test=arrays["test"][1],
         labels=labels,
         preprocessing=Preprocessing(scale=1 / 255),
     )

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.datasets.assemble import RawData
+from compressor.datasets.preprocessing import Preprocessing
 from compressor.runtime.errors import UserError
-
-from .assemble import RawData
-from .preprocessing import Preprocessing
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -52,8 +51,7 @@ def _list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
     class_ids: list[int] = []
     for class_id, folder in enumerate(classes):
         images = sorted(
-            p for p in folder.iterdir()
-            if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
         )
         if not images:
             kinds = ", ".join(e[1:] for e in EXTENSIONS)

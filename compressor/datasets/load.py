@@ -5,15 +5,14 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from compressor.datasets.assemble import RawData, assemble
+from compressor.datasets.cifar import read_cifar10
+from compressor.datasets.dataset import Dataset
+from compressor.datasets.digits import read_digits
+from compressor.datasets.idx import read_mnist
+from compressor.datasets.image_folder import read_image_folder
+from compressor.datasets.npz import read_npz
 from compressor.runtime.errors import UserError
-
-from .assemble import RawData, assemble
-from .cifar import read_cifar10
-from .dataset import Dataset
-from .digits import read_digits
-from .idx import read_mnist
-from .image_folder import read_image_folder
-from .npz import read_npz
 
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 VALID = ", ".join(DATASET_NAMES) + ", a .npz file or an image folder"

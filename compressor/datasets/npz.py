@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.datasets.assemble import RawData, check_finite
+from compressor.datasets.preprocessing import Preprocessing
 from compressor.runtime.errors import UserError
-
-from .assemble import RawData, check_finite
-from .preprocessing import Preprocessing
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 EXPECTED = "expected x_train, y_train, x_test, y_test [, x_val, y_val]"
@@ -87,9 +86,12 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> RawData:
     # One-hot rows also tell the class count, even if the last classes never occur.
     num_classes = max([num_classes] + [width for _, width in ys.values()])
     return RawData(
-        x_train=xs["train"], y_train=ys["train"][0],
-        x_val=xs["val"] if "val" in xs else None, y_val=ys["val"][0] if "val" in ys else None,
-        x_test=xs["test"], y_test=ys["test"][0],
+        x_train=xs["train"],
+        y_train=ys["train"][0],
+        x_val=xs.get("val"),
+        y_val=ys["val"][0] if "val" in ys else None,
+        x_test=xs["test"],
+        y_test=ys["test"][0],
         labels=[str(i) for i in range(num_classes)],
         preprocessing=preprocessing,
     )

@@ -70,7 +70,7 @@ class Preprocessing:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         """Inverse of :meth:`to_dict`; a bad dict (e.g. an edited meta.json) is a UserError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)

@@ -28,9 +28,7 @@ def stratified_split(
     # one sample of its proportional share; the stable sort makes ties deterministic.
     leftover = n_take - int(per_class.sum())
     per_class[np.argsort(-(ideal - per_class), kind="stable")[:leftover]] += 1
-    take = np.concatenate(
-        [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, per_class)]
-    )
+    take = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, per_class)])
     is_taken = np.zeros(n, dtype=bool)
     is_taken[take] = True
     return np.flatnonzero(~is_taken), np.flatnonzero(is_taken)

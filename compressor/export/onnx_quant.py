@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class _Reader:
     """onnxruntime's CalibrationDataReader protocol over a numpy sample, in small batches."""
 
     def __init__(self, input_name: str, sample: np.ndarray, batch: int = 16):
-        self._batches = iter([{input_name: sample[i:i + batch]} for i in range(0, len(sample), batch)])
+        self._batches = iter([{input_name: sample[i : i + batch]} for i in range(0, len(sample), batch)])
 
     def get_next(self) -> dict | None:
         return next(self._batches, None)
@@ -64,12 +65,22 @@ def ort_static_quantize(float_onnx: Path, sample: np.ndarray, out: Path, float_l
             prepared = str(float_onnx)
         excluded = _nodes_of_layers(onnx.load(prepared), float_layers)
         try:
-            quantize_static(prepared, quantized, _Reader(feed.name, sample), quant_format=QuantFormat.QDQ,
-                            nodes_to_exclude=excluded,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}})
+            quantize_static(
+                prepared,
+                quantized,
+                _Reader(feed.name, sample),
+                quant_format=QuantFormat.QDQ,
+                nodes_to_exclude=excluded,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={
+                    "ActivationSymmetric": False,
+                    "WeightSymmetric": True,
+                    "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                },
+            )
         except Exception as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise UserError(f"ONNX Runtime static quantization of {float_onnx} failed: {first[:300]}") from None
@@ -114,14 +125,24 @@ def guard_float_layers(proto: Any) -> int:
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     guarded, nodes = 0, list(graph.node)
     for node in list(nodes):
-        if (node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1
-                and node.input[1] in inits and node.input[0] in dequantized and node.input[1] not in dequantized):
+        if (
+            node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")
+            and len(node.input) > 1
+            and node.input[1] in inits
+            and node.input[0] in dequantized
+            and node.input[1] not in dequantized
+        ):
             if not guarded:
-                graph.initializer.append(numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32),
-                                                                 "compressor_float_guard"))
+                graph.initializer.append(
+                    numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), "compressor_float_guard")
+                )
             source = node.input[0]
-            guard = helper.make_node("Max", [source, "compressor_float_guard"], [f"{source}_float_guard{guarded}"],
-                                     name=f"compressor_float_guard_{guarded}")
+            guard = helper.make_node(
+                "Max",
+                [source, "compressor_float_guard"],
+                [f"{source}_float_guard{guarded}"],
+                name=f"compressor_float_guard_{guarded}",
+            )
             node.input[0] = guard.output[0]
             nodes.insert(nodes.index(node), guard)
             guarded += 1
@@ -131,12 +152,20 @@ def guard_float_layers(proto: Any) -> int:
     return guarded
 
 
-def export_variant(variant: str, tflite: Path, model: Any, data: Any, recipe: Any, folder: Path,
-                   float_onnx: Path, float_layers: list[str] = ()) -> Path:
+def export_variant(
+    variant: str,
+    tflite: Path,
+    model: Any,
+    data: Any,
+    recipe: Any,
+    folder: Path,
+    float_onnx: Path,
+    float_layers: list[str] = (),
+) -> Path:
     """Write the recipe's ONNX the ``variant`` way; ``float_onnx`` is the run's float32 ONNX."""
     import onnx
 
-    from .onnx import keras_to_onnx, tflite_to_onnx
+    from compressor.export.onnx import keras_to_onnx, tflite_to_onnx
 
     path = folder / FILES[variant]
     opset = recipe.export.opset
@@ -146,9 +175,8 @@ def export_variant(variant: str, tflite: Path, model: Any, data: Any, recipe: An
         if guard_float_layers(proto):
             write_bytes(path, proto.SerializeToString())
         return path
+    from compressor.export.quant_debug import conversion_input
     from compressor.recipes.ptq import calibration_sample
-
-    from .quant_debug import conversion_input
 
     params = recipe.steps[-1].params
     source = conversion_input(model, recipe, folder / "steps")
@@ -158,10 +186,16 @@ def export_variant(variant: str, tflite: Path, model: Any, data: Any, recipe: An
     return ort_static_quantize(float_onnx, sample, path, float_layers)
 
 
-def keep_better(candidates: list[tuple[str, Any]], gates: dict, reference_accuracy: float, folder: Path,
-                out_folder: Path, recipe_name: str) -> tuple[list, dict]:
+def keep_better(
+    candidates: list[tuple[str, Any]],
+    gates: dict,
+    reference_accuracy: float,
+    folder: Path,
+    out_folder: Path,
+    recipe_name: str,
+) -> tuple[list, dict]:
     """Rename the better (variant, ArtifactResult) to model.onnx; the other keeps ``model.<variant>.onnx``."""
-    from compressor.validation import gate_failures
+    from compressor.pipeline.validation import gate_failures
 
     def rank(item: tuple[str, Any]) -> tuple:
         row = item[1].row(reference_accuracy)
@@ -171,9 +205,12 @@ def keep_better(candidates: list[tuple[str, Any]], gates: dict, reference_accura
     info: dict = {"kept": chosen, "variants": {}}
     for variant, result in candidates:
         row = result.row(reference_accuracy)
-        info["variants"][variant] = {"accuracy": row["accuracy"], "size_bytes": row["size_bytes"],
-                                     "latency_ms": row["latency"]["median_ms"],
-                                     "gates_failed": gate_failures(row, gates)}
+        info["variants"][variant] = {
+            "accuracy": row["accuracy"],
+            "size_bytes": row["size_bytes"],
+            "latency_ms": row["latency"]["median_ms"],
+            "gates_failed": gate_failures(row, gates),
+        }
         current = folder / FILES[variant]
         if variant == chosen:
             os.replace(current, folder / "model.onnx")

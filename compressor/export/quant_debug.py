@@ -42,7 +42,8 @@ class QuantDebugger:
             with native_stderr_silenced(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._debugger = tf.lite.experimental.QuantizationDebugger(
-                    converter=converter, debug_dataset=lambda: ([row[None, ...]] for row in sample))
+                    converter=converter, debug_dataset=lambda: ([row[None, ...]] for row in sample)
+                )
         except Exception as e:
             from compressor.recipes.ptq import conversion_error
 
@@ -51,12 +52,14 @@ class QuantDebugger:
         self._stats: list[dict] | None = None
 
     @classmethod
-    def for_recipe(cls, model: Any, data: Any, recipe: Any, steps_dir: Path) -> "QuantDebugger":
+    def for_recipe(cls, model: Any, data: Any, recipe: Any, steps_dir: Path) -> QuantDebugger:
         """Debug what the recipe's int8 step converted, calibrated exactly as that step was."""
         from compressor.recipes.ptq import calibration_sample
 
         params = recipe.steps[-1].params
-        sample = calibration_sample(data, params["calibration_samples"], source=params.get("calibration_source", "train"))
+        sample = calibration_sample(
+            data, params["calibration_samples"], source=params.get("calibration_source", "train")
+        )
         return cls(conversion_input(model, recipe, steps_dir), sample, params["io_dtype"])
 
     def statistics(self) -> list[dict]:
@@ -67,24 +70,36 @@ class QuantDebugger:
                 self._debugger.run()
             dump = io.StringIO()
             self._debugger.layer_statistics_dump(dump)
-            self._stats = sorted((self._row(r) for r in csv.DictReader(io.StringIO(dump.getvalue()))),
-                                 key=lambda r: -r["rmse_over_scale"])
+            self._stats = sorted(
+                (self._row(r) for r in csv.DictReader(io.StringIO(dump.getvalue()))),
+                key=lambda r: -r["rmse_over_scale"],
+            )
         return self._stats
 
     def _row(self, r: dict) -> dict:
         scale, mse = float(r["scale"]), float(r["mean_squared_error"])
         rmse = math.sqrt(max(mse, 0.0))
         node = r["tensor_name"] if r["tensor_name"] in self.nodes else None
-        return {"layer": layer_label(r["tensor_name"], r["op_name"]), "op": r["op_name"], "tensor": r["tensor_name"],
-                "rmse": rmse, "rmse_over_scale": rmse / scale if scale > 0 else float("inf"), "scale": scale,
-                "zero_point": int(float(r["zero_point"])), "max_abs_error": float(r["max_abs_error"]),
-                "mean_error": float(r["mean_error"]), "stddev": float(r["stddev"]),
-                "num_elements": int(float(r["num_elements"])), "node": node}
+        return {
+            "layer": layer_label(r["tensor_name"], r["op_name"]),
+            "op": r["op_name"],
+            "tensor": r["tensor_name"],
+            "rmse": rmse,
+            "rmse_over_scale": rmse / scale if scale > 0 else float("inf"),
+            "scale": scale,
+            "zero_point": int(float(r["zero_point"])),
+            "max_abs_error": float(r["max_abs_error"]),
+            "mean_error": float(r["mean_error"]),
+            "stddev": float(r["stddev"]),
+            "num_elements": int(float(r["num_elements"])),
+            "node": node,
+        }
 
     def quantized_model(self, float_nodes: list[str] = ()) -> bytes:
         """The int8 model (the step's io_dtype) with ``float_nodes`` (op output names) kept in float."""
         options = self._tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=list(float_nodes) or None, fully_quantize=self.io_dtype == "int8")
+            denylisted_nodes=list(float_nodes) or None, fully_quantize=self.io_dtype == "int8"
+        )
         with native_stderr_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._debugger.options = options  # re-quantizes the calibrated model; no new calibration
@@ -104,7 +119,7 @@ def conversion_input(model: Any, recipe: Any, steps_dir: Path) -> Any:
 
 def node_names(calibrated: bytes) -> list[str]:
     """Output tensor names of the calibrated model's ops: what denylisted_nodes matches."""
-    from compressor.inspect import TFLiteFile
+    from compressor.inspection.tflite import TFLiteFile
 
     f = TFLiteFile(calibrated, "calibrated model")
     return [f.tensors[outs[0]]["name"] for _, _, outs in f.ops if outs]
@@ -124,8 +139,19 @@ def layer_label(tensor: str, op: str) -> str:
 def write_report(stats: list[dict], folder: Path, top: int = 5) -> dict:
     """quant_debug.json and .csv in ``folder``; returns the summary the report embeds."""
     write_json(folder / "quant_debug.json", {"rounding_noise_rmse_over_scale": ROUNDING_NOISE, "tensors": stats})
-    fields = ["layer", "op", "rmse", "rmse_over_scale", "scale", "zero_point", "max_abs_error", "mean_error",
-              "stddev", "num_elements", "tensor"]
+    fields = [
+        "layer",
+        "op",
+        "rmse",
+        "rmse_over_scale",
+        "scale",
+        "zero_point",
+        "max_abs_error",
+        "mean_error",
+        "stddev",
+        "num_elements",
+        "tensor",
+    ]
     text = io.StringIO()
     writer = csv.DictWriter(text, fields, extrasaction="ignore")
     writer.writeheader()

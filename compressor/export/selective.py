@@ -12,15 +12,15 @@ against the float32 TFLite model on the same samples.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from compressor.export.quant_debug import QuantDebugger, layer_label
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
-
-from .quant_debug import QuantDebugger, layer_label
 
 
 def resolve_layers(requested: list[str], nodes: list[str]) -> list[str]:
@@ -35,7 +35,9 @@ def resolve_layers(requested: list[str], nodes: list[str]) -> list[str]:
     return found
 
 
-def convert_with_float_layers(model: Any, sample: np.ndarray, io_dtype: str, float_layers: list[str]) -> tuple[bytes, list[str]]:
+def convert_with_float_layers(
+    model: Any, sample: np.ndarray, io_dtype: str, float_layers: list[str]
+) -> tuple[bytes, list[str]]:
     """int8 conversion with the named layers in float; returns the flatbuffer and the layers kept float."""
     debugger = QuantDebugger(model, sample, io_dtype)
     nodes = resolve_layers(float_layers, debugger.nodes)
@@ -70,18 +72,28 @@ def apply_float_layers_option(recipes: list[Any], option: str | None) -> list[An
 
 def accuracy_gate_failed(row: dict, gates: dict) -> bool:
     drop, floor = gates.get("max_accuracy_drop"), gates.get("min_accuracy")
-    return ((drop is not None and -row["accuracy_delta"] > drop + 1e-9)
-            or (floor is not None and row["accuracy"] < floor))
+    return (drop is not None and -row["accuracy_delta"] > drop + 1e-9) or (
+        floor is not None and row["accuracy"] < floor
+    )
 
 
 def should_fall_back(recipe: Any, row: dict) -> bool:
     last = recipe.steps[-1]
-    return (last.type == "int8" and last.params.get("auto_float_layers", 0) > 0
-            and accuracy_gate_failed(row, recipe.gates.model_dump()))
+    return (
+        last.type == "int8"
+        and last.params.get("auto_float_layers", 0) > 0
+        and accuracy_gate_failed(row, recipe.gates.model_dump())
+    )
 
 
-def fall_back(debugger: QuantDebugger, data: Any, recipe: Any, f32_tflite: Path, folder: Path,
-              progress: Callable[[str], None] = lambda msg: None) -> tuple[bytes | None, dict]:
+def fall_back(
+    debugger: QuantDebugger,
+    data: Any,
+    recipe: Any,
+    f32_tflite: Path,
+    folder: Path,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> tuple[bytes | None, dict]:
     """Search float layers on the validation split; returns the chosen flatbuffer (None: keep plain) and a log."""
     from compressor.runtime.accuracy import predict
     from compressor.runtime.interpreters import open_model
@@ -103,8 +115,13 @@ def fall_back(debugger: QuantDebugger, data: Any, recipe: Any, f32_tflite: Path,
     # their input's scale and are never worth a float copy.
     ranking = [r for r in debugger.statistics() if r["node"] and r["op"] not in ("RESHAPE", "SQUEEZE")]
     plain = evaluate(debugger.quantized_model(), "plain")
-    log = {"split": split, "float32_accuracy": ref_accuracy, "limit": limit,
-           "attempts": [{"float_layers": [], "accuracy": plain}], "gate_held": holds(plain)}
+    log = {
+        "split": split,
+        "float32_accuracy": ref_accuracy,
+        "limit": limit,
+        "attempts": [{"float_layers": [], "accuracy": plain}],
+        "gate_held": holds(plain),
+    }
     best: tuple[float, bytes | None, list[str]] = (plain, None, [])
     nodes: list[str] = []
     for row in ranking[:limit]:
@@ -115,8 +132,9 @@ def fall_back(debugger: QuantDebugger, data: Any, recipe: Any, f32_tflite: Path,
         progress(f"  selective quantization: float {', '.join(labels)}")
         content = debugger.quantized_model(nodes)
         accuracy = evaluate(content, f"float-{len(nodes)}")
-        log["attempts"].append({"float_layers": labels, "accuracy": accuracy,
-                                "rmse_over_scale": row["rmse_over_scale"]})
+        log["attempts"].append(
+            {"float_layers": labels, "accuracy": accuracy, "rmse_over_scale": row["rmse_over_scale"]}
+        )
         log["gate_held"] = holds(accuracy)
         if accuracy > best[0] or log["gate_held"]:
             best = (accuracy, content, labels)
@@ -127,7 +145,7 @@ def fall_back(debugger: QuantDebugger, data: Any, recipe: Any, f32_tflite: Path,
 
 def op_precision(content: bytes) -> dict:
     """How many compute ops run integer vs float (Quantize/Dequantize not counted)."""
-    from compressor.inspect import TFLiteFile
+    from compressor.inspection.tflite import TFLiteFile
 
     f = TFLiteFile(content)
     compute = sum(1 for op, _, _ in f.ops if op not in ("QUANTIZE", "DEQUANTIZE"))
@@ -137,9 +155,11 @@ def op_precision(content: bytes) -> dict:
 
 def cost(plain: dict, selected: dict) -> dict:
     """What keeping layers in float cost, from the two artifacts' report rows (test split)."""
-    return {"size_bytes": selected["size_bytes"] - plain["size_bytes"],
-            "latency_ms": selected["latency"]["median_ms"] - plain["latency"]["median_ms"],
-            "accuracy": selected["accuracy"] - plain["accuracy"],
-            "plain": {k: plain[k] for k in ("accuracy", "size_bytes")} | {"latency_ms": plain["latency"]["median_ms"]},
-            "selective": {k: selected[k] for k in ("accuracy", "size_bytes")}
-            | {"latency_ms": selected["latency"]["median_ms"]}}
+    return {
+        "size_bytes": selected["size_bytes"] - plain["size_bytes"],
+        "latency_ms": selected["latency"]["median_ms"] - plain["latency"]["median_ms"],
+        "accuracy": selected["accuracy"] - plain["accuracy"],
+        "plain": {k: plain[k] for k in ("accuracy", "size_bytes")} | {"latency_ms": plain["latency"]["median_ms"]},
+        "selective": {k: selected[k] for k in ("accuracy", "size_bytes")}
+        | {"latency_ms": selected["latency"]["median_ms"]},
+    }

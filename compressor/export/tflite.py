@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compressor.model_io import LoadedModel
+from compressor.pipeline.model_io import LoadedModel
 from compressor.recipes.ptq import convert
 from compressor.runtime.atomic import write_bytes
 

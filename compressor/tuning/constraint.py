@@ -39,7 +39,7 @@ def drop_upper_bound(losses: int, gains: int, n: int, confidence: float) -> floa
     if confidence <= 0.5:
         return (losses - gains) / n
     b, c, m = losses + 0.5, gains + 0.5, n + 2
-    var = max(b + c - (b - c) ** 2 / m, 0.0) / m ** 2
+    var = max(b + c - (b - c) ** 2 / m, 0.0) / m**2
     return (b - c) / m + NormalDist().inv_cdf(confidence) * math.sqrt(var)
 
 

@@ -7,7 +7,7 @@ another getting worse, so every shipped choice should come from it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
@@ -22,12 +22,12 @@ def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) 
 
 def front_mask(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[bool]:
     """True for each point no other point dominates (O(n^2): n is a few hundred trials at most)."""
-    return [not any(dominates(q, p, maximize) for j, q in enumerate(points) if j != i)
-            for i, p in enumerate(points)]
+    return [not any(dominates(q, p, maximize) for j, q in enumerate(points) if j != i) for i, p in enumerate(points)]
 
 
-def pick(rows: list[dict], size_key: str = "gzip_bytes", latency_key: str = "latency_ms",
-         accuracy_key: str = "val_accuracy") -> dict | None:
+def pick(
+    rows: list[dict], size_key: str = "gzip_bytes", latency_key: str = "latency_ms", accuracy_key: str = "val_accuracy"
+) -> dict | None:
     """The feasible row to ship: smallest, then fastest, then most accurate. None if none is feasible.
 
     Size first because it is the hard limit on a device (flash, app download); among equal sizes

@@ -13,37 +13,51 @@ from pathlib import Path
 from typing import Any
 
 from compressor.runtime.atomic import output_dir, write_json
-
-from . import trainer
+from compressor.tuning import trainer
 
 
 def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progress: Any) -> dict:
     from compressor.datasets import load_dataset
-    from compressor.model_io import MODEL_CARD
+    from compressor.pipeline.model_io import MODEL_CARD
     from compressor.runtime.quiet import native_stderr_silenced
 
     data = load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed)
     merged = trainer.merged_train_val(data)
-    progress.line(f"refitting the best configuration on train+val ({len(merged.y_train)} samples, "
-                  f"{space.epochs} epochs)")
+    progress.line(
+        f"refitting the best configuration on train+val ({len(merged.y_train)} samples, {space.epochs} epochs)"
+    )
     t0 = time.time()
 
     def on_epoch(epoch: int, logs: dict) -> None:
-        progress.epoch(f"refit epoch {epoch + 1}/{space.epochs}  loss {logs.get('loss', 0):.4f}  "
-                       f"accuracy {logs.get('accuracy', 0):.4f}")
+        progress.epoch(
+            f"refit epoch {epoch + 1}/{space.epochs}  loss {logs.get('loss', 0):.4f}  "
+            f"accuracy {logs.get('accuracy', 0):.4f}"
+        )
 
-    model, curves = trainer.fit(settings["model"], values, merged, space.epochs, seed, settings.get("model_params"),
-                                on_epoch, validate=False)
+    model, curves = trainer.fit(
+        settings["model"], values, merged, space.epochs, seed, settings.get("model_params"), on_epoch, validate=False
+    )
     seconds = time.time() - t0
     _, test_accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
     arch = {**settings.get("model_params", {}), **{k[6:]: v for k, v in values.items() if k.startswith("model.")}}
     training = {k: v for k, v in values.items() if not k.startswith("model.")}
     card = {
-        "schema": "compressor.model-card/1", "model": settings["model"], "model_params": arch,
-        "parameters": int(model.count_params()), "data": settings["data"], "dataset": data.summary(),
-        "labels": list(data.labels), "preprocessing": data.preprocessing.to_dict(),
-        "training": {**training, "epochs": space.epochs, "seed": seed, "seconds": round(seconds, 2),
-                     "splits": "train+val", "selected_by": "compressor tune (validation accuracy)"},
+        "schema": "compressor.model-card/1",
+        "model": settings["model"],
+        "model_params": arch,
+        "parameters": int(model.count_params()),
+        "data": settings["data"],
+        "dataset": data.summary(),
+        "labels": list(data.labels),
+        "preprocessing": data.preprocessing.to_dict(),
+        "training": {
+            **training,
+            "epochs": space.epochs,
+            "seed": seed,
+            "seconds": round(seconds, 2),
+            "splits": "train+val",
+            "selected_by": "compressor tune (validation accuracy)",
+        },
         "test_accuracy": float(test_accuracy),
     }
     with output_dir(out, overwrite=True) as tmp:
@@ -52,5 +66,10 @@ def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progre
         write_json(tmp / MODEL_CARD, card)
         write_json(tmp / "history.json", curves)
     progress.line(f"best configuration: test accuracy {test_accuracy:.2%} (evaluated once); saved {out / 'model'}")
-    return {"model_path": str(out / "model"), "test_accuracy": float(test_accuracy), "parameters": card["parameters"],
-            "history": curves, "values": values}
+    return {
+        "model_path": str(out / "model"),
+        "test_accuracy": float(test_accuracy),
+        "parameters": card["parameters"],
+        "history": curves,
+        "values": values,
+    }

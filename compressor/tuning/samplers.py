@@ -24,8 +24,7 @@ PRUNERS = ("hyperband", "halving", "median", "none")
 MIN_RESOURCE, REDUCTION = 1, 3  # Hyperband: epochs of the shortest rung, and 1/eta of trials promoted per rung
 
 
-def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | None = None,
-                 n_brackets: int = 1) -> Any:
+def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | None = None, n_brackets: int = 1) -> Any:
     """``n_brackets``: Hyperband's bracket count. Optuna's samplers see only the trials of the
     current trial's bracket, so TPE's random start-up is paid once per bracket: size it on the
     trials one bracket will get, or a small budget never gets past the random phase."""
@@ -35,8 +34,7 @@ def make_sampler(name: str, seed: int, n_trials: int, grid: dict[str, list] | No
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
         startup = startup_trials(n_trials, n_brackets)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                          constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True)
     if name == "grid":
         if not grid:
             raise UserError("--sampler grid needs at least one searched parameter in the space")
@@ -74,8 +72,9 @@ def make_pruner(name: str, epochs: int) -> Any:
         return optuna.pruners.NopPruner()
 
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=MIN_RESOURCE, max_resource=epochs,
-                                              reduction_factor=REDUCTION)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=MIN_RESOURCE, max_resource=epochs, reduction_factor=REDUCTION
+        )
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "median":

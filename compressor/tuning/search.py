@@ -20,16 +20,15 @@ from typing import Any
 
 from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError
-
-from . import rundir
-from .constraint import smallest_certifiable_drop
-from .pareto import closest, front_mask, pick
-from .progress import from_callable
-from .report_data import trial_rows
-from .search_space import load_search_space
-from .search_trial import DIRECTIONS
-from .space import Param, first_value, optuna_name
-from .workers import StudyConfig, open_study, run_workers
+from compressor.tuning import run_folder as rundir
+from compressor.tuning.constraint import smallest_certifiable_drop
+from compressor.tuning.hparam_space import Param, first_value, optuna_name
+from compressor.tuning.pareto import closest, front_mask, pick
+from compressor.tuning.progress import from_callable
+from compressor.tuning.recipe_space import load_search_space
+from compressor.tuning.search_objective import DIRECTIONS
+from compressor.tuning.trial_rows import trial_rows
+from compressor.tuning.workers import StudyConfig, open_study, run_workers
 
 BEST_RECIPE = "search-best"
 BASELINE_RECIPE = "search-int8-baseline"
@@ -43,18 +42,33 @@ def _check_certifiable(settings: dict, seed: int) -> None:
     n = len(load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed).y_val)
     floor = smallest_certifiable_drop(n, settings["confidence"])
     if settings["max_accuracy_drop"] < floor:
-        raise UserError(f"--max-accuracy-drop {settings['max_accuracy_drop']:.2%} cannot be shown on {n} validation "
-                        f"samples at --confidence {settings['confidence']:g} (even a candidate that agrees with the "
-                        f"float model everywhere has a bound of {floor:.2%}): raise the limit, lower --confidence, "
-                        "or give more validation data")
+        raise UserError(
+            f"--max-accuracy-drop {settings['max_accuracy_drop']:.2%} cannot be shown on {n} validation "
+            f"samples at --confidence {settings['confidence']:g} (even a candidate that agrees with the "
+            f"float model everywhere has a bound of {floor:.2%}): raise the limit, lower --confidence, "
+            "or give more validation data"
+        )
 
 
-def search(model_path: str | Path, out: str | Path, space: str | None = None, max_accuracy_drop: float = 0.01,
-           data: str | None = None, data_dir: str | None = None, n_trials: int = 30, study: str = "search",
-           storage: str | None = None, workers: int = 1, seed: int = 0, final: bool = True,
-           trust_code: bool = False, overwrite: bool = False, progress: Any = None,
-           confidence: float = DEFAULT_CONFIDENCE) -> dict:
-    from compressor.model_io import detect_kind, read_card
+def search(
+    model_path: str | Path,
+    out: str | Path,
+    space: str | None = None,
+    max_accuracy_drop: float = 0.01,
+    data: str | None = None,
+    data_dir: str | None = None,
+    n_trials: int = 30,
+    study: str = "search",
+    storage: str | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    final: bool = True,
+    trust_code: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> dict:
+    from compressor.pipeline.model_io import detect_kind, read_card
 
     progress = from_callable(progress)
     if not 0 <= max_accuracy_drop <= 1:
@@ -62,34 +76,72 @@ def search(model_path: str | Path, out: str | Path, space: str | None = None, ma
     if not 0.5 <= confidence < 1:
         raise UserError("--confidence is between 0.5 (judge the point estimate) and 1 (exclusive), e.g. 0.8")
     if detect_kind(Path(model_path)) == "savedmodel":
-        raise UserError(f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
-                        "need a tf_keras model")
+        raise UserError(
+            f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
+            "need a tf_keras model"
+        )
     the_space = load_search_space(space)
-    settings = {"model_path": str(model_path), "space": the_space.model_dump(), "max_accuracy_drop": max_accuracy_drop,
-                "data": data or read_card(Path(model_path)).get("data", "digits"), "data_dir": data_dir,
-                "trust_code": trust_code, "confidence": confidence}
+    settings = {
+        "model_path": str(model_path),
+        "space": the_space.model_dump(),
+        "max_accuracy_drop": max_accuracy_drop,
+        "data": data or read_card(Path(model_path)).get("data", "digits"),
+        "data_dir": data_dir,
+        "trust_code": trust_code,
+        "confidence": confidence,
+    }
     _check_certifiable(settings, seed)
     out, url = rundir.prepare(out, "search", storage, study, overwrite)
-    cfg = StudyConfig(kind="search_trial", run_dir=str(out), storage=url, study=study, n_trials=n_trials,
-                      workers=workers, seed=seed, quiet=progress.quiet, settings=settings)
-    write_json(out / "search-config.json", {"settings": settings, "n_trials": n_trials, "study": study,
-                                            "storage": rundir.redact(url), "workers": workers, "seed": seed})
-    the_study = open_study(cfg, DIRECTIONS, {"kind": "search", "space": settings["space"], "model": str(model_path),
-                                             "max_accuracy_drop": max_accuracy_drop, "confidence": confidence})
+    cfg = StudyConfig(
+        kind="search_trial",
+        run_dir=str(out),
+        storage=url,
+        study=study,
+        n_trials=n_trials,
+        workers=workers,
+        seed=seed,
+        quiet=progress.quiet,
+        settings=settings,
+    )
+    write_json(
+        out / "search-config.json",
+        {
+            "settings": settings,
+            "n_trials": n_trials,
+            "study": study,
+            "storage": rundir.redact(url),
+            "workers": workers,
+            "seed": seed,
+        },
+    )
+    the_study = open_study(
+        cfg,
+        DIRECTIONS,
+        {
+            "kind": "search",
+            "space": settings["space"],
+            "model": str(model_path),
+            "max_accuracy_drop": max_accuracy_drop,
+            "confidence": confidence,
+        },
+    )
     _enqueue_baseline(the_study, the_space)
-    progress.line(f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
-                  f"(upper bound at confidence {confidence:g}), "
-                  f"{workers} worker(s); storage {rundir.redact(url)}")
+    progress.line(
+        f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
+        f"(upper bound at confidence {confidence:g}), "
+        f"{workers} worker(s); storage {rundir.redact(url)}"
+    )
     seconds = run_workers(cfg, progress)
-    result = summarize(trial_rows(the_study), max_accuracy_drop, the_study.user_attrs.get("baseline_trial"),
-                       confidence)
-    result.update(study=study, storage=rundir.redact(url), n_trials=n_trials, workers=workers, seconds=round(seconds, 2))
+    result = summarize(trial_rows(the_study), max_accuracy_drop, the_study.user_attrs.get("baseline_trial"), confidence)
+    result.update(
+        study=study, storage=rundir.redact(url), n_trials=n_trials, workers=workers, seconds=round(seconds, 2)
+    )
     if final and result["chosen"]:
         result["best_run"] = _export_best(result["chosen"], settings, the_space, out, seed, progress)
         if result["baseline"] and result["baseline"]["number"] != result["chosen"]["number"]:
             result["best_run"]["baseline"] = _test_baseline(result["baseline"], settings, out, seed, progress)
     write_json(out / "search.json", result)
-    from compressor.report_html import write_html
+    from compressor.reports.html import write_html
 
     write_html(out)
     return result
@@ -113,14 +165,24 @@ def summarize(rows: list[dict], max_drop: float, baseline_number: int | None, co
     cands = []
     for r in done:
         res = r["result"]
-        cands.append({"number": r["number"], "label": _label(r),
-                      "recipe": r.get("recipe"), "val_accuracy": res["val_accuracy"], "size_bytes": res["size_bytes"],
-                      "gzip_bytes": res["gzip_bytes"], "latency_ms": res["latency_ms"],
-                      "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
-                      "drop_bound": res.get("drop_bound", r["reference_val_accuracy"] - res["val_accuracy"]),
-                      "losses": res.get("val_losses"), "gains": res.get("val_gains"),
-                      "feasible": bool(r["feasible"]), "seconds": r["seconds"],
-                      "ran_in": r["reused_from"] if r.get("reused_from") is not None else r["number"]})
+        cands.append(
+            {
+                "number": r["number"],
+                "label": _label(r),
+                "recipe": r.get("recipe"),
+                "val_accuracy": res["val_accuracy"],
+                "size_bytes": res["size_bytes"],
+                "gzip_bytes": res["gzip_bytes"],
+                "latency_ms": res["latency_ms"],
+                "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
+                "drop_bound": res.get("drop_bound", r["reference_val_accuracy"] - res["val_accuracy"]),
+                "losses": res.get("val_losses"),
+                "gains": res.get("val_gains"),
+                "feasible": bool(r["feasible"]),
+                "seconds": r["seconds"],
+                "ran_in": r["reused_from"] if r.get("reused_from") is not None else r["number"],
+            }
+        )
     mask = front_mask([(c["val_accuracy"], c["gzip_bytes"], c["latency_ms"]) for c in cands], [True, False, False])
     for c, on in zip(cands, mask):
         c["front"] = on
@@ -128,16 +190,27 @@ def summarize(rows: list[dict], max_drop: float, baseline_number: int | None, co
     base = next((c for c in cands if c["number"] == baseline_number), None)
     chosen = pick(cands)
     near = None if chosen else closest(cands, "drop_bound")
-    better = [c for c in cands if base and c["feasible"] and c["gzip_bytes"] < base["gzip_bytes"]
-              and c["val_accuracy"] >= base["val_accuracy"]]
+    better = [
+        c
+        for c in cands
+        if base and c["feasible"] and c["gzip_bytes"] < base["gzip_bytes"] and c["val_accuracy"] >= base["val_accuracy"]
+    ]
     failed = [{"number": r["number"], "error": r["error"]} for r in rows if r["state"] == "FAIL"]
-    return {"schema": "compressor.search/1", "max_accuracy_drop": max_drop, "confidence": confidence,
-            "reference_val_accuracy": ref,
-            "validation_samples": done[0]["result"].get("val_samples") if done else None,
-            "candidates": cands, "baseline": base, "chosen": chosen, "closest": near,
-            "smaller_than_int8_at_no_worse_accuracy": min(better, key=lambda c: c["gzip_bytes"]) if better else None,
-            "failed": failed, "verdict": _verdict(chosen, near, base, max_drop, len(cands)),
-            "notes": [f"{len(failed)} trial(s) failed; reasons in search.json 'failed'"] if failed else []}
+    return {
+        "schema": "compressor.search/1",
+        "max_accuracy_drop": max_drop,
+        "confidence": confidence,
+        "reference_val_accuracy": ref,
+        "validation_samples": done[0]["result"].get("val_samples") if done else None,
+        "candidates": cands,
+        "baseline": base,
+        "chosen": chosen,
+        "closest": near,
+        "smaller_than_int8_at_no_worse_accuracy": min(better, key=lambda c: c["gzip_bytes"]) if better else None,
+        "failed": failed,
+        "verdict": _verdict(chosen, near, base, max_drop, len(cands)),
+        "notes": [f"{len(failed)} trial(s) failed; reasons in search.json 'failed'"] if failed else [],
+    }
 
 
 def _label(row: dict) -> str:
@@ -148,26 +221,36 @@ def _verdict(chosen: dict | None, near: dict | None, base: dict | None, max_drop
     if not n:
         return "no trial completed: nothing to compare (see the failed trials)"
     if chosen is None:
-        return (f"no trial met --max-accuracy-drop {max_drop:.2%}: the closest is trial {near['number']} "
-                f"({near['label']}) with a drop of {near['accuracy_drop']:.2%} (upper bound {near['drop_bound']:.2%}); "
-                "every result is kept in search.json")
-    text = (f"chosen: trial {chosen['number']} ({chosen['label']}): validation accuracy {chosen['val_accuracy']:.2%} "
-            f"(drop {chosen['accuracy_drop']:+.2%}, bound {chosen['drop_bound']:+.2%}, limit {max_drop:.2%}), gzip {chosen['gzip_bytes'] / 1024:.1f} KB, "
-            f"{chosen['latency_ms']:.3f} ms")
+        return (
+            f"no trial met --max-accuracy-drop {max_drop:.2%}: the closest is trial {near['number']} "
+            f"({near['label']}) with a drop of {near['accuracy_drop']:.2%} (upper bound {near['drop_bound']:.2%}); "
+            "every result is kept in search.json"
+        )
+    text = (
+        f"chosen: trial {chosen['number']} ({chosen['label']}): validation accuracy {chosen['val_accuracy']:.2%} "
+        f"(drop {chosen['accuracy_drop']:+.2%}, bound {chosen['drop_bound']:+.2%}, limit {max_drop:.2%}), "
+        f"gzip {chosen['gzip_bytes'] / 1024:.1f} KB, "
+        f"{chosen['latency_ms']:.3f} ms"
+    )
     if base is not None:
-        text += (f"; plain int8 PTQ: {base['val_accuracy']:.2%}, gzip {base['gzip_bytes'] / 1024:.1f} KB, "
-                 f"{base['latency_ms']:.3f} ms (chosen is {base['gzip_bytes'] / chosen['gzip_bytes']:.2f}x smaller)")
+        text += (
+            f"; plain int8 PTQ: {base['val_accuracy']:.2%}, gzip {base['gzip_bytes'] / 1024:.1f} KB, "
+            f"{base['latency_ms']:.3f} ms (chosen is {base['gzip_bytes'] / chosen['gzip_bytes']:.2f}x smaller)"
+        )
     return text
 
 
 def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int, progress: Any) -> dict:
     import yaml
 
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     raw = copy.deepcopy(chosen["recipe"])
-    raw.update(name=BEST_RECIPE, description=f"compressor search trial {chosen['number']}: {chosen['label']}",
-               gates={"max_accuracy_drop": settings["max_accuracy_drop"]})
+    raw.update(
+        name=BEST_RECIPE,
+        description=f"compressor search trial {chosen['number']}: {chosen['label']}",
+        gates={"max_accuracy_drop": settings["max_accuracy_drop"]},
+    )
     recipe_path = write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     # Reuse the trial's finished steps: compress --resume skips steps whose meta.json matches.
     partial = out / ".best.partial" / BEST_RECIPE / "steps"
@@ -176,15 +259,32 @@ def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int,
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(trial_steps, partial)
     progress.line(f"exporting trial {chosen['number']} as {out / 'best'} (validated, evaluated on test once)")
-    report = compress(settings["model_path"], [str(recipe_path)], out / "best", data=settings["data"],
-                      data_dir=settings.get("data_dir"), overwrite=True, resume=True, seed=seed,
-                      trust_code=settings.get("trust_code", False), progress=progress.epoch)
+    report = compress(
+        settings["model_path"],
+        [str(recipe_path)],
+        out / "best",
+        data=settings["data"],
+        data_dir=settings.get("data_dir"),
+        overwrite=True,
+        resume=True,
+        seed=seed,
+        trust_code=settings.get("trust_code", False),
+        progress=progress.epoch,
+    )
     row = next(r for r in report["artifacts"] if r["artifact"] == BEST_RECIPE and r["format"] == "tflite")
     # round + 0.0: an exact tie is 0.0, not -0.0 (which would print as a "-0.00%" drop)
-    return {"recipe": str(recipe_path), "artifact": row["path"], "report": str(out / "best" / "report.json"),
-            "test_accuracy": row["accuracy"], "reference_test_accuracy": report["reference_accuracy"],
-            "test_accuracy_drop": round(-row["accuracy_delta"], 9) + 0.0, "size_bytes": row["size_bytes"],
-            "gzip_bytes": row["gzip_bytes"], "gates_failed": row["gates_failed"], "passed": report["passed"]}
+    return {
+        "recipe": str(recipe_path),
+        "artifact": row["path"],
+        "report": str(out / "best" / "report.json"),
+        "test_accuracy": row["accuracy"],
+        "reference_test_accuracy": report["reference_accuracy"],
+        "test_accuracy_drop": round(-row["accuracy_delta"], 9) + 0.0,
+        "size_bytes": row["size_bytes"],
+        "gzip_bytes": row["gzip_bytes"],
+        "gates_failed": row["gates_failed"],
+        "passed": report["passed"],
+    }
 
 
 def _test_baseline(base: dict, settings: dict, out: Path, seed: int, progress: Any) -> dict:
@@ -192,15 +292,26 @@ def _test_baseline(base: dict, settings: dict, out: Path, seed: int, progress: A
     stated on the data that decides it, not only on the validation split that chose the artifact."""
     import yaml
 
-    from compressor.pipeline import compress
+    from compressor.pipeline.compress import compress
 
     raw = copy.deepcopy(base["recipe"])
-    raw.update(name=BASELINE_RECIPE, description="compressor search baseline: plain int8 PTQ (trial 0)",
-               export={**raw.get("export", {}), "formats": ["tflite"]})
+    raw.update(
+        name=BASELINE_RECIPE,
+        description="compressor search baseline: plain int8 PTQ (trial 0)",
+        export={**raw.get("export", {}), "formats": ["tflite"]},
+    )
     path = write_text(out / "baseline-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     progress.line(f"evaluating the plain int8 PTQ baseline on test too ({out / 'baseline'})")
-    report = compress(settings["model_path"], [str(path)], out / "baseline", data=settings["data"],
-                      data_dir=settings.get("data_dir"), overwrite=True, seed=seed,
-                      trust_code=settings.get("trust_code", False), progress=progress.epoch)
+    report = compress(
+        settings["model_path"],
+        [str(path)],
+        out / "baseline",
+        data=settings["data"],
+        data_dir=settings.get("data_dir"),
+        overwrite=True,
+        seed=seed,
+        trust_code=settings.get("trust_code", False),
+        progress=progress.epoch,
+    )
     row = next(r for r in report["artifacts"] if r["artifact"] == BASELINE_RECIPE and r["format"] == "tflite")
     return {"test_accuracy": row["accuracy"], "size_bytes": row["size_bytes"], "gzip_bytes": row["gzip_bytes"]}

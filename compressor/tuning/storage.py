@@ -34,9 +34,11 @@ def default_url(run_dir: Path) -> str:
 def check_url(url: str) -> None:
     """Refuse a malformed --storage before anything is created on disk."""
     if not url.startswith("journal:") and "://" not in url:
-        raise UserError(f"--storage {url!r}: expected a database URL such as sqlite:///study.db, "
-                        "postgresql://user:password@host/db, mysql+pymysql://user:password@host/db "
-                        "or journal:PATH")
+        raise UserError(
+            f"--storage {url!r}: expected a database URL such as sqlite:///study.db, "
+            "postgresql://user:password@host/db, mysql+pymysql://user:password@host/db "
+            "or journal:PATH"
+        )
 
 
 def open_storage(url: str) -> Any:
@@ -54,12 +56,18 @@ def open_storage(url: str) -> Any:
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                          grace_period=GRACE_SECONDS,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
     except ImportError as e:  # e.g. postgresql:// without psycopg2 installed
-        raise UserError(f"--storage {redact(url)}: missing database driver ({e}); "
-                        "pip install psycopg2-binary (PostgreSQL) or PyMySQL (MySQL)") from None
+        raise UserError(
+            f"--storage {redact(url)}: missing database driver ({e}); "
+            "pip install psycopg2-binary (PostgreSQL) or PyMySQL (MySQL)"
+        ) from None
     except optuna.exceptions.StorageInternalError as e:
         raise UserError(f"--storage {redact(url)}: cannot open the database ({str(e).splitlines()[0]})") from None
     except Exception as e:  # SQLAlchemy's connection errors share no narrower base we can rely on

@@ -13,7 +13,8 @@ Names a training space may use (``model.*`` go to the architecture builder):
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,7 @@ def build(model_name: str, values: dict, data: Any, model_params: dict | None = 
     if l2 > 0:
         model = with_l2(model, l2)
     settings = {**DEFAULTS, **{k: v for k, v in values.items() if k in TRAIN_KEYS}}
-    model.compile(optimizer=_optimizer(keras, settings), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=_optimizer(keras, settings), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -79,8 +79,16 @@ def _optimizer(keras: Any, s: dict) -> Any:
     raise UserError(f"optimizer {s['optimizer']!r}: valid are adam, sgd, rmsprop")
 
 
-def fit(model_name: str, values: dict, data: Any, epochs: int, seed: int, model_params: dict | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None, validate: bool = True) -> tuple[Any, dict]:
+def fit(
+    model_name: str,
+    values: dict,
+    data: Any,
+    epochs: int,
+    seed: int,
+    model_params: dict | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    validate: bool = True,
+) -> tuple[Any, dict]:
     """Fit from scratch; ``on_epoch(epoch, logs)`` may raise (optuna.TrialPruned) to stop early.
 
     ``validate=False`` is the final refit on train+val: there is no validation split left.
@@ -101,9 +109,16 @@ def fit(model_name: str, values: dict, data: Any, epochs: int, seed: int, model_
                 on_epoch(epoch, logs)
 
     val = (data.x_val, data.y_val) if validate else None
-    history = model.fit(data.x_train, data.y_train, validation_data=val, epochs=epochs,
-                        batch_size=int(values.get("batch_size", DEFAULTS["batch_size"])), verbose=0,
-                        shuffle=True, callbacks=[Hook()])
+    history = model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=val,
+        epochs=epochs,
+        batch_size=int(values.get("batch_size", DEFAULTS["batch_size"])),
+        verbose=0,
+        shuffle=True,
+        callbacks=[Hook()],
+    )
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if any(not np.isfinite(v) for v in curves.get("loss", [])):
         raise UserError("training diverged (loss is NaN/inf)")
@@ -114,5 +129,6 @@ def merged_train_val(data: Any) -> Any:
     """The dataset with val folded into train: the winner's final refit uses every labelled sample."""
     import dataclasses
 
-    return dataclasses.replace(data, x_train=np.concatenate([data.x_train, data.x_val]),
-                               y_train=np.concatenate([data.y_train, data.y_val]))
+    return dataclasses.replace(
+        data, x_train=np.concatenate([data.x_train, data.x_val]), y_train=np.concatenate([data.y_train, data.y_val])
+    )

@@ -18,21 +18,38 @@ from typing import Any
 
 from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError
+from compressor.tuning import run_folder as rundir
+from compressor.tuning import trainer
+from compressor.tuning.hparam_space import Space, grid_size, load_space, space_from_dict, space_to_dict
+from compressor.tuning.narrow_space import write_narrowed
+from compressor.tuning.progress import Progress, from_callable
+from compressor.tuning.samplers import PRUNERS, SAMPLERS
+from compressor.tuning.workers import StudyConfig, epochs_spent, open_study, run_workers
 
-from . import rundir, trainer
-from .narrow import write_narrowed
-from .progress import Progress, from_callable
-from .samplers import PRUNERS, SAMPLERS
-from .space import Space, grid_size, load_space, space_from_dict, space_to_dict
-from .workers import StudyConfig, epochs_spent, open_study, run_workers
 
-
-def tune(out: str | Path, model: str | None = None, model_path: str | None = None, recipe: str | None = None,
-         space: str | None = None, data: str | None = None, data_dir: str | None = None, n_trials: int = 20,
-         sampler: str = "tpe", pruner: str = "hyperband", study: str = "tune", storage: str | None = None,
-         workers: int = 1, seed: int = 0, model_params: dict | None = None, overwrite: bool = False,
-         final: bool = True, trust_code: bool = False, progress: Any = None,
-         spawn_workers: bool = False, max_epochs: int | None = None) -> dict:
+def tune(
+    out: str | Path,
+    model: str | None = None,
+    model_path: str | None = None,
+    recipe: str | None = None,
+    space: str | None = None,
+    data: str | None = None,
+    data_dir: str | None = None,
+    n_trials: int = 20,
+    sampler: str = "tpe",
+    pruner: str = "hyperband",
+    study: str = "tune",
+    storage: str | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    model_params: dict | None = None,
+    overwrite: bool = False,
+    final: bool = True,
+    trust_code: bool = False,
+    progress: Any = None,
+    spawn_workers: bool = False,
+    max_epochs: int | None = None,
+) -> dict:
     """Run (or resume) the study, then refit/evaluate its best trial; returns tune.json's content."""
     progress = from_callable(progress)
     if sampler not in SAMPLERS or pruner not in PRUNERS:
@@ -44,23 +61,44 @@ def tune(out: str | Path, model: str | None = None, model_path: str | None = Non
     if sampler == "grid":
         n_trials = min(n_trials, grid_size(the_space))
     out, url = rundir.prepare(out, "tune", storage, study, overwrite)
-    cfg = StudyConfig(kind="tune_trial", run_dir=str(out), storage=url, study=study, n_trials=n_trials,
-                      workers=workers, seed=seed, quiet=progress.quiet,
-                      spawn=spawn_workers, settings=settings, max_epochs=max_epochs)
-    write_json(out / "tune-config.json", {"settings": settings, "n_trials": n_trials, "max_epochs": max_epochs,
-                                          "study": study,
-                                          "storage": rundir.redact(url), "workers": workers, "seed": seed})
+    cfg = StudyConfig(
+        kind="tune_trial",
+        run_dir=str(out),
+        storage=url,
+        study=study,
+        n_trials=n_trials,
+        workers=workers,
+        seed=seed,
+        quiet=progress.quiet,
+        spawn=spawn_workers,
+        settings=settings,
+        max_epochs=max_epochs,
+    )
+    write_json(
+        out / "tune-config.json",
+        {
+            "settings": settings,
+            "n_trials": n_trials,
+            "max_epochs": max_epochs,
+            "study": study,
+            "storage": rundir.redact(url),
+            "workers": workers,
+            "seed": seed,
+        },
+    )
     the_study = open_study(cfg, ["maximize"], {"kind": "tune", "space": settings["space"], "mode": settings["mode"]})
     budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
-    progress.line(f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
-                  f"storage {rundir.redact(url)}")
+    progress.line(
+        f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
+        f"storage {rundir.redact(url)}"
+    )
     seconds = run_workers(cfg, progress)
     result = _summary(the_study, the_space, cfg, seconds)
     result["narrowed_space"] = write_narrowed(the_space, result["trials"], out)
     if final and result["best"] is not None:
         result["final"] = _finalize(result["best"], the_space, settings, out, seed, progress)
     write_json(out / "tune.json", result)
-    from compressor.report_html import write_html
+    from compressor.reports.html import write_html
 
     write_html(out)
     return result
@@ -70,26 +108,39 @@ def _settings(model, model_path, recipe, space, data, data_dir, model_params, tr
     if recipe:
         if not model_path:
             raise UserError("tuning a recipe's fine-tuning needs the trained MODEL to apply it to")
-        from compressor.model_io import read_card
+        from compressor.pipeline.model_io import read_card
         from compressor.recipes import get_step, load_recipe
 
         resolved = load_recipe(recipe)
         if not [s for s in resolved.steps if get_step(s.type).kind == "train"]:
-            raise UserError(f"recipe {resolved.name} has no training step: nothing to tune "
-                            "(tune a recipe with fine-tuning steps, e.g. prune or qat)")
+            raise UserError(
+                f"recipe {resolved.name} has no training step: nothing to tune "
+                "(tune a recipe with fine-tuning steps, e.g. prune or qat)"
+            )
         the_space = load_space(space) if space else default_recipe_space(resolved)
         card = read_card(Path(model_path))
-        settings = {"mode": "recipe", "model_path": str(model_path), "recipe": resolved.model_dump(),
-                    "data": data or card.get("data", "digits"), "trust_code": trust_code}
+        settings = {
+            "mode": "recipe",
+            "model_path": str(model_path),
+            "recipe": resolved.model_dump(),
+            "data": data or card.get("data", "digits"),
+            "trust_code": trust_code,
+        }
     else:
         if model_path:
-            raise UserError("a trained MODEL is tuned through a recipe: pass --recipe, or --model NAME to "
-                            "tune the training of a reference architecture")
+            raise UserError(
+                "a trained MODEL is tuned through a recipe: pass --recipe, or --model NAME to "
+                "tune the training of a reference architecture"
+            )
         model = model or "digits_cnn"
         the_space = load_space(space or "train")
         trainer.check_names(list(the_space.params), model)
-        settings = {"mode": "architecture", "model": model, "model_params": model_params or {},
-                    "data": data or "digits"}
+        settings = {
+            "mode": "architecture",
+            "model": model,
+            "model_params": model_params or {},
+            "data": data or "digits",
+        }
     settings.update(space=space_to_dict(the_space), data_dir=data_dir)
     return settings, the_space
 
@@ -107,23 +158,34 @@ def default_recipe_space(recipe: Any) -> Space:
 
 
 def _summary(study: Any, space: Space, cfg: StudyConfig, seconds: float) -> dict:
-    from .report_data import trial_rows
+    from compressor.tuning.trial_rows import trial_rows
 
     rows = trial_rows(study, space)
     done = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(done, key=lambda r: r["value"]) if done else None
-    return {"schema": "compressor.tune/1", "study": cfg.study, "storage": rundir.redact(cfg.storage),
-            "mode": cfg.settings["mode"], "sampler": cfg.settings["sampler"], "pruner": cfg.settings["pruner"],
-            "n_trials": cfg.n_trials, "max_epochs": cfg.max_epochs, "epochs_spent": epochs_spent(study),
-            "workers": cfg.workers, "seconds": round(seconds, 2),
-            "space": cfg.settings["space"], "trials": rows, "best": best,
-            "counts": {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}}
+    return {
+        "schema": "compressor.tune/1",
+        "study": cfg.study,
+        "storage": rundir.redact(cfg.storage),
+        "mode": cfg.settings["mode"],
+        "sampler": cfg.settings["sampler"],
+        "pruner": cfg.settings["pruner"],
+        "n_trials": cfg.n_trials,
+        "max_epochs": cfg.max_epochs,
+        "epochs_spent": epochs_spent(study),
+        "workers": cfg.workers,
+        "seconds": round(seconds, 2),
+        "space": cfg.settings["space"],
+        "trials": rows,
+        "best": best,
+        "counts": {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+    }
 
 
 def _finalize(best: dict, space: Space, settings: dict, out: Path, seed: int, progress: Progress) -> dict:
     if settings["mode"] == "recipe":
         return _finalize_recipe(best, settings, out, seed, progress)
-    from .refit import refit
+    from compressor.tuning.refit import refit
 
     return refit(best["values"], space, settings, out / "best", seed, progress)
 
@@ -133,9 +195,8 @@ def _finalize_recipe(best: dict, settings: dict, out: Path, seed: int, progress:
 
     import yaml
 
-    from compressor.pipeline import compress
-
-    from .tune_trial import set_path
+    from compressor.pipeline.compress import compress
+    from compressor.tuning.tune_objective import set_path
 
     raw = copy.deepcopy(settings["recipe"])
     for path, value in best["values"].items():
@@ -143,9 +204,21 @@ def _finalize_recipe(best: dict, settings: dict, out: Path, seed: int, progress:
     raw["name"] = f"{raw['name']}-tuned"
     write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     progress.line(f"best trial {best['number']}: compressing with best-recipe.yaml (evaluated on test once)")
-    report = compress(settings["model_path"], [str(out / "best-recipe.yaml")], out / "best", data=settings["data"],
-                      data_dir=settings.get("data_dir"), overwrite=True, seed=seed,
-                      trust_code=settings.get("trust_code", False), progress=progress.epoch)
+    report = compress(
+        settings["model_path"],
+        [str(out / "best-recipe.yaml")],
+        out / "best",
+        data=settings["data"],
+        data_dir=settings.get("data_dir"),
+        overwrite=True,
+        seed=seed,
+        trust_code=settings.get("trust_code", False),
+        progress=progress.epoch,
+    )
     row = next(r for r in report["artifacts"] if r["artifact"] == raw["name"] and r["format"] == "tflite")
-    return {"recipe": str(out / "best-recipe.yaml"), "test_accuracy": row["accuracy"],
-            "reference_test_accuracy": report["reference_accuracy"], "artifact": row["path"]}
+    return {
+        "recipe": str(out / "best-recipe.yaml"),
+        "test_accuracy": row["accuracy"],
+        "reference_test_accuracy": report["reference_accuracy"],
+        "artifact": row["path"],
+    }

@@ -27,10 +27,9 @@ from multiprocessing import get_context
 from typing import Any
 
 from compressor.runtime.errors import UserError
-
-from .progress import Progress
-from .storage import open_storage, quiet_optuna
-from .storage import redact as _redact
+from compressor.tuning.progress import Progress
+from compressor.tuning.storage import open_storage, quiet_optuna
+from compressor.tuning.storage import redact as _redact
 
 FINISHED = ("COMPLETE", "PRUNED")
 
@@ -58,25 +57,36 @@ def count(study: Any, states: tuple[str, ...]) -> int:
     return len(study.get_trials(deepcopy=False, states=tuple(TrialState[s] for s in states)))
 
 
-def open_study(cfg: StudyConfig, directions: list[str], user_attrs: dict, sampler: Any = None,
-               pruner: Any = None) -> Any:
+def open_study(
+    cfg: StudyConfig, directions: list[str], user_attrs: dict, sampler: Any = None, pruner: Any = None
+) -> Any:
     """Create the study, or load it to resume; refuse to mix a different search into an old study."""
     import optuna
 
     quiet_optuna()
     storage = open_storage(cfg.storage)
-    study = optuna.create_study(storage=storage, study_name=cfg.study, directions=directions,
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=cfg.study,
+        directions=directions,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
     if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
-        raise UserError(f"study {cfg.study!r} in {cfg.storage} optimises other objectives "
-                        f"({[d.name.lower() for d in study.directions]}); choose another --study name")
+        raise UserError(
+            f"study {cfg.study!r} in {cfg.storage} optimises other objectives "
+            f"({[d.name.lower() for d in study.directions]}); choose another --study name"
+        )
     for key, value in user_attrs.items():
         old = study.user_attrs.get(key)
         if old is None:
             study.set_user_attr(key, value)
         elif old != value:
-            raise UserError(f"study {cfg.study!r} was created with a different {key}; resume it with the same "
-                            "settings, or start a new one with another --study name (or --overwrite)")
+            raise UserError(
+                f"study {cfg.study!r} was created with a different {key}; resume it with the same "
+                "settings, or start a new one with another --study name (or --overwrite)"
+            )
     return study
 
 
@@ -87,8 +97,10 @@ def run_workers(cfg: StudyConfig, progress: Progress) -> float:
         _run(cfg, progress)
     except KeyboardInterrupt:
         # Optuna marked the running trial(s) FAIL; the finished ones are safe in the storage.
-        progress.line(f"interrupted: finished trials are kept in {_redact(cfg.storage)}; rerun the same "
-                      "command to resume the study")
+        progress.line(
+            f"interrupted: finished trials are kept in {_redact(cfg.storage)}; rerun the same "
+            "command to resume the study"
+        )
         raise
     return time.time() - t0
 
@@ -142,8 +154,7 @@ def run_worker(cfg: StudyConfig, index: int, progress: Progress) -> int:
     quiet_optuna()
     module = importlib.import_module(f"compressor.tuning.{cfg.kind}")
     objective, sampler, pruner = module.make_objective(cfg, index, progress)
-    study = optuna.load_study(study_name=cfg.study, storage=open_storage(cfg.storage), sampler=sampler,
-                              pruner=pruner)
+    study = optuna.load_study(study_name=cfg.study, storage=open_storage(cfg.storage), sampler=sampler, pruner=pruner)
     remaining = cfg.n_trials - count(study, FINISHED)
     if remaining <= 0 or over_epoch_budget(study, cfg.max_epochs):
         return 0

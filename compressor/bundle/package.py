@@ -1,0 +1,244 @@
+"""`compressor package RUN_DIR --out bundle.zip`: turn a compress run into a bundle a mobile app ships.
+
+Contents (flat zip): model.tflite (labels + preprocessing embedded as TFLite metadata),
+model.onnx when the recipe exported one, labels.txt, samples.npz (raw + preprocessed test inputs,
+labels and each model's own host outputs, for the device self-test) and manifest.json (schema
+``compressor.bundle/1``, documented in README.md) with the sha256 of every other file.
+
+No TensorFlow here: the test set is reloaded with the run's data spec and seed, and checked to
+reproduce the run's measured accuracy before a single expected output is recorded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from compressor import __version__
+from compressor.bundle.tflite_metadata import write_metadata
+from compressor.runtime import accuracy, latency
+from compressor.runtime.atomic import write_bytes
+from compressor.runtime.bundle import sha256_file
+from compressor.runtime.errors import UserError
+from compressor.runtime.interpreters import open_model
+from compressor.runtime.manifest import MANIFEST, SCHEMA, check_manifest
+
+FLOAT_ATOL = 1e-4  # float32/float16 graphs: only summation order may differ between CPUs
+MIXED_ATOL = 1e-2  # float I/O around integer kernels (dynamic range): rounding can move a few steps
+
+
+def package(
+    run_dir: str | Path,
+    out: str | Path,
+    artifact: str | None = None,
+    samples: int = 16,
+    name: str | None = None,
+    version: str = "1",
+    data: str | None = None,
+    data_dir: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> dict:
+    """Build the bundle; returns {"bundle", "artifact", "reason", "manifest"}."""
+    run_dir, out = Path(run_dir), Path(out)
+    report, run = _read_json(run_dir / "report.json"), _read_json(run_dir / "run.json")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    if samples < 1:
+        raise UserError(f"--samples must be >= 1, got {samples}")
+    chosen, reason = choose_artifact(report, artifact)
+    progress(f"packaging {chosen['artifact']}: {reason}")
+    onnx_row = next(
+        (
+            r
+            for r in report["artifacts"]
+            if r["artifact"] == chosen["artifact"] and r["format"] == "onnx" and not r["export_mismatches"]
+        ),
+        None,
+    )
+    dataset = _reload_dataset(run_dir, run, report, data, data_dir, seed)
+    card = _card(run)
+    model_name = name or card.get("model") or Path(run["model"]).name
+    prep, labels = report["data"]["preprocessing"], list(report["data"]["labels"])
+    raw_input = {"shape": list(dataset.raw_test.shape[1:]), "dtype": dataset.raw_test.dtype.name}
+    recipe = next((r for r in run.get("recipes", []) if r["name"] == chosen["artifact"]), None)
+
+    with tempfile.TemporaryDirectory(prefix="compressor-package-") as tmp:
+        tmp = Path(tmp)
+        write_metadata(
+            _artifact_file(run_dir, chosen),
+            tmp / "model.tflite",
+            labels=labels,
+            preprocessing=prep,
+            name=model_name,
+            version=str(version),
+            raw_input=raw_input,
+            description=f"{model_name} compressed with recipe {chosen['artifact']}",
+            extra={"recipe": chosen["artifact"]},
+        )
+        n = min(samples, len(dataset.y_test))
+        arrays = {"raw": dataset.raw_test[:n], "x": dataset.x_test[:n], "y": dataset.y_test[:n]}
+        entries = [_model_entry(tmp / "model.tflite", "tflite", chosen, dataset, arrays, recipe, check=True)]
+        if onnx_row is not None:
+            shutil.copyfile(_artifact_file(run_dir, onnx_row), tmp / "model.onnx")
+            entries.append(_model_entry(tmp / "model.onnx", "onnx", onnx_row, dataset, arrays, recipe, check=False))
+        (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        (tmp / "samples.npz").write_bytes(buf.getvalue())
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = check_manifest(
+            {
+                "schema": SCHEMA,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": {
+                    "name": model_name,
+                    "version": str(version),
+                    "recipe": chosen["artifact"],
+                    "recipe_steps": [s["type"] for s in recipe["steps"]] if recipe else [],
+                    "selected_because": reason,
+                },
+                "tool": {"name": "compressor", "version": __version__},
+                "versions": report.get("versions", {}),
+                "labels": labels,
+                "labels_file": "labels.txt",
+                "preprocessing": prep,
+                "raw_input": raw_input,
+                "models": entries,
+                "reference": {
+                    "artifact": "float32",
+                    "accuracy": float(report["reference_accuracy"]),
+                    "data": report["data"]["name"],
+                    "test_samples": int(report["data"]["test_samples"]),
+                },
+                "samples": {"file": "samples.npz", "count": n, "raw": "raw", "inputs": "x", "labels": "y"},
+                "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
+            }
+        )
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            for f in files:
+                archive.write(tmp / f, f)
+    write_bytes(out, zipped.getvalue())
+    return {"bundle": str(out), "artifact": chosen["artifact"], "reason": reason, "manifest": manifest}
+
+
+def choose_artifact(report: dict, artifact: str | None) -> tuple[dict, str]:
+    """The TFLite row to ship: ``artifact`` if named, else the smallest whose gates and export checks passed."""
+    rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
+    if artifact is not None:
+        row = next((r for r in rows if r["artifact"] == artifact), None)
+        if row is None:
+            raise UserError(
+                f"no TFLite artifact named {artifact!r} in this run; available: "
+                f"{', '.join(r['artifact'] for r in rows)}"
+            )
+        problems = row["gates_failed"] + row["export_mismatches"]
+        return row, "chosen with --artifact" + (f" (its checks FAILED: {'; '.join(problems)})" if problems else "")
+    passed = [r for r in rows if not r["gates_failed"] and not r["export_mismatches"]]
+    if not passed:
+        raise UserError(
+            "no TFLite artifact of this run passed its gates; pick one with --artifact NAME "
+            f"(available: {', '.join(r['artifact'] for r in rows)})"
+        )
+    best = min(passed, key=lambda r: r["size_bytes"])
+    others = ", ".join(f"{r['artifact']} {r['size_bytes'] / 1024:.1f} KB" for r in passed if r is not best)
+    return best, (
+        f"smallest TFLite whose gates passed ({best['size_bytes'] / 1024:.1f} KB"
+        + (f"; also passed: {others})" if others else ")")
+    )
+
+
+def _model_entry(path: Path, fmt: str, row: dict, dataset, arrays: dict, recipe: dict | None, check: bool) -> dict:
+    runner = open_model(path)
+    if check:  # the reloaded test set must be the run's, or the expected outputs mean nothing
+        measured = accuracy.classification_metrics(accuracy.predict(runner, dataset.x_test), dataset.y_test)
+        # The whole confusion matrix, not just accuracy: another split could score the same by chance.
+        if (
+            measured["confusion_matrix"] != row.get("confusion_matrix", measured["confusion_matrix"])
+            or abs(measured["top1"] - row["accuracy"]) > 1e-9
+        ):
+            raise UserError(
+                f"the reloaded test set gives accuracy {measured['top1']:.4%} but the run measured "
+                f"{row['accuracy']:.4%}; pass the --data and --seed the run was compressed with"
+            )
+    expected = accuracy.predict(runner, arrays["x"])
+    arrays[f"expected_{fmt}"] = expected
+    out = runner.outputs[0]
+    if out.scale > 0 and out.dtype in ("int8", "uint8", "int16"):
+        atol = 1.01 * out.scale  # one quantization step
+    else:
+        last = recipe["steps"][-1]["type"] if recipe else "float32"
+        atol = FLOAT_ATOL if last in ("float32", "float16") or row["artifact"] == "float32" else MIXED_ATOL
+    size = latency.file_size(path)
+    return {
+        "file": path.name,
+        "format": fmt,
+        "inputs": [t.to_dict() for t in runner.inputs],
+        "outputs": [t.to_dict() for t in runner.outputs],
+        "host": {
+            "accuracy": row["accuracy"],
+            "accuracy_delta": row["accuracy_delta"],
+            "agreement": row.get("agreement", {}),
+            "latency": row["latency"],
+            "size_bytes": size["bytes"],
+            "gzip_bytes": size["gzip_bytes"],
+            "gates_failed": row["gates_failed"],
+        },
+        "self_test": {"expected": f"expected_{fmt}", "atol": atol},
+    }
+
+
+def _artifact_file(run_dir: Path, row: dict) -> Path:
+    """The row's file inside RUN_DIR (the recorded absolute path is stale once a run folder moves)."""
+    path = run_dir / row["artifact"] / Path(row.get("path") or f"model.{row['format']}").name
+    if not path.is_file():
+        raise UserError(f"{path} is missing from the run folder; was it moved or cleaned up?")
+    return path
+
+
+def _reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int):
+    from compressor.datasets import DATASET_NAMES, load_dataset
+
+    spec = data or _card(run).get("data")
+    if spec is None and report["data"]["name"] in DATASET_NAMES:
+        spec = report["data"]["name"]
+    if spec is None:
+        raise UserError(f"cannot tell which data set {run_dir} was compressed with; pass --data (and --data-dir)")
+    dataset = load_dataset(spec, data_dir=data_dir, seed=seed)
+    expected = report["data"]
+    if (
+        dataset.name != expected["name"]
+        or len(dataset.y_test) != expected["test_samples"]
+        or dataset.preprocessing.to_dict() != expected["preprocessing"]
+    ):
+        raise UserError(
+            f"--data {spec} gives test set {dataset.name!r} ({len(dataset.y_test)} samples) but the run "
+            f"used {expected['name']!r} ({expected['test_samples']}); pass the run's --data"
+        )
+    return dataset
+
+
+def _card(run: dict) -> dict:
+    from compressor.pipeline.model_io import read_card
+
+    return read_card(Path(run["model"])) if run.get("model") else {}
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; pass a run folder written by `compressor compress`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON ({e})") from None

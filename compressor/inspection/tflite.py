@@ -1,0 +1,268 @@
+"""`compressor inspect FILE`: what is inside a .tflite (here) or an .onnx (inspect_onnx.py).
+
+Answers the questions behind "my pruned model is not smaller" and "is this really int8?":
+input/output dtypes and quantization, operator counts, which tensors take the bytes, the
+parameter count, the share of zero weights (sparsity) and the unique values per kernel
+(clustering), which ops still compute in float, and which metadata the file carries.
+
+The .tflite is read with the flatbuffer schema ai-edge-litert ships (no TensorFlow import,
+nothing executed), so inspecting a 14 MB MobileNet takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from compressor.runtime.errors import UserError
+
+# Ops whose input 1 is the layer's weight tensor: what sparsity/clustering is measured on.
+_KERNEL_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
+# Ops that only convert between float and integer: float tensors there are expected.
+_CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
+_FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+
+
+def inspect_file(path: str | Path) -> dict:
+    """Dispatch on the suffix; every figure the CLI prints (and ``--json`` dumps)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist or is not a file; pass a .tflite or .onnx file")
+    if path.suffix.lower() == ".tflite":
+        return inspect_tflite(path)
+    if path.suffix.lower() == ".onnx":
+        from compressor.inspection.onnx import inspect_onnx
+
+        return inspect_onnx(path)
+    raise UserError(f"{path} is not a .tflite or .onnx file")
+
+
+def kernel_stats(name: str, op: str, values: np.ndarray, channel_axis: int | None) -> dict:
+    """Zeros and unique values of one stored weight tensor (quantized values as stored).
+
+    Per-channel uniques matter because BatchNorm folding or per-channel int8 scales multiply
+    each output channel by its own factor: a clustered kernel keeps <= k values per channel,
+    not per tensor.
+    """
+    from compressor.inspection.weights import sparsity, unique_values
+
+    per_channel = unique_values(values, channel_axis) if channel_axis is not None and values.ndim > 1 else None
+    return {
+        "name": name,
+        "op": op,
+        "dtype": str(values.dtype),
+        "shape": list(values.shape),
+        "elements": int(values.size),
+        "zeros": int(np.count_nonzero(values == 0)),
+        "sparsity": sparsity(values),
+        "unique_values": unique_values(values),
+        "unique_per_channel_max": per_channel,
+    }
+
+
+def summarise_kernels(kernels: list[dict]) -> dict:
+    elements = sum(k["elements"] for k in kernels)
+    return {
+        "count": len(kernels),
+        "elements": elements,
+        "sparsity": sum(k["zeros"] for k in kernels) / elements if elements else 0.0,
+        "max_unique_values": max((k["unique_values"] for k in kernels), default=0),
+    }
+
+
+class TFLiteFile:
+    """The parts of a .tflite flatbuffer we report on (subgraph 0: the model's main graph)."""
+
+    def __init__(self, content: bytes, name: str = "model"):
+        from ai_edge_litert import schema_py_generated as schema
+
+        if len(content) < 8 or content[4:8] != b"TFL3":
+            raise UserError(f"{name} is not a TFLite model (file identifier {content[4:8]!r}, expected TFL3)")
+        self.content = content
+        try:
+            self.model = schema.Model.GetRootAs(content, 0)
+            self.graph = self.model.Subgraphs(0)
+            types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+            ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+            codes = []
+            for i in range(self.model.OperatorCodesLength()):
+                code = self.model.OperatorCodes(i)
+                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+                custom = code.CustomCode()
+                codes.append(custom.decode() if custom else ops.get(builtin, f"BUILTIN_{builtin}"))
+            self.tensors = [self._tensor(i, types) for i in range(self.graph.TensorsLength())]
+            self.ops = []
+            for i in range(self.graph.OperatorsLength()):
+                op = self.graph.Operators(i)
+                self.ops.append((codes[op.OpcodeIndex()], _ints(op.InputsAsNumpy()), _ints(op.OutputsAsNumpy())))
+        except UserError:
+            raise
+        except Exception as e:  # a truncated flatbuffer fails anywhere in the generated accessors
+            raise UserError(f"{name} is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+    def _tensor(self, i: int, types: dict) -> dict:
+        t = self.graph.Tensors(i)
+        shape = _ints(t.ShapeSignatureAsNumpy()) or _ints(t.ShapeAsNumpy())
+        q = t.Quantization()
+        scales = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else np.zeros(0)
+        zeros = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else np.zeros(0)
+        return {
+            "name": (t.Name() or b"").decode(),
+            "dtype": types.get(t.Type(), str(t.Type())),
+            "shape": shape,
+            "buffer": t.Buffer(),
+            "scales": np.asarray(scales),
+            "zero_points": np.asarray(zeros),
+            "quantized_dimension": q.QuantizedDimension() if q is not None else 0,
+        }
+
+    def data(self, tensor: dict) -> np.ndarray | None:
+        """The constant data of a tensor, or None for activations."""
+        if tensor["buffer"] <= 0 or tensor["buffer"] >= self.model.BuffersLength():
+            return None
+        buf = self.model.Buffers(tensor["buffer"])
+        if buf.Offset() > 1:  # large models keep buffers after the flatbuffer, addressed by offset
+            raw = self.content[buf.Offset() : buf.Offset() + buf.Size()]
+        elif buf.DataLength():
+            raw = buf.DataAsNumpy().tobytes()
+        else:
+            return None
+        dtype = _NUMPY.get(tensor["dtype"])
+        if dtype is None:
+            return None
+        return np.frombuffer(raw, dtype=dtype).reshape([max(d, 1) for d in tensor["shape"]] or [-1])
+
+    def float_ops(self) -> dict[str, int]:
+        """Compute ops with float inputs: only meaningful in a quantized model (int8/int16x8)."""
+        counts: Counter = Counter()
+        for op, ins, outs in self.ops:
+            if op in _CONVERSION_OPS:
+                continue
+            if any(i >= 0 and self.tensors[i]["dtype"] in _FLOAT_TYPES for i in [*ins[:1], *outs]):
+                counts[op] += 1
+        return dict(counts)
+
+
+_NUMPY = {
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+}
+
+
+def _ints(array) -> list[int]:
+    # flatbuffers returns the int 0 instead of an array for an absent vector
+    return [int(v) for v in array] if isinstance(array, np.ndarray) else []
+
+
+def float_ops(content: bytes) -> dict[str, int]:
+    return TFLiteFile(content).float_ops()
+
+
+def _io(f: TFLiteFile, indices: list[int]) -> list[dict]:
+    out = []
+    for i in indices:
+        t = f.tensors[i]
+        entry = {"name": t["name"], "dtype": t["dtype"].lower(), "shape": t["shape"]}
+        if len(t["scales"]) == 1:
+            entry["quantization"] = {"scale": float(t["scales"][0]), "zero_point": int(t["zero_points"][0])}
+        out.append(entry)
+    return out
+
+
+def inspect_tflite(path: Path) -> dict:
+    content = Path(path).read_bytes()
+    f = TFLiteFile(content, str(path))
+    constants = []
+    for t in f.tensors:
+        values = f.data(t)
+        if values is not None:
+            constants.append((t, values))
+    total = len(content)
+    largest = sorted(constants, key=lambda tv: -tv[1].nbytes)[:10]
+    # int32/int64 constants are shapes and axes, except the int32 biases of quantized layers
+    biases = {ins[2] for op, ins, _ in f.ops if op in _KERNEL_OPS and len(ins) > 2 and ins[2] >= 0}
+    bias_names = {f.tensors[i]["name"] for i in biases}
+    weights = [v for t, v in constants if t["dtype"] not in ("INT32", "INT64") or t["name"] in bias_names]
+    from compressor.inspection.weights import tflite_kernels
+
+    # TFLite layouts put the output channel first, except depthwise kernels [1, h, w, out].
+    stored = tflite_kernels(path)
+    kernels = [kernel_stats(name, "", v, 3 if v.ndim == 4 and v.shape[0] == 1 else 0) for name, v in stored.items()]
+    quantized = {t["dtype"] for t in f.tensors if len(t["scales"]) and t["dtype"] in ("INT8", "INT16", "UINT8")}
+    metadata = [(f.model.Metadata(i).Name() or b"").decode() for i in range(f.model.MetadataLength())]
+    return {
+        "file": str(path),
+        "format": "tflite",
+        "size_bytes": total,
+        "schema_version": f.model.Version(),
+        "inputs": _io(f, _ints(f.graph.InputsAsNumpy())),
+        "outputs": _io(f, _ints(f.graph.OutputsAsNumpy())),
+        "subgraphs": f.model.SubgraphsLength(),
+        "tensors": len(f.tensors),
+        "operators": dict(sorted(Counter(op for op, _, _ in f.ops).items())),
+        "operator_total": len(f.ops),
+        "parameters": int(sum(v.size for v in weights)),
+        "constant_bytes": int(sum(v.nbytes for _, v in constants)),
+        "largest_tensors": [
+            {
+                "name": t["name"],
+                "dtype": t["dtype"].lower(),
+                "shape": t["shape"],
+                "bytes": int(v.nbytes),
+                "share": v.nbytes / total,
+            }
+            for t, v in largest
+        ],
+        "kernels": kernels,
+        "kernel_summary": summarise_kernels(kernels),
+        "float_ops": f.float_ops() if quantized else {},
+        "metadata": metadata,
+        "signatures": f.model.SignatureDefsLength(),
+    }
+
+
+def format_inspection(info: dict) -> str:
+    """Human-readable summary of inspect_file's dict."""
+    lines = [f"{info['file']}  ({info['format']}, {info['size_bytes'] / 1024:.1f} KB)"]
+    if info["format"] == "onnx":
+        lines.append(f"opset {info['opset']}  ir_version {info['ir_version']}  producer {info['producer']}")
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            q = t.get("quantization")
+            qtext = f"  scale {q['scale']:.6g} zero_point {q['zero_point']}" if q else ""
+            lines.append(f"{kind[:-1]:6s} {t['name']}: {t['dtype']} {t['shape']}{qtext}")
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(info["operators"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"operators ({info['operator_total']}): {ops}")
+    lines.append(f"parameters: {info['parameters']:,}")
+    s = info["kernel_summary"]
+    lines.append(
+        f"kernels: {s['count']}, sparsity {s['sparsity']:.1%} zeros, "
+        f"at most {s['max_unique_values']} unique values in one kernel"
+    )
+    for k in info["kernels"][:12]:
+        per = f", <= {k['unique_per_channel_max']} per channel" if k["unique_per_channel_max"] else ""
+        lines.append(
+            f"  {k['name'][:28]:28s} {k['op']:8s} {k['dtype']:8s} {str(k['shape']):18s} "
+            f"{k['sparsity']:6.1%} zeros  {k['unique_values']} unique{per}"
+        )
+    lines.append("largest tensors:")
+    lines += [
+        f"  {t['bytes'] / 1024:8.1f} KB {t['share']:6.1%}  {t['dtype']:8s} {t['name'][:70]}"
+        for t in info["largest_tensors"][:5]
+    ]
+    if info.get("float_ops"):
+        lines.append(
+            "ops computing in float in a quantized model: "
+            + ", ".join(f"{k} {v}" for k, v in info["float_ops"].items())
+        )
+    lines.append(f"metadata: {', '.join(info['metadata']) or 'none'}")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Load the user's trained model safely, whatever form it comes in.
+
+Accepted: a tf_keras SavedModel folder (has keras_metadata.pb), a .keras or .h5 file saved by
+tf_keras, and a plain SavedModel without Keras metadata (post-training recipes only).
+Lambda layers carry Python bytecode; they are refused unless the user passes ``trust_code``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor.runtime.errors import UserError
+
+# Written next to a model by `compressor train`: dataset, preprocessing and labels it was trained with.
+MODEL_CARD = "compressor-model.json"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the recipe steps and exporters.
+
+    ``keras`` is None for a plain SavedModel: such a model can be converted but not trained.
+    """
+
+    path: Path
+    kind: str  # "keras-savedmodel" | "keras-v3" | "h5" | "savedmodel"
+    keras: Any | None
+    input_shape: tuple[int | None, ...]
+    output_shape: tuple[int | None, ...]
+    card: dict = field(default_factory=dict)
+    saved_model_dir: Path | None = None
+
+    @property
+    def trainable(self) -> bool:
+        return self.keras is not None
+
+
+def detect_kind(path: Path) -> str:
+    """Tell what kind of model ``path`` is without importing TensorFlow."""
+    if not path.exists():
+        raise UserError(f"model path {path} does not exist")
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise UserError(
+                f"{path} is a folder but not a SavedModel (no saved_model.pb); "
+                "pass a SavedModel folder, a .keras or a .h5 file"
+            )
+        return "keras-savedmodel" if (path / "keras_metadata.pb").is_file() else "savedmodel"
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{path} is not a valid .keras file (not a zip archive); is it corrupt?")
+        return "keras-v3"
+    if suffix in (".h5", ".hdf5"):
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89HDF\r\n\x1a\n":
+                raise UserError(f"{path} is not a valid HDF5 file; is it corrupt?")
+        return "h5"
+    raise UserError(f"{path} is not a model: expected a SavedModel folder, a .keras or a .h5 file")
+
+
+def read_card(path: Path) -> dict:
+    """The training card next to a model from `compressor train`, or {} for foreign models."""
+    for candidate in (path.parent / MODEL_CARD, path / MODEL_CARD):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except json.JSONDecodeError as e:
+                raise UserError(f"{candidate} is not valid JSON ({e}); delete or fix it") from None
+    return {}
+
+
+def load_model(path: str | Path, trust_code: bool = False) -> LoadedModel:
+    path = Path(path)
+    kind = detect_kind(path)
+    from compressor.keras_shim import keras, tf
+    from compressor.runtime.quiet import native_stderr_silenced
+
+    with native_stderr_silenced():
+        if kind == "savedmodel":
+            return _load_plain_savedmodel(path, tf)
+        model = _load_keras(path, kind, keras, trust_code)
+    return LoadedModel(
+        path=path,
+        kind=kind,
+        keras=model,
+        input_shape=tuple(model.input_shape[1:]),
+        output_shape=tuple(model.output_shape[1:]),
+        card=read_card(path),
+        saved_model_dir=path if kind == "keras-savedmodel" else None,
+    )
+
+
+def _load_keras(path: Path, kind: str, keras: Any, trust_code: bool) -> Any:
+    from tf_keras.src.saving import serialization_lib
+
+    if not trust_code and _declares_lambda(path, kind):
+        raise _lambda_refused(path)
+    try:
+        # SafeModeScope also covers SavedModel/H5 configs, where Lambda bytecode would otherwise run.
+        with serialization_lib.SafeModeScope(not trust_code):
+            model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
+    except ValueError as e:
+        if "Lambda" in str(e) or "lambda" in str(e):
+            raise _lambda_refused(path) from None
+        raise UserError(f"cannot load {path}: {_first_line(e)}") from None
+    except Exception as e:  # corrupt files surface as many exception types
+        raise UserError(f"cannot load {path} (corrupt or not saved by tf_keras?): {_first_line(e)}") from None
+    if not isinstance(model, keras.Model):
+        raise UserError(f"{path} did not load as a Keras model")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError(
+            f"{path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "compressor handles single-input, single-output classifiers"
+        )
+    return model
+
+
+def _declares_lambda(path: Path, kind: str) -> bool:
+    """Look for a Lambda layer in the stored config before any Keras deserialisation runs.
+
+    SafeModeScope guards .keras files, but the SavedModel and H5 loaders unmarshal Lambda
+    bytecode without consulting it, so those configs are scanned first.
+    """
+    marker = b'"class_name": "Lambda"'
+    if kind == "keras-savedmodel":
+        return marker in (path / "keras_metadata.pb").read_bytes()
+    if kind == "h5":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+        if config is None:
+            return False
+        return marker in (config if isinstance(config, bytes) else str(config).encode())
+    return False
+
+
+def _lambda_refused(path: Path) -> UserError:
+    return UserError(
+        f"{path} contains a Lambda layer (arbitrary Python code); loading it is refused. "
+        "If you trust this file, pass --trust-code"
+    )
+
+
+def _load_plain_savedmodel(path: Path, tf: Any) -> LoadedModel:
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as e:
+        raise UserError(f"cannot load SavedModel {path}: {_first_line(e)}") from None
+    fn = loaded.signatures.get("serving_default")
+    if fn is None:
+        raise UserError(f"SavedModel {path} has no 'serving_default' signature; re-export it with one")
+    (spec,) = fn.structured_input_signature[1].values() if len(fn.structured_input_signature[1]) == 1 else (None,)
+    outputs = list(fn.structured_outputs.values())
+    if spec is None or len(outputs) != 1:
+        raise UserError(f"SavedModel {path} must have one input and one output in 'serving_default'")
+    return LoadedModel(
+        path=path,
+        kind="savedmodel",
+        keras=None,
+        input_shape=tuple(spec.shape[1:]),
+        output_shape=tuple(outputs[0].shape[1:]),
+        card=read_card(path),
+        saved_model_dir=path,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__

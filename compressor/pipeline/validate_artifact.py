@@ -1,0 +1,83 @@
+"""`compressor validate`: measure one .tflite/.onnx artifact on its own interpreter.
+
+TensorFlow is imported only when the reference is a Keras model; a .tflite or .onnx reference
+(and no reference at all) keeps this command TF-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compressor.datasets import load_dataset
+from compressor.pipeline.compress import check_fits
+from compressor.runtime import accuracy, latency
+from compressor.runtime.errors import UserError
+from compressor.runtime.interpreters import open_model
+
+
+def validate_artifact(
+    artifact: str,
+    data: str = "digits",
+    data_dir: str | None = None,
+    reference: str | None = None,
+    threads: int = 1,
+    latency_runs: int = 100,
+    seed: int = 0,
+    trust_code: bool = False,
+) -> dict:
+    runner = open_model(artifact, threads=threads)
+    dataset = load_dataset(data, data_dir=data_dir, seed=seed)
+    check_fits(_Shapes(runner), dataset)
+    ref = _reference_outputs(reference, dataset.x_test, threads, trust_code) if reference else None
+    outputs = accuracy.predict(runner, dataset.x_test)
+    return {
+        "artifact": str(artifact),
+        "backend": runner.backend,
+        "data": dataset.name,
+        "inputs": [t.to_dict() for t in runner.inputs],
+        "outputs": [t.to_dict() for t in runner.outputs],
+        "accuracy": accuracy.classification_metrics(outputs, dataset.y_test, reference=ref),
+        "size": latency.file_size(artifact),
+        "latency": latency.measure_latency(runner, dataset.x_test[:1], runs=latency_runs, max_seconds=10.0),
+    }
+
+
+class _Shapes:
+    """Adapts a Runner to the (input_shape, output_shape) pair check_fits reads."""
+
+    def __init__(self, runner):
+        self.input_shape = tuple(None if d < 0 else d for d in runner.inputs[0].shape[1:])
+        self.output_shape = tuple(None if d < 0 else d for d in runner.outputs[0].shape[1:])
+
+
+def _reference_outputs(reference: str, x: np.ndarray, threads: int, trust_code: bool) -> np.ndarray:
+    if Path(reference).suffix.lower() in (".tflite", ".onnx"):
+        return accuracy.predict(open_model(reference, threads=threads), x)
+    from compressor.pipeline.model_io import load_model
+
+    model = load_model(reference, trust_code=trust_code)
+    if model.keras is None:
+        raise UserError("a plain SavedModel cannot serve as reference here; pass its float32 .tflite instead")
+    return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+
+
+def format_validation(r: dict) -> str:
+    acc, lat, size = r["accuracy"], r["latency"], r["size"]
+    lines = [
+        f"{r['artifact']}  [{r['backend']}]",
+        f"  accuracy     top-1 {acc['top1']:.2%}"
+        + (f", top-5 {acc['top5']:.2%}" if "top5" in acc else "")
+        + f" on {acc['samples']} samples ({r['data']})",
+        f"  size         {size['bytes'] / 1024:.1f} KB ({size['gzip_bytes'] / 1024:.1f} KB gzip)",
+        f"  latency      p50 {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms, "
+        f"init {lat['init_ms']:.1f} ms, {lat['threads']} thread(s)",
+    ]
+    if "agreement" in acc:
+        a = acc["agreement"]
+        lines.append(
+            f"  vs reference top-1 agreement {a['top1_agreement']:.2%}, "
+            f"max abs diff {a['max_abs_diff']:.4f}, mean {a['mean_abs_diff']:.5f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Validate every artifact on its target interpreter, right after export.
+
+Two different questions, answered separately:
+- export check: is the file a faithful conversion of its source? (float exports must match the
+  Keras model within a tolerance; an ONNX made from a .tflite must agree with that .tflite).
+  Mismatches are collected across all artifacts and raised together (see ExportMismatch).
+- measurement: accuracy, agreement with the float model, size, latency — what the report shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compressor.runtime import accuracy, latency
+from compressor.runtime.interpreters import open_model
+
+# Max |p_export - p_source| over test outputs (probabilities) for a faithful float conversion.
+FLOAT32_ATOL = 1e-4
+FLOAT16_ATOL = 1e-2
+# An ONNX converted from a quantized .tflite runs other integer kernels: rounding may differ by
+# a step, so we require near-total top-1 agreement instead of an absolute tolerance.
+CROSS_RUNTIME_MIN_AGREEMENT = 0.98
+
+
+@dataclass
+class ExportMismatch:
+    artifact: str
+    against: str
+    detail: str
+
+
+@dataclass
+class ArtifactResult:
+    name: str
+    fmt: str
+    path: Path
+    metrics: dict
+    outputs: np.ndarray = field(repr=False)
+    mismatches: list[ExportMismatch] = field(default_factory=list)
+
+    def row(self, reference_accuracy: float) -> dict:
+        m = self.metrics
+        return {
+            "artifact": self.name,
+            "format": self.fmt,
+            "path": str(self.path),
+            "size_bytes": m["size"]["bytes"],
+            "gzip_bytes": m["size"]["gzip_bytes"],
+            "accuracy": m["accuracy"]["top1"],
+            "accuracy_delta": m["accuracy"]["top1"] - reference_accuracy,
+            "agreement": m["accuracy"].get("agreement", {}),
+            "latency": m["latency"],
+        }
+
+
+def measure(
+    path: Path,
+    name: str,
+    fmt: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    reference: np.ndarray | None,
+    threads: int = 1,
+    latency_runs: int = 100,
+) -> ArtifactResult:
+    runner = open_model(path, threads=threads)
+    outputs = accuracy.predict(runner, x)
+    metrics = {
+        "accuracy": accuracy.classification_metrics(outputs, y, reference=reference),
+        "size": latency.file_size(path),
+        "latency": latency.measure_latency(runner, x[:1], warmup=10, runs=latency_runs, max_seconds=5.0),
+    }
+    return ArtifactResult(name, fmt, path, metrics, outputs)
+
+
+def check_against(
+    result: ArtifactResult,
+    source_name: str,
+    source_outputs: np.ndarray,
+    atol: float | None,
+    min_agreement: float | None = None,
+) -> None:
+    """Record a mismatch on ``result`` when it is not a faithful conversion of its source."""
+    figures = accuracy.agreement(result.outputs, source_outputs)
+    diff, agree = figures["max_abs_diff"], figures["top1_agreement"]
+    if atol is not None and diff > atol:
+        result.mismatches.append(ExportMismatch(result.name, source_name, f"max abs diff {diff:.2e} > {atol:.0e}"))
+    if min_agreement is not None and agree < min_agreement:
+        result.mismatches.append(
+            ExportMismatch(result.name, source_name, f"top-1 agreement {agree:.2%} < {min_agreement:.0%}")
+        )
+
+
+def gate_failures(row: dict, gates: dict) -> list[str]:
+    failed = []
+    if gates.get("max_accuracy_drop") is not None and -row["accuracy_delta"] > gates["max_accuracy_drop"] + 1e-9:
+        failed.append(f"accuracy drop {-row['accuracy_delta']:.2%} > {gates['max_accuracy_drop']:.2%}")
+    if gates.get("min_accuracy") is not None and row["accuracy"] < gates["min_accuracy"]:
+        failed.append(f"accuracy {row['accuracy']:.2%} < {gates['min_accuracy']:.2%}")
+    if gates.get("max_size_kb") is not None and row["size_bytes"] / 1024 > gates["max_size_kb"]:
+        failed.append(f"size {row['size_bytes'] / 1024:.1f} KB > {gates['max_size_kb']} KB")
+    return failed

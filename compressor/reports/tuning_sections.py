@@ -1,0 +1,220 @@
+"""HTML report sections of tune.json and search.json (page assembly lives in compressor.reports.html)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.reports.html import Section, compress_sections, guarded, img, kb, ms, pct, table
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _score(row: dict) -> float | None:
+    """Completed: the trial's value; pruned: the last epoch it reached (what the pruner judged)."""
+    if row.get("value") is not None:
+        return row["value"]
+    inter = list((row.get("intermediate") or {}).values())
+    return inter[-1] if inter else None
+
+
+def tune_sections(data: dict, run_dir: Path) -> list[Section]:
+    from compressor.reports import plots
+
+    rows = data["trials"]
+    best, final = data.get("best"), data.get("final") or {}
+    space = data.get("space", {}).get("params", {})
+    names = [k for k, v in space.items() if isinstance(v, dict)]  # searched ones; fixed values are in the space
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in data["counts"].items() if n)
+    summary = (
+        f"<p>study <b>{html.escape(data['study'])}</b> ({html.escape(data['storage'])}): {counts}; sampler "
+        f"{data['sampler']}, pruner {data['pruner']}, {data['workers']} worker(s), {data['seconds']:.0f} s.</p>"
+    )
+    if best:
+        summary += (
+            f"<p>best trial {best['number']}: validation accuracy <b>{pct(best['value'])}</b> with "
+            + ", ".join(f"{html.escape(k)}={html.escape(_fmt(v))}" for k, v in best["values"].items())
+            + "</p>"
+        )
+    if "test_accuracy" in final:
+        summary += (
+            f"<p>winner refit on train+val, evaluated once on test: <b>{pct(final['test_accuracy'])}</b>"
+            f" — {html.escape(str(final.get('model_path') or final.get('artifact') or ''))}</p>"
+        )
+    if data.get("narrowed_space"):
+        summary += f'<p class="note">coarse-to-fine: a second study can use {html.escape(data["narrowed_space"])}</p>'
+    out: list[Section] = [("Tuning summary", summary)]
+    header = ["trial", "state", "val accuracy", "epochs", "seconds"] + names
+    cells = [
+        [r["number"], r["state"], pct(_score(r)), r["epochs_run"] or "", _fmt(r["seconds"] or "")]
+        + [_fmt((r.get("values") or {}).get(k, "")) for k in names]
+        for r in rows
+    ]
+    attrs = [' class="chosen"' if best and r["number"] == best["number"] else "" for r in rows]
+    out.append(("Trials", table(header, cells, attrs)))
+    scored = [r for r in rows if _score(r) is not None]
+    figs = []
+    for name in names:
+        pts = [r for r in scored if name in (r.get("values") or {})]
+        if pts:
+            figs.append(img(_param_plot(name, space[name], pts), f"{name} vs accuracy"))
+    if figs:
+        out.append(
+            ("Hyperparameters vs validation accuracy (hollow: pruned)", '<div class="grid">' + "".join(figs) + "</div>")
+        )
+    curves = {str(r["number"]): list(r["intermediate"].values()) for r in rows if r.get("intermediate")}
+    if curves:
+        pruned = {str(r["number"]) for r in rows if r["state"] == "PRUNED"}
+        out.append(
+            (
+                "Validation accuracy per epoch (dashed: pruned)",
+                img(plots.intermediate_curves(curves, pruned, "trials"), "trial curves"),
+            )
+        )
+    if final.get("history"):
+        out.append(("Final refit on train+val", img(plots.training_curves(final["history"], "refit"), "refit curves")))
+    best_report = run_dir / "best" / "report.json"
+    if best_report.is_file():
+        out += guarded(
+            "best/report.json",
+            lambda: compress_sections(json.loads(best_report.read_text()), run_dir / "best", prefix="tuned recipe: "),
+        )
+    return out
+
+
+def _param_plot(name: str, spec: dict, pts: list[dict]) -> bytes:
+    """Categorical values as categories; 1 - beta parameters on the log axis they were sampled on."""
+    from compressor.reports import plots
+
+    xs = [r["values"][name] for r in pts]
+    scale = spec.get("scale", "linear")
+    if spec.get("type") == "categorical":
+        xs, scale = [str(x) for x in xs], "linear"
+    elif scale == "one_minus_log":
+        xs, name = [1.0 - x for x in xs], f"1 - {name}"
+    return plots.param_scatter(xs, [_score(r) for r in pts], [r["state"] for r in pts], name, log=scale != "linear")
+
+
+def search_sections(data: dict, run_dir: Path) -> list[Section]:
+    from compressor.reports import plots
+    from compressor.tuning.pareto import front_mask
+
+    rows = [r for r in data["candidates"]]
+    chosen, base = data.get("chosen"), data.get("baseline")
+    best_run = data.get("best_run") or {}
+    test_line = ""
+    if best_run:
+        status = "gate passed" if best_run["passed"] else "GATE FAILED: " + "; ".join(best_run["gates_failed"])
+        test_line = (
+            f"<p>exported as {html.escape(best_run['artifact'])}; on the test split (evaluated once): "
+            f"<b>{pct(best_run['test_accuracy'])}</b> vs float32 {pct(best_run['reference_test_accuracy'])}"
+            f" ({status})</p>"
+        )
+        if best_run.get("baseline"):
+            b = best_run["baseline"]
+            test_line += (
+                f"<p>plain int8 PTQ on the same test split: {pct(b['test_accuracy'])}, gzip "
+                f"{kb(b['gzip_bytes'])} (chosen: {kb(best_run['gzip_bytes'])})</p>"
+            )
+    out: list[Section] = [
+        (
+            "Search summary",
+            f"<p>{html.escape(data['verdict'])}</p>"
+            + test_line
+            + "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.get("notes", [])),
+        )
+    ]
+    header = ["trial", "recipe", "val accuracy", "drop", "drop bound", "size", "gzip", "p50 ms", "feasible", "front"]
+
+    def cells(r: dict) -> list:
+        return [
+            r["number"],
+            r["label"],
+            pct(r["val_accuracy"]),
+            f"{r['accuracy_drop'] * 100:+.2f} pt",
+            f"{r.get('drop_bound', r['accuracy_drop']) * 100:+.2f} pt",
+            kb(r["size_bytes"]),
+            kb(r["gzip_bytes"]),
+            ms(r["latency_ms"]),
+            "yes" if r["feasible"] else "no",
+            "yes" if r["front"] else "",
+        ]
+
+    def attrs(r: dict) -> str:
+        cls = "chosen" if chosen and r["number"] == chosen["number"] else "front" if r["front"] else ""
+        return f' data-trial="{r["number"]}"' + (f' class="{cls}"' if cls else "")
+
+    front = [r for r in rows if r["front"]]
+    out.append(("Pareto front (validation split)", table(header, [cells(r) for r in front], [attrs(r) for r in front])))
+    if rows:
+        acc = [r["val_accuracy"] for r in rows]
+        labels = [str(r["number"]) for r in rows]
+        feasible = [r["feasible"] for r in rows]
+        floor = data["reference_val_accuracy"] - data["max_accuracy_drop"]
+        # Feasibility is judged on the drop's upper bound: a point above this line can still be gray.
+        limit_label = (
+            "max accuracy drop"
+            if data.get("confidence", 0.5) <= 0.5
+            else f"max drop (feasible: its {data['confidence']:g}-bound is within)"
+        )
+        figs = []
+        for key, xlabel, xs in (
+            ("size", "gzip size (KB)", [r["gzip_bytes"] / 1024 for r in rows]),
+            ("latency", "median latency (ms)", [r["latency_ms"] for r in rows]),
+        ):
+            # Each plot shows the front of its own two objectives; the table's front uses all three.
+            front = front_mask(list(zip(acc, xs)), [True, False])
+            figs.append(
+                img(
+                    plots.pareto_scatter(
+                        xs,
+                        acc,
+                        labels,
+                        front,
+                        xlabel,
+                        "validation accuracy",
+                        f"accuracy vs {key}",
+                        feasible,
+                        floor,
+                        limit_label,
+                    ),
+                    f"accuracy vs {key}",
+                )
+            )
+        out.append(
+            (
+                "Accuracy vs size and latency (red: Pareto front of the pair, gray: infeasible)",
+                '<div class="grid">' + "".join(figs) + "</div>",
+            )
+        )
+    out.append(
+        (
+            "All trials",
+            table(header, [cells(r) for r in rows], [attrs(r) for r in rows])
+            + "".join(
+                f'<p class="note">trial {f["number"]} failed: {html.escape(str(f["error"]))}</p>'
+                for f in data.get("failed", [])
+            ),
+        )
+    )
+    if base:
+        out.append(
+            (
+                "Baseline",
+                f"<p>plain int8 PTQ (trial {base['number']}): {pct(base['val_accuracy'])}, "
+                f"{kb(base['gzip_bytes'])} gzip, {ms(base['latency_ms'])} ms</p>",
+            )
+        )
+    best_report = run_dir / "best" / "report.json"
+    if best_report.is_file():
+        out += guarded(
+            "best/report.json",
+            lambda: compress_sections(
+                json.loads(best_report.read_text()), run_dir / "best", prefix="chosen artifact: "
+            ),
+        )
+    return out

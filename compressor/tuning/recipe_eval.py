@@ -1,0 +1,81 @@
+"""Run one recipe as a trial: chain in its own folder, then measure the .tflite on the VALIDATION split.
+
+Trials select; they never look at the test split (choosing on test would make the reported test
+accuracy optimistic). The chosen configuration is evaluated on test once, by `compressor compress`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from compressor.runtime.atomic import output_dir, write_json
+from compressor.tuning.constraint import paired_counts
+
+LATENCY_RUNS = 50  # per trial: enough for a stable median of a small model, cheap enough for 30+ trials
+
+
+def fresh_model(model: Any) -> Any:
+    """A copy of the input model's weights for one trial: steps may train it in place."""
+    if model.keras is None:
+        return model
+    from compressor.keras_shim import keras
+
+    try:
+        clone = keras.models.clone_model(model.keras)
+        clone.set_weights(model.keras.get_weights())
+    except Exception:  # custom layers that do not clone: reload from disk instead
+        from compressor.pipeline.model_io import load_model
+
+        return load_model(model.path, trust_code=True)
+    return dataclasses.replace(model, keras=clone)
+
+
+def reference_outputs(model: Any, x: np.ndarray) -> np.ndarray | None:
+    if model.keras is None:
+        return None
+    return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+
+
+def run_recipe(
+    model: Any, data: Any, recipe: Any, trial_dir: Path, reference: np.ndarray | None, latency_runs: int = LATENCY_RUNS
+) -> dict:
+    """Chain + conversion + measurement; everything is written under ``trial_dir`` atomically."""
+    from compressor.pipeline import validation
+    from compressor.pipeline.chain import run_chain
+
+    trial_dir = Path(trial_dir)
+    with output_dir(trial_dir, overwrite=True) as tmp:
+        (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
+        tflite, metas = run_chain(fresh_model(model), data, recipe, tmp / "steps")
+        final = tmp / "model.tflite"
+        final.write_bytes(Path(tflite).read_bytes())
+        measured = validation.measure(
+            final, recipe.name, "tflite", data.x_val, data.y_val, reference, threads=1, latency_runs=latency_runs
+        )
+        m = measured.metrics
+        result = {
+            "val_accuracy": float(m["accuracy"]["top1"]),
+            "val_samples": int(len(data.y_val)),
+            "val_agreement": m["accuracy"].get("agreement", {}).get("top1_agreement"),
+            # paired with the reference on the same samples: what the search's constraint bound needs
+            **(
+                dict(zip(("val_losses", "val_gains"), paired_counts(measured.outputs, reference, data.y_val)))
+                if reference is not None
+                else {}
+            ),
+            "size_bytes": int(m["size"]["bytes"]),
+            "gzip_bytes": int(m["size"]["gzip_bytes"]),
+            "latency_ms": float(m["latency"]["median_ms"]),
+            "latency_p90_ms": float(m["latency"]["p90_ms"]),
+            "steps": [
+                {k: v for k, v in meta.items() if k in ("step", "params", "seconds", "history", "info")}
+                for meta in metas
+            ],
+        }
+        write_json(tmp / "result.json", result)
+    return result

@@ -1,0 +1,119 @@
+"""The objective of `compressor search`: one sampled recipe -> (val accuracy, gzip size, latency).
+
+Three objectives, all measured on the artifact the device would run: validation accuracy
+(maximise), gzip size in bytes (minimise: what an app download or OTA update costs, and the only
+size pruning and clustering reduce), median latency on the target interpreter (minimise). The
+accuracy constraint is handed to NSGA-II as ``trial.set_constraint(bound - max_drop)`` (feasible <= 0),
+where ``bound`` is the upper confidence bound of the drop (see constraint.py), so infeasible recipes
+lose every comparison against feasible ones but still steer the search.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.tuning.constraint import drop_upper_bound
+from compressor.tuning.progress import Progress
+from compressor.tuning.recipe_eval import reference_outputs, run_recipe
+from compressor.tuning.recipe_space import sample_recipe, search_space_from_dict
+from compressor.tuning.samplers import make_nsga2
+
+DIRECTIONS = ["maximize", "minimize", "minimize"]
+
+
+def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
+    from compressor.datasets import load_dataset
+    from compressor.pipeline.model_io import load_model
+    from compressor.recipes import validate_recipe
+    from compressor.recipes.base import set_progress
+
+    s = cfg.settings
+    space = search_space_from_dict(s["space"])
+    sampler = make_nsga2(cfg.seed + 1000 * worker, cfg.n_trials)
+    data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
+    model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
+    reference = reference_outputs(model, data.x_val)
+    ref_acc = float(np.mean(reference.argmax(1) == data.y_val)) if reference is not None else None
+    set_progress(progress.epoch)
+    ranking: list[str] | None = None
+
+    def objective(trial: Any) -> tuple[float, float, float]:
+        nonlocal ranking
+        raw, label = sample_recipe(trial, space)
+        trial.set_user_attr("label", label)
+        fallback = raw["steps"][-1]["params"].pop("float_fallback", 0)
+        if fallback:
+            ranking = ranking if ranking is not None else worst_layers(model, data)
+            raw["steps"][-1]["params"]["float_layers"] = ranking[:fallback]
+        trial.set_user_attr("recipe", copy.deepcopy(raw))
+        recipe = validate_recipe(raw, f"trial {trial.number} ({label})")
+        same = earlier_run(trial, raw)
+        if same is not None:
+            # NSGA-II revisits categorical combinations; training is seeded, so the same recipe gives
+            # the same artifact: record the earlier result instead of training it again.
+            for key in ("result", "history", "reference_val_accuracy", "feasible"):
+                trial.set_user_attr(key, same.user_attrs.get(key))
+            trial.set_user_attr("reused_from", same.user_attrs.get("reused_from", same.number))
+            trial.set_constraint("accuracy_drop", same.constraints["accuracy_drop"])
+            progress.line(f"trial {trial.number}: {label}: same recipe as trial {same.number}, result reused")
+            return tuple(same.values)
+        t0 = time.time()
+        progress.line(f"trial {trial.number}: {label}")
+        result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
+        base = ref_acc if ref_acc is not None else result["val_accuracy"]
+        drop = base - result["val_accuracy"]
+        bound = (
+            drop_upper_bound(result["val_losses"], result["val_gains"], result["val_samples"], s.get("confidence", 0.5))
+            if "val_losses" in result
+            else drop
+        )
+        result["drop_bound"] = bound
+        trial.set_user_attr("reference_val_accuracy", base)
+        trial.set_constraint("accuracy_drop", bound - s["max_accuracy_drop"])  # feasible when <= 0
+        trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9))
+        trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
+        trial.set_user_attr(
+            "history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"]) if m.get("history")}
+        )
+        trial.set_user_attr("seconds", round(time.time() - t0, 2))
+        progress.line(
+            f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt, "
+            f"bound {bound * 100:+.2f} pt)  "
+            f"gzip {result['gzip_bytes'] / 1024:.1f} KB  {result['latency_ms']:.3f} ms  "
+            f"({time.time() - t0:.1f} s)"
+        )
+        return result["val_accuracy"], float(result["gzip_bytes"]), result["latency_ms"]
+
+    return objective, sampler, None
+
+
+def earlier_run(trial: Any, raw: dict) -> Any:
+    """A finished trial of this study that ran exactly this recipe, or None."""
+    from optuna.trial import TrialState
+
+    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("recipe") == raw and "accuracy_drop" in t.constraints:
+            return t
+    return None
+
+
+def worst_layers(model: Any, data: Any) -> list[str]:
+    """Keras layer names, worst int8 error (RMSE/scale) first, measured once on the input model."""
+    from compressor.export.quant_debug import QuantDebugger, layer_label
+    from compressor.recipes.ptq import calibration_sample
+
+    stats = QuantDebugger(model, calibration_sample(data, 200), "int8").statistics()
+    names: list[str] = []
+    for row in stats:
+        # Layout ops share their input's scale: never worth a float copy (as in selective.fall_back).
+        if not row.get("node") or row.get("op") in ("RESHAPE", "SQUEEZE"):
+            continue
+        label = layer_label(row["node"], "").split("+")[0]
+        if label and " (" not in label and label not in names:
+            names.append(label)
+    return names
