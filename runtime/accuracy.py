@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.runtime.errors import UserError
-from compressor.runtime.interpreters import Runner
-from compressor.runtime.quantization import dequantize_output, quantize_input
+from .errors import UserError
+from .interpreters import Runner
+from .quantization import dequantize_output, quantize_input
 
 
 def predict(runner: Runner, x_float: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -49,7 +49,7 @@ def output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
     On any error the temporary folder is removed, so a failed run leaves nothing half-written.
     """
-    from compressor.runtime.errors import UserError
+    from .errors import UserError
 
     path = Path(path)
     if path.exists() and not overwrite:

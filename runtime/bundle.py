@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from compressor.runtime.errors import UserError
-from compressor.runtime.manifest import MANIFEST, check_manifest
+from .errors import UserError
+from .manifest import MANIFEST, check_manifest
 
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_TOTAL_BYTES = 4 << 30  # a bundle for a phone app is far smaller; refuse zip bombs

@@ -16,8 +16,8 @@ import json
 import sys
 import traceback
 
-from compressor.runtime.atomic import write_json
-from compressor.runtime.errors import UserError
+from .atomic import write_json
+from .errors import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,7 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command, print; return the exit code (for tests and ``main``)."""
     args = _parser().parse_args(argv)
     if args.version:
-        from compressor.runtime.commands import versions
+        from .commands import versions
 
         print(f"compressor-runtime {versions().get('compressor-runtime') or versions().get('compressor', '?')}")
         return 0
@@ -89,7 +89,7 @@ def run(argv: list[str] | None = None) -> int:
         _parser().print_help(sys.stderr)
         return 2
     if args.verbose:
-        from compressor.runtime.quiet import set_verbose
+        from .quiet import set_verbose
 
         set_verbose(True)
 
@@ -123,8 +123,8 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, progress) -> dict:
-    from compressor.runtime import commands
-    from compressor.runtime.gates import Gates
+    from . import commands
+    from .gates import Gates
 
     if args.command == "verify":
         return commands.verify(args.target)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.runtime import accuracy, latency, preprocess
-from compressor.runtime.bundle import Bundle, open_bundle
-from compressor.runtime.errors import UserError
-from compressor.runtime.gates import Gates, failures
-from compressor.runtime.interpreters import Runner, open_model
-from compressor.runtime.model_metadata import compressor_metadata, read_metadata
-from compressor.runtime.selftest import run_self_test
+from . import accuracy, latency, preprocess
+from .bundle import Bundle, open_bundle
+from .errors import UserError
+from .gates import Gates, failures
+from .interpreters import Runner, open_model
+from .model_metadata import compressor_metadata, read_metadata
+from .selftest import run_self_test
 
 REPORT_SCHEMA = "compressor.runtime-report/1"
 _LIBRARIES = ("compressor-runtime", "compressor", "numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime")
@@ -151,7 +151,7 @@ def bench(
         if reference:
             if t.path.suffix != ".tflite":
                 raise UserError("--litert-benchmark compares .tflite models only")
-            from compressor.runtime.reference_bench import agrees, run_litert_benchmark
+            from .reference_bench import agrees, run_litert_benchmark
 
             progress("running litert-benchmark on the same model and thread count")
             ref = run_litert_benchmark(t.path, threads=threads, runs=runs, warmup=warmup)

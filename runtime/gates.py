@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from compressor.runtime.errors import UserError
+from .errors import UserError
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from compressor.runtime.errors import UserError
-from compressor.runtime.quiet import is_verbose, native_stderr_silenced
+from .errors import UserError
+from .quiet import is_verbose, native_stderr_silenced
 
 
 @dataclass(frozen=True)

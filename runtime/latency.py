@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.runtime.errors import UserError
-from compressor.runtime.interpreters import Runner
-from compressor.runtime.quantization import quantize_input
+from .errors import UserError
+from .interpreters import Runner
+from .quantization import quantize_input
 
 _MIN_RUNS = 5  # fewest timed runs that still give a usable median when max_seconds cuts in
 

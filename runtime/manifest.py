@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from compressor.runtime.errors import UserError
+from .errors import UserError
 
 SCHEMA_NAME = "compressor.bundle"
 SCHEMA_VERSION = 1

@@ -21,7 +21,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from compressor.runtime.errors import UserError
+from .errors import UserError
 
 COMPRESSOR_ENTRY = "compressor_metadata"
 STANDARD_ENTRY = "TFLITE_METADATA"

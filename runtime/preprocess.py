@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.runtime.errors import UserError
+from .errors import UserError
 
 _NUMERIC = "iuf"  # signed, unsigned, float; bool/str/object/complex raw inputs are mistakes
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.runtime.interpreters import TensorInfo
+from .interpreters import TensorInfo
 
 _QUANTIZED = ("int8", "uint8", "int16")
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compressor.runtime.errors import UserError
+from .errors import UserError
 
 RESOLUTION_MS = 0.01
 
@@ -94,7 +94,7 @@ def _mean_from_throughput(model: Path, raw: dict) -> float | None:
     if throughput <= 0:
         return None
     try:
-        from compressor.runtime.interpreters import open_model
+        from .interpreters import open_model
 
         runner = open_model(model, threads=1)
     except UserError:

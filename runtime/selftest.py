@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from compressor.runtime.accuracy import agreement, predict
-from compressor.runtime.bundle import Bundle
-from compressor.runtime.errors import UserError
-from compressor.runtime.interpreters import Runner
-from compressor.runtime.preprocess import apply, check_raw
+from .accuracy import agreement, predict
+from .bundle import Bundle
+from .errors import UserError
+from .interpreters import Runner
+from .preprocess import apply, check_raw
 
 # Same float32 formula on both sides: anything beyond rounding noise is a preprocessing bug.
 PREPROCESSING_ATOL = 1e-6

@@ -46,7 +46,7 @@ def build_report(
         row["confusion_matrix"] = r.metrics["accuracy"].get("confusion_matrix")
         rows.append(row)
     return {
-        "schema": "compressor.reports.summary/1",
+        "schema": "compressor.report/1",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {"path": str(model.path), "kind": model.kind, "input_shape": list(model.input_shape)},
         "data": {

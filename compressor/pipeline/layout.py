@@ -1,0 +1,134 @@
+"""Where every file of a run lives: the one owner of the output-folder layout.
+
+A `compress` run (``RunLayout``)::
+
+    OUT/run.json                         what was asked: model, data spec, recipes, versions
+    OUT/float32/model.tflite|.onnx       the float reference exports
+    OUT/<recipe>/steps/NN-<type>/        each step's output and meta.json (``step_dir``)
+    OUT/<recipe>/model.tflite|.onnx      the recipe's artifacts
+    OUT/report.json, OUT/report.html     every measured figure
+
+It is built in the hidden sibling ``.OUT.partial`` and renamed to OUT when complete. A
+`tune`/`search` run (``StudyLayout``) keeps one folder per trial and the compress runs of its
+chosen configuration. Readers and writers ask these objects for paths instead of spelling them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_RECORD = "run.json"
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+REFERENCE = "float32"  # the float reference's folder and report row; no recipe may take this name
+PARTIAL_SUFFIX = ".partial"
+
+
+def step_dir(steps: Path, index: int, step_type: str) -> Path:
+    """A recipe step's folder: numbered, so the chain's order shows in a directory listing."""
+    return Path(steps) / f"{index:02d}-{step_type}"
+
+
+def partial_dir(out: Path) -> Path:
+    """The hidden sibling a run is built in before it is renamed to ``out``."""
+    out = Path(out)
+    return out.parent / f".{out.name}{PARTIAL_SUFFIX}"
+
+
+def run_name(folder: Path) -> str:
+    """The name a run folder is known by: ``.OUT.partial`` is OUT while it is being built."""
+    name = Path(folder).resolve().name
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        return name[1 : -len(PARTIAL_SUFFIX)]
+    return name
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one `compress` run rooted at ``root`` (the final folder or its partial)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def partial(self) -> RunLayout:
+        return RunLayout(partial_dir(self.root))
+
+    @property
+    def run_record(self) -> Path:
+        return self.root / RUN_RECORD
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / REPORT_JSON
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / REPORT_HTML
+
+    def reference(self, fmt: str) -> Path:
+        """The float reference export in ``fmt`` (tflite or onnx)."""
+        return self.root / REFERENCE / f"model.{fmt}"
+
+    def recipe_dir(self, recipe: str) -> Path:
+        return self.root / recipe
+
+    def steps(self, recipe: str) -> Path:
+        return self.recipe_dir(recipe) / "steps"
+
+    def step(self, recipe: str, index: int, step_type: str) -> Path:
+        return step_dir(self.steps(recipe), index, step_type)
+
+    def artifact(self, recipe: str, fmt: str, variant: str | None = None) -> Path:
+        """``<recipe>/model.<fmt>``; an alternative ONNX quantizer's output is ``model.<variant>.onnx``."""
+        name = f"model.{variant}.{fmt}" if variant else f"model.{fmt}"
+        return self.recipe_dir(recipe) / name
+
+    def has_finished_step(self) -> bool:
+        """Whether any recipe step completed here: such a partial run is worth keeping for --resume."""
+        return any(self.root.glob("*/steps/*/meta.json"))
+
+    def relocate(self, path: Path, to: RunLayout) -> Path:
+        """The same file under another root (a path in the partial folder -> its final place)."""
+        return to.root / Path(path).relative_to(self.root)
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """The paths of a `tune` or `search` run (``kind``) rooted at ``root``."""
+
+    root: Path
+    kind: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        """Written when the study starts: it marks the folder as this kind of run and resumes it."""
+        return self.root / f"{self.kind}-config.json"
+
+    @property
+    def result(self) -> Path:
+        return self.root / f"{self.kind}.json"
+
+    @property
+    def study_db(self) -> Path:
+        return self.root / "study.db"
+
+    def trial(self, number: int) -> Path:
+        return self.root / "trials" / f"{number:04d}"
+
+    def trial_steps(self, number: int) -> Path:
+        return self.trial(number) / "steps"
+
+    def recipe_file(self, what: str) -> Path:
+        """``best-recipe.yaml`` / ``baseline-recipe.yaml``: the chosen configuration as a recipe file."""
+        return self.root / f"{what}-recipe.yaml"
+
+    def run(self, what: str) -> RunLayout:
+        """The compress run (or refit) of the chosen configuration: ``best`` / ``baseline``."""
+        return RunLayout(self.root / what)
