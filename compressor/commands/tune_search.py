@@ -1,7 +1,4 @@
-"""Commands beyond the core flow: tune, search, report (compressor.tuning, report_html) and inspect.
-
-Registered on the `cli` group of compressor.commands.cli, which imports this module after defining it.
-"""
+"""`compressor tune` and `compressor search`: Optuna studies over training hyperparameters and over recipes."""
 
 from __future__ import annotations
 
@@ -9,7 +6,7 @@ import sys
 
 import click
 
-from compressor.commands.cli import _emit, _kv, _state, cli, common
+from compressor.commands.app import cli, common, emit, parse_params, state
 
 
 def _study_options(fn):
@@ -119,13 +116,13 @@ def tune_cmd(
         storage=storage,
         workers=workers,
         seed=seed,
-        model_params=_kv(params),
+        model_params=parse_params(params),
         overwrite=overwrite,
         final=not no_final,
         trust_code=trust_code,
-        progress=Progress(quiet=_state["quiet"]),
+        progress=Progress(quiet=state["quiet"]),
     )
-    _emit(result, as_json, format_tune(result) + f"\nreport: {out}/report.html")
+    emit(result, as_json, format_tune(result) + f"\nreport: {out}/report.html")
 
 
 @cli.command("search")
@@ -194,34 +191,10 @@ def search_cmd(
         final=not no_final,
         trust_code=trust_code,
         overwrite=overwrite,
-        progress=Progress(quiet=_state["quiet"]),
+        progress=Progress(quiet=state["quiet"]),
     )
-    _emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")
+    emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")
     # Like compress, exit 1 when there is nothing to ship: no trial met the constraint, or the
     # exported artifact failed its gate on the test split.
     if result["chosen"] is None or (result.get("best_run") and not result["best_run"]["passed"]):
         sys.exit(1)
-
-
-@cli.command("report")
-@click.argument("run_dir", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
-@common
-def report_cmd(run_dir, as_json):
-    """Write RUN_DIR/report.html (plots embedded) from a compress, tune or search run's JSON."""
-    from compressor.reports.html import write_html
-
-    path = write_html(run_dir)
-    _emit({"html": str(path)}, as_json, f"report: {path}")
-
-
-@cli.command("inspect")
-@click.argument("file", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
-@common
-def inspect_cmd(file, as_json):
-    """What is inside a .tflite or .onnx: I/O and quantization, ops, bytes, sparsity, clustering, metadata."""
-    from compressor.inspection.tflite import format_inspection, inspect_file
-
-    info = inspect_file(file)
-    _emit(info, as_json, format_inspection(info))

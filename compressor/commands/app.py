@@ -1,0 +1,112 @@
+"""The `compressor` click group and what every command shares: --debug/-v/--quiet, progress lines,
+NAME=VALUE parsing, JSON-or-text output, one-line errors.
+
+Imports no command module: the command modules import this one, and compressor.commands.cli imports
+them all to register their commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+
+import click
+
+from compressor import __version__
+from compressor.runtime.errors import UserError
+
+state = {"debug": False, "quiet": False}
+
+
+def _set_flag(name):
+    def callback(ctx, param, value):
+        if value:
+            state[name] = True
+            if name == "verbose":
+                from compressor.runtime.quiet import set_verbose
+
+                set_verbose(True)
+                os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return value
+
+    return callback
+
+
+def common(fn):
+    """--debug / -v / --quiet on every command (users type them after the subcommand)."""
+    fn = click.option(
+        "--debug", is_flag=True, expose_value=False, callback=_set_flag("debug"), help="Show full tracebacks."
+    )(fn)
+    fn = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag("verbose"),
+        help="Show TensorFlow's own log output.",
+    )(fn)
+    fn = click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_flag("quiet"), help="No progress lines."
+    )(fn)
+    return fn
+
+
+def progress(msg: str) -> None:
+    if not state["quiet"]:
+        click.echo(msg, err=True)
+
+
+class Cli(click.Group):
+    """Turns a UserError into one line and exit code 2; anything else into exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            if state["debug"]:
+                traceback.print_exc()
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was written to the output folder", err=True)
+            ctx.exit(130)
+        except Exception as e:
+            if state["debug"]:
+                traceback.print_exc()
+            click.echo(
+                f"error: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                "(rerun with --debug for the traceback, and please report it)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="compressor")
+def cli():
+    """Compress trained TensorFlow/Keras models for phones and edge boards, and prove it.
+
+    \b
+    compressor train --model digits_cnn --data digits --out runs/base
+    compressor compress runs/base/model --recipe int8 --out runs/int8
+    compressor validate runs/int8/int8/model.tflite --data digits
+    """
+
+
+def parse_params(items: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--param {item!r}: expected NAME=VALUE, e.g. --param filters=16")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def emit(result: dict, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(result, indent=2, default=str) if as_json else text)

@@ -1,0 +1,215 @@
+"""Commands of the core flow: train a reference model, compress it, validate an artifact, the demo.
+
+Heavy modules (TensorFlow via the shim, the pipeline) are imported inside the commands, so
+`compressor --help` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from compressor.commands.app import cli, common, emit, parse_params, progress
+
+
+@cli.command()
+@click.option(
+    "--model",
+    "model_name",
+    default="digits_cnn",
+    show_default=True,
+    help="Reference architecture (see `compressor models`).",
+)
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    help="digits | mnist | fashion_mnist | cifar10 | FILE.npz | IMAGE_FOLDER",
+)
+@click.option("--data-dir", type=click.Path(), help="Folder with the mnist/fashion_mnist/cifar10 distribution files.")
+@click.option("--out", required=True, type=click.Path(), help="Output folder (SavedModel in OUT/model).")
+@click.option("--epochs", default=20, show_default=True, type=int)
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float)
+@click.option("--optimizer", default="adam", show_default=True, type=click.Choice(["adam", "sgd", "rmsprop"]))
+@click.option("--param", "params", multiple=True, help="Architecture argument NAME=VALUE (repeatable).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@common
+def train(
+    model_name, data, data_dir, out, epochs, batch_size, learning_rate, optimizer, params, seed, overwrite, as_json
+):
+    """Train a reference architecture and save it as a SavedModel."""
+    from compressor.pipeline.train import train as run
+
+    card = run(
+        model_name,
+        out,
+        data=data,
+        data_dir=data_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        seed=seed,
+        model_params=parse_params(params),
+        overwrite=overwrite,
+        progress=progress,
+    )
+    emit(
+        card,
+        as_json,
+        f"saved {card['model_path']}  ({card['parameters']:,} parameters, test accuracy {card['test_accuracy']:.2%})",
+    )
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option(
+    "--recipe",
+    "recipes",
+    multiple=True,
+    default=("int8",),
+    show_default=True,
+    help="Preset name or recipe .yaml (repeatable: several recipes, one report).",
+)
+@click.option("--data", default=None, help="Dataset (default: the one the model was trained on, else digits).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path())
+@click.option(
+    "--set", "overrides", multiple=True, help="Override a recipe field: steps.0.params.calibration_samples=500"
+)
+@click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="Interpreter threads for latency."
+)
+@click.option(
+    "--runs", "latency_runs", default=100, show_default=True, type=click.IntRange(5, 100000), help="Timed latency runs."
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--trust-code", is_flag=True, help="Allow Lambda layers (runs code stored in the model file).")
+@click.option("--overwrite", is_flag=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished step.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved recipes and exit.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--debug-quant",
+    is_flag=True,
+    help="Per-tensor int8 error (RMSE, RMSE/scale) from TFLite's quantization "
+    "debugger, written to OUT/<recipe>/quant_debug.csv|json.",
+)
+@click.option(
+    "--float-layers",
+    default=None,
+    metavar="NAMES|auto[:N]",
+    help="int8 recipes: keep these layers (comma-separated) in float, or 'auto[:N]': when the accuracy "
+    "gate fails, keep up to N (default 3) of the worst-quantized layers in float.",
+)
+@click.option(
+    "--onnx-quant",
+    type=click.Choice(["tflite", "ort", "both"]),
+    default="tflite",
+    show_default=True,
+    help="int8 ONNX from the .tflite (tf2onnx QDQ), from ONNX Runtime's static quantization, or both "
+    "(the better under the gates becomes model.onnx).",
+)
+@common
+def compress(
+    model,
+    recipes,
+    data,
+    data_dir,
+    out,
+    overrides,
+    threads,
+    latency_runs,
+    seed,
+    trust_code,
+    overwrite,
+    resume,
+    dry_run,
+    as_json,
+    debug_quant,
+    float_layers,
+    onnx_quant,
+):
+    """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json."""
+    if dry_run:
+        from compressor.recipes import load_recipe
+
+        resolved = [load_recipe(r, list(overrides)).model_dump() for r in recipes]
+        import yaml
+
+        click.echo(json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False))
+        return
+    from compressor.pipeline.compress import compress as run
+    from compressor.reports.summary import format_table
+
+    report = run(
+        model,
+        list(recipes),
+        out,
+        data=data,
+        data_dir=data_dir,
+        overrides=list(overrides),
+        overwrite=overwrite,
+        resume=resume,
+        threads=threads,
+        latency_runs=latency_runs,
+        seed=seed,
+        trust_code=trust_code,
+        progress=progress,
+        debug_quant=debug_quant,
+        float_layers=float_layers,
+        onnx_quant=onnx_quant,
+    )
+    emit(report, as_json, format_table(report) + f"\nreport: {out}/report.json")
+    if not report["passed"]:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--data", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path())
+@click.option("--reference", type=click.Path(), help="Model (.tflite/.onnx/Keras) to measure agreement against.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--runs", "latency_runs", default=100, show_default=True, type=click.IntRange(5, 100000))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--trust-code", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@common
+def validate(artifact, data, data_dir, reference, threads, latency_runs, seed, trust_code, as_json):
+    """Accuracy, agreement, latency and size of a .tflite or .onnx on its interpreter."""
+    from compressor.pipeline.validate_artifact import format_validation, validate_artifact
+
+    result = validate_artifact(
+        artifact,
+        data,
+        data_dir=data_dir,
+        reference=reference,
+        threads=threads,
+        latency_runs=latency_runs,
+        seed=seed,
+        trust_code=trust_code,
+    )
+    emit(result, as_json, format_validation(result))
+
+
+@cli.command()
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path())
+@click.option("--epochs", default=20, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@common
+def demo(out, epochs, overwrite, as_json):
+    """Train digits_cnn on the embedded digits, compress with float16/dynamic/int8, print the table."""
+    from compressor.pipeline.demo import run_demo
+    from compressor.reports.summary import format_table
+
+    report = run_demo(out, epochs=epochs, overwrite=overwrite, progress=progress)
+    emit(report, as_json, format_table(report) + f"\nreport: {out}/compress/report.json")
+    if not report["passed"]:
+        sys.exit(1)

@@ -1,0 +1,50 @@
+"""`compressor package`: bundle a compress run for mobile apps."""
+
+from __future__ import annotations
+
+import click
+
+from compressor.commands.app import cli, common, emit, progress
+
+
+@cli.command("package")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Bundle .zip to write.")
+@click.option(
+    "--artifact", default=None, help="Recipe artifact to ship (default: the smallest TFLite whose gates passed)."
+)
+@click.option(
+    "--samples", default=16, show_default=True, type=click.IntRange(1, 10000), help="Self-test samples in the bundle."
+)
+@click.option("--name", default=None, help="Model name in the manifest (default: the trained architecture's name).")
+@click.option("--version", "model_version", default="1", show_default=True, help="Model version in the manifest.")
+@click.option("--data", default=None, help="Data set the run was compressed with (default: the model's training data).")
+@click.option("--data-dir", type=click.Path())
+@click.option("--seed", default=0, show_default=True, type=int, help="The seed the run was compressed with.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@common
+def package_cmd(run_dir, out, artifact, samples, name, model_version, data, data_dir, seed, overwrite, as_json):
+    """Bundle a compress run for mobile apps: model(s), labels, manifest, self-test samples."""
+    from compressor.bundle.package import package
+
+    result = package(
+        run_dir,
+        out,
+        artifact=artifact,
+        samples=samples,
+        name=name,
+        version=model_version,
+        data=data,
+        data_dir=data_dir,
+        seed=seed,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    files = ", ".join(result["manifest"]["files"])
+    emit(
+        result,
+        as_json,
+        f"wrote {out}: {result['artifact']} ({result['reason']}); files: {files}, manifest.json\n"
+        f"check it on the device: compressor-runtime verify {out} && compressor-runtime validate {out}",
+    )
