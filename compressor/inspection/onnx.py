@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.inspection.tflite import kernel_stats, summarise_kernels
+from compressor.inspection.kernel_stats import kernel_stats, summarise_kernels
 from compressor.runtime.errors import UserError
 
 _KERNEL_OPS = {

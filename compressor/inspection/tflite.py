@@ -1,4 +1,4 @@
-"""`compressor inspect FILE`: what is inside a .tflite (here) or an .onnx (inspect_onnx.py).
+"""`compressor inspect FILE`: what is inside a .tflite (here) or an .onnx (onnx.py).
 
 Answers the questions behind "my pruned model is not smaller" and "is this really int8?":
 input/output dtypes and quantization, operator counts, which tensors take the bytes, the
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.inspection.kernel_stats import kernel_stats, summarise_kernels
 from compressor.runtime.errors import UserError
 
 # Ops whose input 1 is the layer's weight tensor: what sparsity/clustering is measured on.
@@ -37,39 +38,6 @@ def inspect_file(path: str | Path) -> dict:
 
         return inspect_onnx(path)
     raise UserError(f"{path} is not a .tflite or .onnx file")
-
-
-def kernel_stats(name: str, op: str, values: np.ndarray, channel_axis: int | None) -> dict:
-    """Zeros and unique values of one stored weight tensor (quantized values as stored).
-
-    Per-channel uniques matter because BatchNorm folding or per-channel int8 scales multiply
-    each output channel by its own factor: a clustered kernel keeps <= k values per channel,
-    not per tensor.
-    """
-    from compressor.inspection.weights import sparsity, unique_values
-
-    per_channel = unique_values(values, channel_axis) if channel_axis is not None and values.ndim > 1 else None
-    return {
-        "name": name,
-        "op": op,
-        "dtype": str(values.dtype),
-        "shape": list(values.shape),
-        "elements": int(values.size),
-        "zeros": int(np.count_nonzero(values == 0)),
-        "sparsity": sparsity(values),
-        "unique_values": unique_values(values),
-        "unique_per_channel_max": per_channel,
-    }
-
-
-def summarise_kernels(kernels: list[dict]) -> dict:
-    elements = sum(k["elements"] for k in kernels)
-    return {
-        "count": len(kernels),
-        "elements": elements,
-        "sparsity": sum(k["zeros"] for k in kernels) / elements if elements else 0.0,
-        "max_unique_values": max((k["unique_values"] for k in kernels), default=0),
-    }
 
 
 class TFLiteFile:
