@@ -1,0 +1,157 @@
+"""HTML report sections of a compress run (report.json): results, trade-off plots, curves, confusion, quant error."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
+
+
+def status(row: dict) -> str:
+    return "EXPORT MISMATCH" if row.get("export_mismatches") else "GATE FAILED" if row.get("gates_failed") else "ok"
+
+
+def shipped(report: dict) -> dict | None:
+    """The artifact a user would ship: the smallest passing compressed .tflite; if none passes, the
+    smallest compressed .tflite anyway (its failure is what the report must show); else the first row."""
+    rows = report.get("artifacts") or []
+    compressed = [r for r in rows if r["artifact"] != "float32" and r["format"] == "tflite"]
+    ok = [r for r in compressed if status(r) == "ok"] or compressed
+    return min(ok, key=lambda r: r["size_bytes"]) if ok else (rows[0] if rows else None)
+
+
+def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Section]:
+    from compressor.reports import plots
+    from compressor.tuning.pareto import front_mask
+
+    rows = report.get("artifacts") or []
+    ship = shipped(report)
+    header = [
+        "artifact",
+        "format",
+        "size",
+        "gzip",
+        "accuracy",
+        "Δ vs float32",
+        "agreement",
+        "p50 ms",
+        "p90 ms",
+        "status",
+    ]
+    cells = [
+        [
+            r["artifact"],
+            r["format"],
+            kb(r["size_bytes"]),
+            kb(r["gzip_bytes"]),
+            pct(r["accuracy"]),
+            f"{r['accuracy_delta'] * 100:+.2f} pt",
+            pct((r.get("agreement") or {}).get("top1_agreement")),
+            ms(r["latency"]["median_ms"]),
+            ms(r["latency"]["p90_ms"]),
+            status(r),
+        ]
+        for r in rows
+    ]
+    attrs = [
+        f' data-artifact="{html.escape(r["artifact"])}" data-format="{r["format"]}"'
+        + (' class="chosen"' if r is ship else "")
+        for r in rows
+    ]
+    ref = report.get("reference_accuracy")
+    data = report.get("data", {})
+    out: list[Section] = [
+        (
+            f"{prefix}Results",
+            table(header, cells, attrs)
+            + (
+                f'<p class="note">float32 reference accuracy {pct(ref)} on {data.get("test_samples")} test samples of '
+                f"{html.escape(str(data.get('name')))}; highlighted: the artifact to ship "
+                "(smallest compressed .tflite, passing ones first)</p>"
+            ),
+        )
+    ]
+    if rows:
+        labels = [f"{r['artifact']}/{r['format']}" for r in rows]
+        acc = [r["accuracy"] for r in rows]
+        figs = []
+        for key, xlabel, values in (
+            ("size", "gzip size (KB)", [r["gzip_bytes"] / 1024 for r in rows]),
+            ("latency", "median latency (ms)", [r["latency"]["median_ms"] for r in rows]),
+        ):
+            front = front_mask(list(zip(acc, values)), [True, False])
+            figs.append(
+                img(
+                    plots.pareto_scatter(values, acc, labels, front, xlabel, "test accuracy", f"accuracy vs {key}"),
+                    f"accuracy vs {key}",
+                )
+            )
+        out.append((f"{prefix}Accuracy vs size and latency", '<div class="grid">' + "".join(figs) + "</div>"))
+    curves = []
+    for recipe, metas in (report.get("steps") or {}).items():
+        for meta in metas:
+            hist = {k: v for k, v in (meta.get("history") or {}).items() if isinstance(v, list)}
+            if hist:
+                curves.append(
+                    img(
+                        plots.training_curves(hist, f"{recipe}: step {meta.get('index')} {meta.get('step')}"),
+                        f"{recipe} {meta.get('step')} curves",
+                    )
+                )
+    if curves:
+        out.append((f"{prefix}Training curves of each step", "".join(curves)))
+    if ship and ship.get("confusion_matrix"):
+        out.append(
+            (
+                f"{prefix}Confusion matrix: {ship['artifact']} ({ship['format']})",
+                img(
+                    plots.confusion_matrix(
+                        ship["confusion_matrix"],
+                        data.get("labels") or [],
+                        f"{ship['artifact']} ({ship['format']}), test split",
+                    ),
+                    "confusion matrix",
+                ),
+            )
+        )
+    if report.get("quant_debug"):
+        out += guarded("quant_debug", lambda: quant_sections(report["quant_debug"], run_dir, prefix))
+    return out
+
+
+QUANT_TOP = 25  # tensors shown per chart, worst first; the full table is in quant_debug.csv
+
+
+def quant_sections(debug: Any, run_dir: Path, prefix: str) -> list[Section]:
+    """Per-layer int8 error, from {recipe: {"worst": rows, "files": [...]}} (full rows read from the file)."""
+    from compressor.reports import plots
+
+    out = []
+    for recipe, summary in debug.items() if isinstance(debug, dict) else []:
+        if not isinstance(summary, dict) or "skipped" in summary:
+            continue
+        rows = summary.get("worst") or []
+        full = run_dir / recipe / "quant_debug.json"
+        if full.is_file():
+            rows = json.loads(full.read_text()).get("tensors") or rows
+        rows = [r for r in rows if isinstance(r, dict) and "layer" in r][:QUANT_TOP]
+        metric = next((k for k in ("rmse_over_scale", "rmse", "max_abs_error") if rows and k in rows[0]), None)
+        if not rows or metric is None:
+            continue
+        names = [f"{r['layer']} ({r.get('op', '')})" for r in rows]
+        values = [float(r[metric]) if r[metric] != float("inf") else 0.0 for r in rows]
+        out.append(
+            (
+                f"{prefix}Per-layer quantization error: {recipe}",
+                img(
+                    plots.layer_bars(names, values, metric, f"{recipe}: int8 error per tensor, worst first"),
+                    "per-layer error",
+                )
+                + f'<p class="note">{metric}: RMSE of the int8 tensor vs float, in units of its quantization '
+                f"step; ~0.29 is pure rounding noise. Full table: {html.escape(recipe)}/quant_debug.csv</p>",
+            )
+        )
+    return out
