@@ -99,6 +99,28 @@ def _model_metadata(
 ) -> bytes:
     """A ``ModelMetadata`` flatbuffer (file identifier M001) for a single-input classifier."""
     b = flatbuffers.Builder(1024)
+    # Children first: a flatbuffer table can only refer to objects already in the builder.
+    input_md = _input_metadata(b, input_name, prep)
+    output_md = _output_metadata(b, output_name, num_classes)
+    subgraph = _table(b, 10, offsets={2: _vector(b, [input_md]), 3: _vector(b, [output_md])})
+    root = _table(
+        b,
+        8,
+        offsets={
+            0: b.CreateString(name),
+            1: b.CreateString(description or name),
+            2: b.CreateString(str(version)),
+            3: _vector(b, [subgraph]),
+            4: b.CreateString("compressor"),
+            7: b.CreateString(_MIN_PARSER_VERSION),
+        },
+    )
+    b.Finish(root, file_identifier=b"M001")
+    return bytes(b.Output())
+
+
+def _standard_normalisation(prep: dict) -> tuple[list[float], list[float], float, float]:
+    """Our ``(raw * scale - mean) / std`` as ``(raw - mean') / std'``: (mean', std', raw low, raw high)."""
     scale = float(prep.get("scale", 1.0))
     mean = [float(m) / scale for m in prep.get("mean", [0.0])]
     std = [float(s) / scale for s in prep.get("std", [1.0])]
@@ -106,8 +128,12 @@ def _model_metadata(
     if len(mean) != len(std):  # the standard wants one (mean, std) pair per channel
         mean, std = np.broadcast_arrays(np.asarray(mean), np.asarray(std))
         mean, std = mean.tolist(), std.tolist()
+    return mean, std, low, high
 
-    # Children first: a flatbuffer table can only refer to objects already in the builder.
+
+def _input_metadata(b: flatbuffers.Builder, input_name: str, prep: dict) -> int:
+    """TensorMetadata of the input: normalisation unit, value range stats, image or feature content."""
+    mean, std, low, high = _standard_normalisation(prep)
     normalization = _table(b, 2, offsets={0: _floats(b, mean), 1: _floats(b, std)})
     unit = _table(b, 2, offsets={1: normalization}, u8={0: _NORMALIZATION})
     stats = _table(
@@ -124,7 +150,7 @@ def _model_metadata(
     else:
         props, kind = _table(b, 0), _FEATURE
     content_in = _table(b, 3, offsets={1: props}, u8={0: kind})
-    input_md = _table(
+    return _table(
         b,
         7,
         offsets={
@@ -136,6 +162,9 @@ def _model_metadata(
         },
     )
 
+
+def _output_metadata(b: flatbuffers.Builder, output_name: str, num_classes: int) -> int:
+    """TensorMetadata of the output: class probabilities, labels in the associated labels.txt."""
     labels = _table(
         b,
         5,
@@ -143,7 +172,7 @@ def _model_metadata(
         i8={2: _TENSOR_AXIS_LABELS},
     )
     content_out = _table(b, 3, offsets={1: _table(b, 0)}, u8={0: _FEATURE})
-    output_md = _table(
+    return _table(
         b,
         7,
         offsets={
@@ -153,21 +182,6 @@ def _model_metadata(
             6: _vector(b, [labels]),
         },
     )
-    subgraph = _table(b, 10, offsets={2: _vector(b, [input_md]), 3: _vector(b, [output_md])})
-    root = _table(
-        b,
-        8,
-        offsets={
-            0: b.CreateString(name),
-            1: b.CreateString(description or name),
-            2: b.CreateString(str(version)),
-            3: _vector(b, [subgraph]),
-            4: b.CreateString("compressor"),
-            7: b.CreateString(_MIN_PARSER_VERSION),
-        },
-    )
-    b.Finish(root, file_identifier=b"M001")
-    return bytes(b.Output())
 
 
 def _floats(b: flatbuffers.Builder, values: list[float]) -> int:

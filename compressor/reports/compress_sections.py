@@ -24,23 +24,27 @@ def shipped(report: dict) -> dict | None:
 
 
 def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Section]:
-    from compressor.reports import plots
-    from compressor.tuning.pareto import front_mask
-
     rows = report.get("artifacts") or []
     ship = shipped(report)
-    header = [
-        "artifact",
-        "format",
-        "size",
-        "gzip",
-        "accuracy",
-        "Δ vs float32",
-        "agreement",
-        "p50 ms",
-        "p90 ms",
-        "status",
-    ]
+    out: list[Section] = [(f"{prefix}Results", _results_table(report, ship))]
+    if rows:
+        out.append((f"{prefix}Accuracy vs size and latency", _tradeoff_plots(rows)))
+    curves = _step_curves(report.get("steps") or {})
+    if curves:
+        out.append((f"{prefix}Training curves of each step", "".join(curves)))
+    if ship and ship.get("confusion_matrix"):
+        out.append(_confusion_section(ship, report.get("data", {}), prefix))
+    if report.get("quant_debug"):
+        out += guarded("quant_debug", lambda: quant_sections(report["quant_debug"], run_dir, prefix))
+    return out
+
+
+_RESULTS_HEADER = ["artifact", "format", "size", "gzip", "accuracy", "Δ vs float32", "agreement", "p50 ms", "p90 ms"]
+
+
+def _results_table(report: dict, ship: dict | None) -> str:
+    """One row per artifact, the one to ship highlighted, and the float32 reference under it."""
+    rows = report.get("artifacts") or []
     cells = [
         [
             r["artifact"],
@@ -63,35 +67,41 @@ def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Sec
     ]
     ref = report.get("reference_accuracy")
     data = report.get("data", {})
-    out: list[Section] = [
-        (
-            f"{prefix}Results",
-            table(header, cells, attrs)
-            + (
-                f'<p class="note">float32 reference accuracy {pct(ref)} on {data.get("test_samples")} test samples of '
-                f"{html.escape(str(data.get('name')))}; highlighted: the artifact to ship "
-                "(smallest compressed .tflite, passing ones first)</p>"
-            ),
-        )
-    ]
-    if rows:
-        labels = [f"{r['artifact']}/{r['format']}" for r in rows]
-        acc = [r["accuracy"] for r in rows]
-        figs = []
-        for key, xlabel, values in (
-            ("size", "gzip size (KB)", [r["gzip_bytes"] / 1024 for r in rows]),
-            ("latency", "median latency (ms)", [r["latency"]["median_ms"] for r in rows]),
-        ):
-            front = front_mask(list(zip(acc, values)), [True, False])
-            figs.append(
-                img(
-                    plots.pareto_scatter(values, acc, labels, front, xlabel, "test accuracy", f"accuracy vs {key}"),
-                    f"accuracy vs {key}",
-                )
+    return table([*_RESULTS_HEADER, "status"], cells, attrs) + (
+        f'<p class="note">float32 reference accuracy {pct(ref)} on {data.get("test_samples")} test samples of '
+        f"{html.escape(str(data.get('name')))}; highlighted: the artifact to ship "
+        "(smallest compressed .tflite, passing ones first)</p>"
+    )
+
+
+def _tradeoff_plots(rows: list[dict]) -> str:
+    """Test accuracy against gzip size and against median latency, the Pareto front of each pair marked."""
+    from compressor.reports import plots
+    from compressor.tuning.pareto import front_mask
+
+    labels = [f"{r['artifact']}/{r['format']}" for r in rows]
+    acc = [r["accuracy"] for r in rows]
+    figs = []
+    for key, xlabel, values in (
+        ("size", "gzip size (KB)", [r["gzip_bytes"] / 1024 for r in rows]),
+        ("latency", "median latency (ms)", [r["latency"]["median_ms"] for r in rows]),
+    ):
+        front = front_mask(list(zip(acc, values)), [True, False])
+        figs.append(
+            img(
+                plots.pareto_scatter(values, acc, labels, front, xlabel, "test accuracy", f"accuracy vs {key}"),
+                f"accuracy vs {key}",
             )
-        out.append((f"{prefix}Accuracy vs size and latency", '<div class="grid">' + "".join(figs) + "</div>"))
+        )
+    return '<div class="grid">' + "".join(figs) + "</div>"
+
+
+def _step_curves(steps: dict) -> list[str]:
+    """Training curves of every recipe step that trained (its history holds per-epoch lists)."""
+    from compressor.reports import plots
+
     curves = []
-    for recipe, metas in (report.get("steps") or {}).items():
+    for recipe, metas in steps.items():
         for meta in metas:
             hist = {k: v for k, v in (meta.get("history") or {}).items() if isinstance(v, list)}
             if hist:
@@ -101,25 +111,23 @@ def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Sec
                         f"{recipe} {meta.get('step')} curves",
                     )
                 )
-    if curves:
-        out.append((f"{prefix}Training curves of each step", "".join(curves)))
-    if ship and ship.get("confusion_matrix"):
-        out.append(
-            (
-                f"{prefix}Confusion matrix: {ship['artifact']} ({ship['format']})",
-                img(
-                    plots.confusion_matrix(
-                        ship["confusion_matrix"],
-                        data.get("labels") or [],
-                        f"{ship['artifact']} ({ship['format']}), test split",
-                    ),
-                    "confusion matrix",
-                ),
-            )
-        )
-    if report.get("quant_debug"):
-        out += guarded("quant_debug", lambda: quant_sections(report["quant_debug"], run_dir, prefix))
-    return out
+    return curves
+
+
+def _confusion_section(ship: dict, data: dict, prefix: str) -> Section:
+    from compressor.reports import plots
+
+    return (
+        f"{prefix}Confusion matrix: {ship['artifact']} ({ship['format']})",
+        img(
+            plots.confusion_matrix(
+                ship["confusion_matrix"],
+                data.get("labels") or [],
+                f"{ship['artifact']} ({ship['format']}), test split",
+            ),
+            "confusion matrix",
+        ),
+    )
 
 
 QUANT_TOP = 25  # tensors shown per chart, worst first; the full table is in quant_debug.csv

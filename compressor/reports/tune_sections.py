@@ -26,37 +26,10 @@ def _score(row: dict) -> float | None:
 def tune_sections(data: dict, run_dir: Path) -> list[Section]:
     from compressor.reports import plots
 
-    rows = data["trials"]
-    best, final = data.get("best"), data.get("final") or {}
+    rows, final = data["trials"], data.get("final") or {}
     space = data.get("space", {}).get("params", {})
     names = [k for k, v in space.items() if isinstance(v, dict)]  # searched ones; fixed values are in the space
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in data["counts"].items() if n)
-    summary = (
-        f"<p>study <b>{html.escape(data['study'])}</b> ({html.escape(data['storage'])}): {counts}; sampler "
-        f"{data['sampler']}, pruner {data['pruner']}, {data['workers']} worker(s), {data['seconds']:.0f} s.</p>"
-    )
-    if best:
-        summary += (
-            f"<p>best trial {best['number']}: validation accuracy <b>{pct(best['value'])}</b> with "
-            + ", ".join(f"{html.escape(k)}={html.escape(_fmt(v))}" for k, v in best["values"].items())
-            + "</p>"
-        )
-    if "test_accuracy" in final:
-        summary += (
-            f"<p>winner refit on train+val, evaluated once on test: <b>{pct(final['test_accuracy'])}</b>"
-            f" — {html.escape(str(final.get('model_path') or final.get('artifact') or ''))}</p>"
-        )
-    if data.get("narrowed_space"):
-        summary += f'<p class="note">coarse-to-fine: a second study can use {html.escape(data["narrowed_space"])}</p>'
-    out: list[Section] = [("Tuning summary", summary)]
-    header = ["trial", "state", "val accuracy", "epochs", "seconds"] + names
-    cells = [
-        [r["number"], r["state"], pct(_score(r)), r["epochs_run"] or "", _fmt(r["seconds"] or "")]
-        + [_fmt((r.get("values") or {}).get(k, "")) for k in names]
-        for r in rows
-    ]
-    attrs = [' class="chosen"' if best and r["number"] == best["number"] else "" for r in rows]
-    out.append(("Trials", table(header, cells, attrs)))
+    out: list[Section] = [("Tuning summary", _summary(data)), ("Trials", _trials_table(rows, names, data.get("best")))]
     scored = [r for r in rows if _score(r) is not None]
     figs = []
     for name in names:
@@ -85,6 +58,41 @@ def tune_sections(data: dict, run_dir: Path) -> list[Section]:
             lambda: compress_sections(json.loads(best_report.read_text()), run_dir / "best", prefix="tuned recipe: "),
         )
     return out
+
+
+def _summary(data: dict) -> str:
+    """The study, its trial counts and settings, the best trial and the refit winner's test accuracy."""
+    best, final = data.get("best"), data.get("final") or {}
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in data["counts"].items() if n)
+    summary = (
+        f"<p>study <b>{html.escape(data['study'])}</b> ({html.escape(data['storage'])}): {counts}; sampler "
+        f"{data['sampler']}, pruner {data['pruner']}, {data['workers']} worker(s), {data['seconds']:.0f} s.</p>"
+    )
+    if best:
+        summary += (
+            f"<p>best trial {best['number']}: validation accuracy <b>{pct(best['value'])}</b> with "
+            + ", ".join(f"{html.escape(k)}={html.escape(_fmt(v))}" for k, v in best["values"].items())
+            + "</p>"
+        )
+    if "test_accuracy" in final:
+        summary += (
+            f"<p>winner refit on train+val, evaluated once on test: <b>{pct(final['test_accuracy'])}</b>"
+            f" — {html.escape(str(final.get('model_path') or final.get('artifact') or ''))}</p>"
+        )
+    if data.get("narrowed_space"):
+        summary += f'<p class="note">coarse-to-fine: a second study can use {html.escape(data["narrowed_space"])}</p>'
+    return summary
+
+
+def _trials_table(rows: list[dict], names: list[str], best: dict | None) -> str:
+    header = ["trial", "state", "val accuracy", "epochs", "seconds"] + names
+    cells = [
+        [r["number"], r["state"], pct(_score(r)), r["epochs_run"] or "", _fmt(r["seconds"] or "")]
+        + [_fmt((r.get("values") or {}).get(k, "")) for k in names]
+        for r in rows
+    ]
+    attrs = [' class="chosen"' if best and r["number"] == best["number"] else "" for r in rows]
+    return table(header, cells, attrs)
 
 
 def _param_plot(name: str, spec: dict, pts: list[dict]) -> bytes:
