@@ -21,8 +21,8 @@ def digits():
 
 
 def _tflite(keras_model, path, mode="float32", sample=None):
+    from compressor.export.tflite import convert
     from compressor.pipeline.model_io import LoadedModel
-    from compressor.recipes.ptq import convert
     from compressor.runtime.atomic import write_bytes
 
     model = LoadedModel(
@@ -62,6 +62,26 @@ def test_int8_digits_cnn(tiny_model_path, digits, tmp_path):
     assert info["float_ops"] == {}
     assert {"min_runtime_version", "CONVERSION_METADATA"} <= set(info["metadata"])
     assert info["largest_tensors"][0]["bytes"] == 4096 and info["largest_tensors"][0]["dtype"] == "int8"
+
+
+@pytest.mark.parametrize(
+    "mode, weights, activations",
+    [
+        ("float32", "float32", "float32"),
+        ("dynamic", "int8", "float32"),
+        ("int8", "int8", "int8"),
+        ("int16x8", "int8", "int16"),
+    ],
+)
+def test_weight_and_activation_types(mode, weights, activations, digits, tmp_path):
+    """Read from the tensors the ops compute on, not the file name: int16x8 keeps float I/O here."""
+    path = _tflite(_mlp(4, units=(16,)), tmp_path / "model.tflite", mode, digits.x_train[:50])
+    info = inspect_file(path)
+    assert (info["weight_dtype"], info["activation_dtype"]) == (weights, activations)
+    text = CliRunner().invoke(cli, ["inspect", str(path)]).output
+    assert f"types: weights {weights}, activations {activations}" in text
+    as_json = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--json"]).output)
+    assert (as_json["weight_dtype"], as_json["activation_dtype"]) == (weights, activations)
 
 
 def test_sparsity_of_a_pruned_model(digits, tmp_path):

@@ -1,9 +1,10 @@
 """`compressor inspect FILE`: what is inside a .tflite (here) or an .onnx (onnx.py).
 
 Answers the questions behind "my pruned model is not smaller" and "is this really int8?":
-input/output dtypes and quantization, operator counts, which tensors take the bytes, the
-parameter count, the share of zero weights (sparsity) and the unique values per kernel
-(clustering), which ops still compute in float, and which metadata the file carries.
+input/output dtypes and quantization, the types weights are stored and activations computed in,
+operator counts, which tensors take the bytes, the parameter count, the share of zero weights
+(sparsity) and the unique values per kernel (clustering), which ops still compute in float, and
+which metadata the file carries.
 
 The .tflite is read with the flatbuffer schema ai-edge-litert ships (no TensorFlow import,
 nothing executed), so inspecting a 14 MB MobileNet takes a fraction of a second.
@@ -24,6 +25,7 @@ _KERNEL_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CON
 # Ops that only convert between float and integer: float tensors there are expected.
 _CONVERSION_OPS = {"QUANTIZE", "DEQUANTIZE"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
+_INDEX_TYPES = {"INT32", "INT64", "BOOL"}
 
 
 def inspect_file(path: str | Path) -> dict:
@@ -135,6 +137,26 @@ def float_ops(content: bytes) -> dict[str, int]:
     return TFLiteFile(content).float_ops()
 
 
+def activation_dtype(f: TFLiteFile) -> str | None:
+    """The dtype the model computes in: the most common dtype of the activations its compute ops read.
+
+    Activations are the graph inputs and every op's outputs (constants are neither). QUANTIZE and
+    DEQUANTIZE only convert at the edges (float I/O of an int8 model, float16 weights widened), so their
+    inputs do not count. int8 for full-integer models, int16 for int16x8, float32 for float, float16 and
+    dynamic-range models.
+    """
+    computed = set(_ints(f.graph.InputsAsNumpy())) | {i for _, _, outs in f.ops for i in outs}
+    dtypes = [f.tensors[i]["dtype"] for op, ins, _ in f.ops if op not in _CONVERSION_OPS for i in ins if i in computed]
+    counts = Counter(d for d in dtypes if d not in _INDEX_TYPES)  # computed shapes and indices are not activations
+    return counts.most_common(1)[0][0].lower() if counts else None
+
+
+def weight_dtype(kernels: list[dict]) -> str | None:
+    """The dtype most weight kernels are stored in (int8, float16, float32...)."""
+    counts = Counter(k["dtype"] for k in kernels)
+    return counts.most_common(1)[0][0] if counts else None
+
+
 def _io(f: TFLiteFile, indices: list[int]) -> list[dict]:
     out = []
     for i in indices:
@@ -192,6 +214,8 @@ def inspect_tflite(path: Path) -> dict:
         ],
         "kernels": kernels,
         "kernel_summary": summarise_kernels(kernels),
+        "weight_dtype": weight_dtype(kernels),
+        "activation_dtype": activation_dtype(f),
         "float_ops": f.float_ops() if quantized else {},
         "metadata": metadata,
         "signatures": f.model.SignatureDefsLength(),
@@ -208,6 +232,8 @@ def format_inspection(info: dict) -> str:
             q = t.get("quantization")
             qtext = f"  scale {q['scale']:.6g} zero_point {q['zero_point']}" if q else ""
             lines.append(f"{kind[:-1]:6s} {t['name']}: {t['dtype']} {t['shape']}{qtext}")
+    if info.get("activation_dtype"):
+        lines.append(f"types: weights {info.get('weight_dtype') or 'none'}, activations {info['activation_dtype']}")
     ops = ", ".join(f"{k} {v}" for k, v in sorted(info["operators"].items(), key=lambda kv: -kv[1]))
     lines.append(f"operators ({info['operator_total']}): {ops}")
     lines.append(f"parameters: {info['parameters']:,}")
