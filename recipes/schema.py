@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.recipes.base import get_step, unknown_name_message
 from compressor.runtime.errors import UserError
+from compressor.runtime.gates import Gates as RuntimeGates
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -23,10 +24,11 @@ class _Strict(BaseModel):
 
 
 class StepSpec(_Strict):
-    """One step; ``params`` are checked against the step type's own schema in validate_recipe."""
+    """One step. ``params`` is the mapping as read; validate_recipe replaces it with the step type's
+    typed parameters (a StepParams), which then travel unchanged to the code that uses them."""
 
     type: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Any = Field(default_factory=dict)
 
 
 class ExportSpec(_Strict):
@@ -38,6 +40,10 @@ class Gates(_Strict):
     max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="fraction, e.g. 0.01 = 1 point")
     min_accuracy: float | None = Field(None, ge=0, le=1)
     max_size_kb: float | None = Field(None, gt=0)
+
+    def to_runtime(self) -> RuntimeGates:
+        """The same limits as the one gate check (runtime/gates.py) takes them."""
+        return RuntimeGates(**self.model_dump())
 
 
 class Recipe(_Strict):
@@ -85,7 +91,7 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
         except UserError as e:
             raise UserError(f"{source}: steps[{i}].type: {e}") from None
         params = _validated(step_type.params, step.params, ("steps", i, "params"), raw, source)
-        steps.append(StepSpec(type=step.type, params=params.model_dump()))
+        steps.append(StepSpec(type=step.type, params=params))
     kinds = [get_step(s.type).kind for s in steps]
     if kinds[-1] != "convert":
         raise UserError(

@@ -21,7 +21,7 @@ import numpy as np
 from . import accuracy, latency, preprocess
 from .bundle import Bundle, open_bundle
 from .errors import UserError
-from .gates import Gates, failures
+from .gates import Gates
 from .interpreters import Runner, open_model
 from .model_metadata import compressor_metadata, read_metadata
 from .selftest import run_self_test
@@ -228,7 +228,7 @@ def _header(command: str, path: str | Path, t: Target, xnnpack: bool) -> dict:
 
 
 def _finish(report: dict, gates: Gates, acc: float | None, reference: float | None) -> dict:
-    failed = failures(gates, acc, reference, report["latency"]["p90_ms"])
+    failed = [str(f) for f in gates.check(acc, reference, p90_ms=report["latency"]["p90_ms"])]
     report["gates"] = {"requested": gates.to_dict(), "reference_accuracy": reference, "failed": failed}
     self_test_ok = report.get("self_test", {}).get("passed", True)
     report["passed"] = self_test_ok and not failed

@@ -327,3 +327,36 @@ def test_runtime_never_imports_tensorflow(art):
     assert "XNNPACK" not in done.stderr  # LiteRT's delegate banner stays off the terminal
     for path in (art.f32, art.onnx):
         np.testing.assert_allclose(np.load(f"{path}.npy"), art.ref, atol=1e-5)
+
+
+def test_one_gate_check_for_device_and_host_report():
+    """runtime.gates.Gates is the one check; the device and the host report word its failures."""
+    from compressor.pipeline.validation import gate_failures
+    from compressor.recipes.schema import Gates as RecipeGates
+    from compressor.runtime.gates import Gates
+
+    gates = Gates(min_accuracy=0.9, max_accuracy_drop=0.01, max_latency_ms=2.0, max_size_kb=10)
+    failed = gates.check(accuracy=0.85, reference_accuracy=0.95, p90_ms=2.5, size_bytes=20 * 1024)
+    assert [str(f) for f in failed] == [
+        "accuracy 85.00% < min 90.00%",
+        "accuracy drop 10.00 pt (from reference 95.00%) > max 1.00 pt",
+        "size 20.0 KB > max 10 KB",
+        "latency p90 2.500 ms > max 2 ms",
+    ]
+    assert Gates(max_accuracy_drop=0.01).check(accuracy=0.94, reference_accuracy=0.95) == []  # exactly met
+    assert gates.check() == []  # nothing measured: nothing fails
+    with pytest.raises(UserError, match="needs a reference accuracy"):
+        Gates(max_accuracy_drop=0.01).check(accuracy=0.9)
+    with pytest.raises(UserError, match="--max-size-kb must be > 0"):
+        Gates(max_size_kb=0)
+
+    recipe_gates = RecipeGates(max_accuracy_drop=0.01, min_accuracy=0.9, max_size_kb=10)
+    assert recipe_gates.to_runtime() == Gates(min_accuracy=0.9, max_accuracy_drop=0.01, max_size_kb=10)
+    assert recipe_gates.to_runtime().accuracy_only() == Gates(min_accuracy=0.9, max_accuracy_drop=0.01)
+    row = {"accuracy": 0.85, "accuracy_delta": -0.1, "size_bytes": 20 * 1024}
+    assert gate_failures(row, recipe_gates.model_dump()) == [
+        "accuracy 85.00% < 90.00%",
+        "accuracy drop 10.00% > 1.00%",
+        "size 20.0 KB > 10.0 KB",
+    ]
+    assert gate_failures({**row, "accuracy": 0.99, "accuracy_delta": 0.0, "size_bytes": 1024}, {}) == []

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from compressor.runtime import accuracy, latency
+from compressor.runtime.gates import Gates
 from compressor.runtime.interpreters import open_model
 
 # Max |p_export - p_source| over test outputs (probabilities) for a faithful float conversion.
@@ -56,6 +58,16 @@ class ArtifactResult:
         }
 
 
+def reference_outputs(model: Any, x: np.ndarray) -> np.ndarray | None:
+    """The Keras model's float32 outputs on ``x``: what every export is checked against.
+
+    None for a plain SavedModel (``model.keras`` is None): then the float TFLite is the reference.
+    """
+    if model.keras is None:
+        return None
+    return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+
+
 def measure(
     path: Path,
     name: str,
@@ -94,12 +106,9 @@ def check_against(
         )
 
 
-def gate_failures(row: dict, gates: dict) -> list[str]:
-    failed = []
-    if gates.get("max_accuracy_drop") is not None and -row["accuracy_delta"] > gates["max_accuracy_drop"] + 1e-9:
-        failed.append(f"accuracy drop {-row['accuracy_delta']:.2%} > {gates['max_accuracy_drop']:.2%}")
-    if gates.get("min_accuracy") is not None and row["accuracy"] < gates["min_accuracy"]:
-        failed.append(f"accuracy {row['accuracy']:.2%} < {gates['min_accuracy']:.2%}")
-    if gates.get("max_size_kb") is not None and row["size_bytes"] / 1024 > gates["max_size_kb"]:
-        failed.append(f"size {row['size_bytes'] / 1024:.1f} KB > {gates['max_size_kb']} KB")
-    return failed
+def gate_failures(row: dict, gates: dict | Gates) -> list[str]:
+    """The report row's failed gates (recipe gates as a dict or a Gates), checked by runtime.gates."""
+    if isinstance(gates, dict):
+        gates = Gates(**gates)
+    reference = row["accuracy"] - row["accuracy_delta"]
+    return [f.brief() for f in gates.check(row["accuracy"], reference, size_bytes=row["size_bytes"])]
