@@ -35,12 +35,6 @@ def fresh_model(model: Any) -> Any:
     return dataclasses.replace(model, keras=clone)
 
 
-def reference_outputs(model: Any, x: np.ndarray) -> np.ndarray | None:
-    if model.keras is None:
-        return None
-    return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
-
-
 def run_recipe(
     model: Any, data: Any, recipe: Any, trial_dir: Path, reference: np.ndarray | None, latency_runs: int = LATENCY_RUNS
 ) -> dict:

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from compressor.pipeline.validation import reference_outputs
 from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.progress import Progress
-from compressor.tuning.recipe_eval import reference_outputs, run_recipe
+from compressor.tuning.recipe_eval import run_recipe
 from compressor.tuning.recipe_space import sample_recipe, search_space_from_dict
 from compressor.tuning.samplers import make_nsga2
 

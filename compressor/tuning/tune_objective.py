@@ -108,9 +108,10 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
     import optuna
 
     from compressor.pipeline.model_io import load_model
+    from compressor.pipeline.validation import reference_outputs
     from compressor.recipes import get_step, validate_recipe
     from compressor.recipes.base import set_epoch_hook, set_progress
-    from compressor.tuning.recipe_eval import reference_outputs, run_recipe
+    from compressor.tuning.recipe_eval import run_recipe
 
     s = cfg.settings
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
