@@ -7,7 +7,6 @@ conversion steps (post-training quantization) end a chain and return the .tflite
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from compressor.runtime.errors import UserError
+from compressor.runtime.suggest import unknown_name_message
 
 
 class StepParams(BaseModel):
@@ -89,11 +89,3 @@ def get_step(name: str) -> StepType:
 
 def step_types() -> dict[str, StepType]:
     return dict(sorted(_REGISTRY.items()))
-
-
-def unknown_name_message(what: str, name: str, valid: Any) -> str:
-    """'unknown X 'nme'; did you mean 'name'? Valid: ...' — shared wording for every registry."""
-    names = sorted(valid)
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ";"
-    return f"unknown {what} {name!r}{hint} Valid: {', '.join(names)}"

@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from compressor.recipes.base import progress, register, unknown_name_message
+from compressor.recipes.base import progress, register
 from compressor.recipes.finetune import FineTuneParams, fit
 from compressor.recipes.rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
 from compressor.recipes.stepio import write_info
+from compressor.runtime.suggest import unknown_name_message
 
 # Probabilities are clipped here before the log: float32 softmax underflows to 0 only for
 # logit gaps > ~87, and log(0) would turn the KL term into NaN.

@@ -12,9 +12,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from compressor.recipes.base import get_step, unknown_name_message
+from compressor.recipes.base import get_step
 from compressor.runtime.errors import UserError
 from compressor.runtime.gates import Gates as RuntimeGates
+from compressor.runtime.suggest import did_you_mean, unknown_name_message
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -130,8 +131,6 @@ def _path(loc: tuple) -> str:
 
 def _extra_key_message(model: type[BaseModel], loc: tuple) -> str:
     """'unknown key 'sparsty'; did you mean 'sparsity'?' using the schema at that location."""
-    import difflib
-
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -141,9 +140,7 @@ def _extra_key_message(model: type[BaseModel], loc: tuple) -> str:
             break
         model = args[0]
     valid = sorted(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {loc[-1]!r}{hint} (valid: {', '.join(valid)})"
+    return f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), valid)} (valid: {', '.join(valid)})"
 
 
 def _apply_override(raw: dict, item: str) -> None:

@@ -360,3 +360,16 @@ def test_one_gate_check_for_device_and_host_report():
         "size 20.0 KB > 10.0 KB",
     ]
     assert gate_failures({**row, "accuracy": 0.99, "accuracy_delta": 0.0, "size_bytes": 1024}, {}) == []
+
+
+def test_did_you_mean_one_wording():
+    from compressor.runtime.suggest import did_you_mean, unknown_name_message
+
+    assert did_you_mean("sparsty", ["sparsity", "epochs"]) == "; did you mean 'sparsity'?"
+    assert did_you_mean("INT8", ["int8", "float16"]) == "; did you mean 'int8'?"  # case ignored
+    assert did_you_mean("zzz", ["int8"]) == ""
+    assert (
+        unknown_name_message("model", "mpl", ["mlp", "cnn"])
+        == "unknown model 'mpl'; did you mean 'mlp'? Valid: cnn, mlp"
+    )
+    assert unknown_name_message("x", "zzz", ["a"], listed="a or a file") == "unknown x 'zzz'; Valid: a or a file"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from compressor.datasets.assemble import RawData, assemble
@@ -13,6 +12,7 @@ from compressor.datasets.idx import read_mnist
 from compressor.datasets.image_folder import read_image_folder
 from compressor.datasets.npz import read_npz
 from compressor.runtime.errors import UserError
+from compressor.runtime.suggest import unknown_name_message
 
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 VALID = ", ".join(DATASET_NAMES) + ", a .npz file or an image folder"
@@ -55,9 +55,7 @@ def _read(spec: str, data_dir: str | None) -> tuple[str, RawData]:
         if path.suffix == ".npz":
             return path.name, read_npz(path)
         raise UserError(f"data file {path} is not an .npz file; valid: {VALID}")
-    close = difflib.get_close_matches(spec.lower(), DATASET_NAMES, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ";"
-    raise UserError(f"unknown dataset {spec!r}{hint} Valid: {VALID}")
+    raise UserError(unknown_name_message("dataset", spec, DATASET_NAMES, listed=VALID))
 
 
 def _data_dir(data_dir: str | None) -> Path:
