@@ -58,6 +58,45 @@ def test_quant_debug_chart_only_when_present(compressed, tmp_path):
     assert len(_images(html)) == len(_images((out / "report.html").read_text())) + 1
 
 
+def test_title_names_the_run_not_its_partial_folder(compressed, tmp_path):
+    out, _ = compressed
+    # compress writes report.html inside its hidden .run.partial folder, renamed to run when complete
+    assert "<title>compressor report: run</title>" in (out / "report.html").read_text()
+    building = tmp_path / ".nightly.partial"
+    shutil.copytree(out, building)
+    assert "<title>compressor report: nightly</title>" in write_html(building).read_text()
+    assert "<h1>compressor report: int8 sweep</h1>" in write_html(building, name="int8 sweep").read_text()
+
+
+def test_every_scatter_point_is_named(compressed, tmp_path, monkeypatch):
+    from compressor.reports import plots
+
+    out, report = compressed
+    legends = {}
+    draw = plots._png
+
+    def record(fig):
+        ax = fig.axes[0]
+        if ax.get_legend() is not None:
+            legends[ax.get_title()] = [t.get_text() for t in ax.get_legend().get_texts()]
+        return draw(fig)
+
+    monkeypatch.setattr(plots, "_png", record)
+    run = tmp_path / "copy"
+    shutil.copytree(out, run)
+    write_html(run)
+    names = [f"{r['artifact']}/{r['format']}" for r in report["artifacts"]]
+    assert len(names) >= 4  # float32 and int8, each as tflite and onnx
+    for title in ("accuracy vs size", "accuracy vs latency"):
+        assert [f"{n}: {name}" for n, name in enumerate(names, 1)] == legends[title][: len(names)], legends
+    # search plots key each point by its trial number, the legend names its recipe
+    labels, keys = ["int8", "float16", "dynamic"], ["3", "7", "9"]
+    fig = plots.pareto_figure([1, 2, 3], [0.9, 0.8, 0.7], labels, [True, False, False], "x", "y", "t", keys=keys)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == ["3: int8", "7: float16", "9: dynamic"]
+    assert [t.get_text() for t in ax.texts] == ["3", "7", "9"]
+
+
 def test_report_command_errors_are_one_line(tmp_path):
     from click.testing import CliRunner
 

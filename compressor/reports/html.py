@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from compressor.pipeline.layout import run_name
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, page
 from compressor.reports.search_sections import search_sections
@@ -20,29 +21,33 @@ from compressor.runtime.atomic import write_text
 from compressor.runtime.errors import UserError
 
 
-def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = None) -> Path:
-    """Write RUN_DIR/report.html from the JSON files in RUN_DIR; returns its path."""
+def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = None, *, name: str | None = None) -> Path:
+    """Write RUN_DIR/report.html from the JSON files in RUN_DIR; returns its path.
+
+    ``name`` is the run's name in the title; by default the folder's, where a run still being built in
+    its hidden ``.NAME.partial`` folder is NAME (the folder it is renamed to when complete).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a run folder")
     builders = (("search.json", search_sections), ("tune.json", tune_sections), ("report.json", compress_sections))
     sections: list[Section] = []
     kinds = []
-    for name, build in builders:
-        path = run_dir / name
+    for source, build in builders:
+        path = run_dir / source
         if not path.is_file():
             continue
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise UserError(f"{path} is not valid JSON ({e})") from None
-        kinds.append(name)
-        sections += guarded(name, lambda d=data, b=build: b(d, run_dir))
+        kinds.append(source)
+        sections += guarded(source, lambda d=data, b=build: b(d, run_dir))
     if not kinds:
         raise UserError(
             f"{run_dir} has no report.json, tune.json or search.json: is it a compress, tune or search run folder?"
         )
-    out = write_text(run_dir / "report.html", page(f"compressor report: {run_dir.name}", kinds, sections))
+    out = write_text(run_dir / "report.html", page(f"compressor report: {name or run_name(run_dir)}", kinds, sections))
     if progress is not None:
         progress(f"report: {out}")
     return out

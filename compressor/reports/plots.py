@@ -38,11 +38,32 @@ def pareto_scatter(
     hline: float | None = None,
     hline_label: str = "",
     logx: bool = False,
+    keys: Sequence[str] | None = None,
 ) -> bytes:
     """Points, the Pareto front joined by a step line, and an optional constraint line (e.g. min accuracy)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    return _png(pareto_figure(xs, ys, labels, front, xlabel, ylabel, title, feasible, hline, hline_label, logx, keys))
+
+
+def pareto_figure(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    front: Sequence[bool],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    feasible: Sequence[bool] | None = None,
+    hline: float | None = None,
+    hline_label: str = "",
+    logx: bool = False,
+    keys: Sequence[str] | None = None,
+):
+    """The figure of :func:`pareto_scatter`. Every point is marked with a short key (default 1, 2, ...),
+    and the legend names each key (``labels``): points stay identifiable where names would overlap."""
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
     feasible = list(feasible) if feasible is not None else [True] * len(xs)
-    for x, y, on, ok in zip(xs, ys, front, feasible):
+    keys = list(keys) if keys is not None else [str(n) for n in range(1, len(xs) + 1)]
+    for key, x, y, name, on, ok in zip(keys, xs, ys, labels, front, feasible):
         ax.scatter(
             x,
             y,
@@ -50,15 +71,14 @@ def pareto_scatter(
             c="tab:red" if on else ("tab:blue" if ok else "lightgray"),
             edgecolors="black" if on else "none",
             zorder=3 if on else 2,
+            label=f"{key}: {name}",
         )
+        ax.annotate(key, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     pts = sorted((x, y) for x, y, on in zip(xs, ys, front) if on)
     if len(pts) > 1:
         ax.step(
             [p[0] for p in pts], [p[1] for p in pts], where="post", c="tab:red", lw=1, zorder=1, label="Pareto front"
         )
-    for x, y, name, on in zip(xs, ys, labels, front):
-        if on or len(xs) <= 6:  # labelling every point of a crowded plot makes none of them readable
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if hline is not None:
         ax.axhline(hline, ls="--", c="gray", lw=1, label=hline_label)
     if logx:
@@ -66,9 +86,8 @@ def pareto_scatter(
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
-    if len(pts) > 1 or hline is not None:
-        ax.legend(fontsize=8, loc="lower right")
-    return _png(fig)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, ncols=1 + len(xs) // 24)
+    return fig
 
 
 def param_scatter(

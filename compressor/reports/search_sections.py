@@ -106,7 +106,8 @@ def _tradeoff_plots(data: dict, rows: list[dict]) -> str:
     from compressor.tuning.pareto import front_mask
 
     acc = [r["val_accuracy"] for r in rows]
-    labels = [str(r["number"]) for r in rows]
+    labels = [r["label"] for r in rows]
+    trials = [str(r["number"]) for r in rows]  # each point keyed by its trial number, as in the tables
     feasible = [r["feasible"] for r in rows]
     floor = data["reference_val_accuracy"] - data["max_accuracy_drop"]
     # Feasibility is judged on the drop's upper bound: a point above this line can still be gray.
@@ -135,6 +136,7 @@ def _tradeoff_plots(data: dict, rows: list[dict]) -> str:
                     feasible,
                     floor,
                     limit_label,
+                    keys=trials,
                 ),
                 f"accuracy vs {key}",
             )
