@@ -118,7 +118,7 @@ def baselines(ctx: Context) -> dict:
             **job["result"],
         }
     recipe = load_recipe("prune-qat-int8")
-    prune, qat = recipe.steps[0].params, recipe.steps[1].params
+    prune, qat = recipe.steps[0].params.model_dump(), recipe.steps[1].params.model_dump()
     hand = run_job(
         "benchmarks.baselines:handwritten_prune_qat",
         model_path=info["model_path"],
@@ -161,7 +161,9 @@ def baselines(ctx: Context) -> dict:
 
 
 def validation_throughput(ctx: Context) -> dict:
-    """The issue's case (mobilenet_v2 96 float32), plus digits_cnn int8 where per-call overhead dominates."""
+    """Batched vs one-at-a-time evaluation: mobilenet_v2 96 float32 (compute-bound; its >= 10x target is
+    retired, see targets.THROUGHPUT_RETIRED) and digits_cnn int8, where the per-call interpreter overhead
+    that batching amortises is a large share of each call. Batching is for that overhead, not for compute."""
 
     def path(model: str, artifact: str) -> str:
         run = ctx.runs[(model, "int8")]
