@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.recipes.base import get_step
+from compressor.recipes.overrides import apply_override
 from compressor.runtime.errors import UserError
 from compressor.runtime.gates import Gates as RuntimeGates
 from compressor.runtime.suggest import did_you_mean, unknown_name_message
@@ -78,7 +79,7 @@ def load_recipe(spec: str, overrides: list[str] | None = None) -> Recipe:
         raise UserError(f"{source} must be a mapping with 'name' and 'steps'")
     raw.setdefault("name", path.stem)
     for item in overrides or []:
-        _apply_override(raw, item)
+        apply_override(raw, item)
     return validate_recipe(raw, source)
 
 
@@ -141,28 +142,3 @@ def _extra_key_message(model: type[BaseModel], loc: tuple) -> str:
         model = args[0]
     valid = sorted(model.model_fields)
     return f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), valid)} (valid: {', '.join(valid)})"
-
-
-def _apply_override(raw: dict, item: str) -> None:
-    """``steps.0.params.sparsity=0.8``: the value is parsed as YAML (numbers, lists, booleans)."""
-    if "=" not in item:
-        raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. steps.0.params.calibration_samples=500")
-    key, value = item.split("=", 1)
-    parts = key.strip().split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise UserError(f"--set {key}: {part!r} is not a valid index (the list has {len(node)} items)")
-            node = node[int(part)]
-        else:
-            node = node.setdefault(part, [] if nxt.isdigit() else {})
-    last = parts[-1]
-    parsed = yaml.safe_load(value)
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise UserError(f"--set {key}: {last!r} is not a valid index")
-        node[int(last)] = parsed
-    else:
-        node[last] = parsed

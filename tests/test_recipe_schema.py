@@ -75,3 +75,20 @@ def test_user_file_and_its_errors(tmp_path):
 
     with pytest.raises(UserError, match="does not exist"):
         load_recipe(str(tmp_path / "missing.yaml"))
+
+
+def test_one_dotted_path_writer_for_set_and_tuning():
+    from compressor.recipes.overrides import apply_override, set_path
+
+    raw = {"steps": [{"type": "prune", "params": {}}]}
+    apply_override(raw, "steps.0.params.sparsity=0.8")
+    set_path(raw, "steps.0.params.learning_rate", 0.01, "search space: params.steps.0.params.learning_rate")
+    apply_override(raw, "export.formats=[tflite]")
+    assert raw == {
+        "steps": [{"type": "prune", "params": {"sparsity": 0.8, "learning_rate": 0.01}}],
+        "export": {"formats": ["tflite"]},
+    }
+    with pytest.raises(UserError, match=r"^--set steps\.3\.type: '3' is not a valid index \(the list has 1 items\)$"):
+        apply_override(raw, "steps.3.type=int8")
+    with pytest.raises(UserError, match=r"^where: steps\.0\.type is not a mapping or list$"):
+        set_path(raw, "steps.0.type.x.y", 1, "where")

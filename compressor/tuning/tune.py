@@ -196,11 +196,11 @@ def _finalize_recipe(best: dict, settings: dict, out: Path, seed: int, progress:
     import yaml
 
     from compressor.pipeline.compress import compress
-    from compressor.tuning.tune_objective import set_path
+    from compressor.recipes.overrides import set_path
 
     raw = copy.deepcopy(settings["recipe"])
     for path, value in best["values"].items():
-        set_path(raw, path, value)
+        set_path(raw, path, value, f"search space: params.{path}")
     raw["name"] = f"{raw['name']}-tuned"
     write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     progress.line(f"best trial {best['number']}: compressing with best-recipe.yaml (evaluated on test once)")

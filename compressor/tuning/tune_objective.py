@@ -111,6 +111,7 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
     from compressor.pipeline.validation import reference_outputs
     from compressor.recipes import get_step, validate_recipe
     from compressor.recipes.base import set_epoch_hook, set_progress
+    from compressor.recipes.overrides import set_path
     from compressor.tuning.recipe_eval import run_recipe
 
     s = cfg.settings
@@ -123,7 +124,7 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
         trial.set_user_attr("values", values)
         raw = copy.deepcopy(s["recipe"])
         for path, value in values.items():
-            set_path(raw, path, value)
+            set_path(raw, path, value, f"search space: params.{path}")
         recipe = validate_recipe(raw, f"trial {trial.number}")
         t0, reporter = time.time(), EpochReporter(trial)
         set_epoch_hook(reporter)
@@ -155,26 +156,3 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
         return result["val_accuracy"]
 
     return objective
-
-
-def set_path(raw: dict, path: str, value: Any) -> None:
-    """``steps.0.params.learning_rate`` -> raw['steps'][0]['params']['learning_rate'] = value."""
-    from compressor.runtime.errors import UserError
-
-    parts = path.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise UserError(
-                    f"search space: params.{path}: {part!r} is not a valid index into {'.'.join(parts[:i])}"
-                )
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-        else:
-            raise UserError(f"search space: params.{path}: {'.'.join(parts[:i])} is not a mapping or list")
-    if isinstance(node, list):
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value

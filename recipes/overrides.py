@@ -1,0 +1,47 @@
+"""Writing a value at a dotted path of a raw recipe: ``steps.0.params.sparsity``.
+
+Used by ``--set KEY.PATH=VALUE`` (recipes/schema.py) and by tuning trials, which write their
+sampled values at the paths of the search space. Numeric parts index lists; a missing part is
+created (a list when the next part is a number). Errors start with ``where``, the caller's name
+for the path (``--set steps.0.x``, ``search space: params.steps.0.x``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from compressor.runtime.errors import UserError
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """``steps.0.params.sparsity=0.8``: the value is parsed as YAML (numbers, lists, booleans)."""
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. steps.0.params.calibration_samples=500")
+    key, value = item.split("=", 1)
+    set_path(raw, key.strip(), yaml.safe_load(value), f"--set {key}")
+
+
+def set_path(raw: dict, path: str, value: Any, where: str) -> None:
+    """``raw[...]`` at ``path`` = ``value``; intermediate mappings/lists are created as needed."""
+    parts = path.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"{where}: {part!r} is not a valid index (the list has {len(node)} items)")
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, [] if parts[i + 1].isdigit() else {})
+        else:
+            raise UserError(f"{where}: {'.'.join(parts[:i])} is not a mapping or list")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise UserError(f"{where}: {last!r} is not a valid index")
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise UserError(f"{where}: {'.'.join(parts[:-1])} is not a mapping or list")
