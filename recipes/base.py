@@ -29,7 +29,9 @@ class StepType:
     summary: str
     params: type[StepParams]
     kind: Literal["train", "convert"]
-    apply: Callable[..., Any]
+    # Training steps transform a Keras model here; conversion steps (None) are carried out by the
+    # exporter (compressor.export.conversions), since converting to TFLite is the exporter's job.
+    apply: Callable[..., Any] | None
 
     def describe(self) -> dict:
         fields = {}
@@ -68,16 +70,25 @@ def epoch_hook() -> EpochHook | None:
     return _epoch_hook[0]
 
 
-def register(name: str, summary: str, params: type[StepParams], kind: Literal["train", "convert"]):
+def register(name: str, summary: str, params: type[StepParams], kind: Literal["train", "convert"] = "train"):
     """Decorator: register ``apply`` under a stable name (names are part of recipe files: never rename)."""
 
     def wrap(apply: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY:
-            raise RuntimeError(f"step type {name!r} registered twice")
-        _REGISTRY[name] = StepType(name, summary, params, kind, apply)
+        _add(StepType(name, summary, params, kind, apply))
         return apply
 
     return wrap
+
+
+def register_conversion(name: str, summary: str, params: type[StepParams]) -> None:
+    """Declare a post-training conversion step: its parameters here, its conversion in the exporter."""
+    _add(StepType(name, summary, params, "convert", None))
+
+
+def _add(step: StepType) -> None:
+    if step.name in _REGISTRY:
+        raise RuntimeError(f"step type {step.name!r} registered twice")
+    _REGISTRY[step.name] = step
 
 
 def get_step(name: str) -> StepType:

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,19 @@ def _jsonable(value: Any) -> Any:
 
 
 @contextmanager
-def output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def output_dir(
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    partial: str | os.PathLike | None = None,
+    resume: bool = False,
+    keep_partial: Callable[[Path], bool] = lambda folder: False,
+) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
 
-    On any error the temporary folder is removed, so a failed run leaves nothing half-written.
+    By default the folder is a fresh temporary one, removed on any error, so a failed run leaves
+    nothing half-written. A resumable run names its own ``partial`` folder instead: with
+    ``resume`` an existing one is continued, and on an error it is kept when ``keep_partial``
+    says it holds finished work.
     """
     from .errors import UserError
 
@@ -55,12 +64,23 @@ def output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     if path.exists() and not overwrite:
         raise UserError(f"output folder {path} already exists; choose another --out or pass --overwrite")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    if partial is None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    else:
+        tmp = Path(partial)
+        if tmp.exists() and not resume:
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if partial is None or not keep_partial(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _replace_dir(tmp, path)
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)

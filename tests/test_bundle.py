@@ -148,6 +148,23 @@ def test_artifact_option_samples_and_errors(run_dir, tmp_path):
     assert not (tmp_path / "seed.zip").exists()
 
 
+def test_package_reloads_the_data_the_run_recorded(tiny_model_path, tmp_path):
+    """run.json records the data spec, folder and seed: package needs no --data/--seed to reproduce
+    the test split of a run made with seed 3 (seed 0, the old default, would give another split)."""
+    from compressor.pipeline.compress import compress
+
+    out = tmp_path / "seed3"
+    compress(tiny_model_path, ["int8"], out, seed=3, latency_runs=3, overrides=["export.formats=[tflite]"])
+    recorded = json.loads((out / "run.json").read_text())["data"]
+    assert (recorded["spec"], recorded["seed"], recorded["data_dir"]) == ("digits", 3, None)
+    assert recorded["splits"]["test"] == json.loads((out / "report.json").read_text())["data"]["test_samples"]
+    built = package(out, tmp_path / "seed3.zip")
+    assert built["artifact"] == "int8" and built["manifest"]["reference"]["data"] == "digits"
+    # The options still override what was recorded: seed 0 is another split, refused.
+    with pytest.raises(UserError, match="pass the --data and --seed the run was compressed with"):
+        package(out, tmp_path / "seed0.zip", seed=0)
+
+
 def test_package_cli(run_dir, tmp_path):
     out = tmp_path / "cli.zip"
     result = CliRunner().invoke(cli, ["package", str(run_dir), "--out", str(out), "--json", "--quiet"])

@@ -170,23 +170,24 @@ def test_parity_flags_a_pair_that_differs(depth_run, digits):
 
 
 def test_manual_float_layers_and_unknown_names(outlier_model, digits, tmp_path):
+    from compressor.export.conversions import run_conversion
     from compressor.pipeline.model_io import load_model
-    from compressor.recipes.ptq import Int8Params, int8
+    from compressor.recipes.ptq import Int8Params
 
     model = load_model(outlier_model)
     params = Int8Params(float_layers=["dense1"], io_dtype="float32", calibration_source="val", calibration_samples=50)
-    path = int8(model, digits, params, tmp_path)
+    path = run_conversion("int8", model, digits, params, tmp_path)
     meta = json.loads((tmp_path / "info.json").read_text())
     assert meta["float_layers"] == ["dense1"] and meta["calibration"] == {"source": "val", "samples": 50}
     info = inspect_file(path)
     assert info["inputs"][0]["dtype"] == "float32" and info["float_ops"] == {"FULLY_CONNECTED": 1}
     with pytest.raises(UserError, match=r"no layer named 'dense9'.*layers: dense1, dense2, flatten, probs"):
-        int8(model, digits, Int8Params(float_layers=["dense9"]), tmp_path / "bad")
+        run_conversion("int8", model, digits, Int8Params(float_layers=["dense9"]), tmp_path / "bad")
 
 
 def test_ptq_variants_have_the_promised_dtypes(outlier_model, digits, tmp_path):
+    from compressor.export.tflite import convert
     from compressor.pipeline.model_io import load_model
-    from compressor.recipes.ptq import convert
 
     model, sample = load_model(outlier_model), digits.x_train[:64]
     seen = {}
@@ -236,9 +237,10 @@ def test_calibration_set_is_checked(digits):
 
 def test_ops_without_int8_kernel_are_named_and_can_be_allowed(digits, tmp_path):
     from compressor.datasets import Dataset
+    from compressor.export.conversions import run_conversion
     from compressor.keras_shim import keras, tf
     from compressor.pipeline.model_io import LoadedModel
-    from compressor.recipes.ptq import Int8Params, int8
+    from compressor.recipes.ptq import Int8Params
 
     class Sine(keras.layers.Layer):
         def call(self, x):
@@ -264,8 +266,10 @@ def test_ops_without_int8_kernel_are_named_and_can_be_allowed(digits, tmp_path):
         digits.preprocessing,
     )
     with pytest.raises(UserError, match=r"SIN \(x1\) has no int8 kernel.*allow_float_ops: true"):
-        int8(model, data, Int8Params(calibration_samples=20), tmp_path / "strict")
-    path = int8(model, data, Int8Params(calibration_samples=20, allow_float_ops=True), tmp_path / "allowed")
+        run_conversion("int8", model, data, Int8Params(calibration_samples=20), tmp_path / "strict")
+    path = run_conversion(
+        "int8", model, data, Int8Params(calibration_samples=20, allow_float_ops=True), tmp_path / "allowed"
+    )
     assert inspect_file(path)["float_ops"] == {"SIN": 1}
     assert json.loads((tmp_path / "allowed" / "info.json").read_text())["float_ops"] == {"SIN": 1}
 
@@ -276,10 +280,10 @@ def test_float_layers_option_compiles_into_the_int8_recipes():
 
     recipes = [load_recipe("int8"), load_recipe("float16")]
     auto = apply_float_layers_option(recipes, "auto:2")
-    assert auto[0].steps[-1].params["auto_float_layers"] == 2 and auto[1] is recipes[1]
+    assert auto[0].steps[-1].params.auto_float_layers == 2 and auto[1] is recipes[1]
     manual = apply_float_layers_option(recipes, "dense1, probs")
-    assert manual[0].steps[-1].params["float_layers"] == ["dense1", "probs"]
-    assert apply_float_layers_option(recipes, "auto")[0].steps[-1].params["auto_float_layers"] == 3
+    assert manual[0].steps[-1].params.float_layers == ["dense1", "probs"]
+    assert apply_float_layers_option(recipes, "auto")[0].steps[-1].params.auto_float_layers == 3
     with pytest.raises(UserError, match="auto or auto:N"):
         apply_float_layers_option(recipes, "auto:x")
     with pytest.raises(UserError, match="applies to int8 recipes; none of float16 is"):

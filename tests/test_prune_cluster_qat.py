@@ -115,9 +115,9 @@ def test_qat_step_model_reloads_for_resume(chains):
 
 def test_unsupported_layers_listed_once_and_skip_layers_works(tmp_path, seed):
     from compressor.datasets import load_dataset
+    from compressor.export.tflite import convert
     from compressor.keras_shim import keras
     from compressor.pipeline.model_io import LoadedModel
-    from compressor.recipes.ptq import convert
 
     inputs = keras.Input((8, 8, 1), name="input")
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
@@ -154,8 +154,9 @@ def test_unknown_skip_layer_names_the_valid_ones(step, tiny_model_path, tmp_path
 
 def test_2_of_4_pruning_in_the_exported_file_and_input_model_untouched(tiny_model_path, tmp_path):
     from compressor.datasets import load_dataset
+    from compressor.export.tflite import convert
     from compressor.pipeline.model_io import load_model
-    from compressor.recipes.ptq import calibration_sample, convert
+    from compressor.recipes.ptq import calibration_sample
     from compressor.recipes.qat import detect, scheme_for
 
     loaded = load_model(tiny_model_path)
@@ -212,7 +213,7 @@ def test_presets_resolve():
     ]:
         recipe = load_recipe(name)
         assert recipe.description and recipe.steps[0].type == first and recipe.steps[-1].type == "int8"
-    assert load_recipe("prune-int8", ["steps.0.params.m_by_n=2:4"]).steps[0].params["m_by_n"] == "2:4"  # YAML base 60
+    assert load_recipe("prune-int8", ["steps.0.params.m_by_n=2:4"]).steps[0].params.m_by_n == "2:4"  # YAML base 60
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ def test_presets_resolve_with_descriptions():
 def test_defaults_filled_and_override_applied():
     recipe = load_recipe("int8", ["steps.0.params.calibration_samples=500"])
     params = recipe.steps[0].params
-    assert (params["calibration_samples"], params["io_dtype"], params["float_layers"]) == (500, "int8", [])
+    assert (params.calibration_samples, params.io_dtype, params.float_layers) == (500, "int8", [])
     assert recipe.export.formats == ["tflite", "onnx"] and recipe.export.opset == 17
     assert recipe.gates.max_accuracy_drop == 0.01
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from compressor import __version__
 from compressor.bundle.tflite_metadata import write_metadata
+from compressor.pipeline.layout import REFERENCE, RunLayout
 from compressor.runtime import accuracy, latency
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.bundle import sha256_file
@@ -44,93 +45,113 @@ def package(
     version: str = "1",
     data: str | None = None,
     data_dir: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
-    """Build the bundle; returns {"bundle", "artifact", "reason", "manifest"}."""
+    """Build the bundle; returns {"bundle", "artifact", "reason", "manifest"}.
+
+    The test set is reloaded as the run recorded it in run.json (data spec, data folder, seed);
+    ``data``, ``data_dir`` and ``seed`` override what was recorded."""
     run_dir, out = Path(run_dir), Path(out)
-    report, run = _read_json(run_dir / "report.json"), _read_json(run_dir / "run.json")
+    layout = RunLayout(run_dir)
+    report, run = _read_json(layout.report_json), _read_json(layout.run_record)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
     if samples < 1:
         raise UserError(f"--samples must be >= 1, got {samples}")
     chosen, reason = choose_artifact(report, artifact)
     progress(f"packaging {chosen['artifact']}: {reason}")
-    onnx_row = next(
-        (
-            r
-            for r in report["artifacts"]
-            if r["artifact"] == chosen["artifact"] and r["format"] == "onnx" and not r["export_mismatches"]
-        ),
-        None,
-    )
     dataset = _reload_dataset(run_dir, run, report, data, data_dir, seed)
-    card = _card(run)
-    model_name = name or card.get("model") or Path(run["model"]).name
-    prep, labels = report["data"]["preprocessing"], list(report["data"]["labels"])
-    raw_input = {"shape": list(dataset.raw_test.shape[1:]), "dtype": dataset.raw_test.dtype.name}
-    recipe = next((r for r in run.get("recipes", []) if r["name"] == chosen["artifact"]), None)
-
+    model_name = name or _card(run).get("model") or Path(run["model"]).name
+    bundle = _Bundle(layout, report, run, chosen, dataset, model_name, str(version))
     with tempfile.TemporaryDirectory(prefix="compressor-package-") as tmp:
-        tmp = Path(tmp)
+        manifest = bundle.write(Path(tmp), samples, reason)
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            for f in sorted(manifest["files"]):
+                archive.write(Path(tmp) / f, f)
+    write_bytes(out, zipped.getvalue())
+    return {"bundle": str(out), "artifact": chosen["artifact"], "reason": reason, "manifest": manifest}
+
+
+class _Bundle:
+    """The files of one bundle, written into a folder, and the manifest that describes them."""
+
+    def __init__(self, layout: RunLayout, report: dict, run: dict, chosen: dict, dataset, name: str, version: str):
+        self.layout, self.report, self.chosen, self.dataset = layout, report, chosen, dataset
+        self.name, self.version = name, version
+        self.recipe = next((r for r in run.get("recipes", []) if r["name"] == chosen["artifact"]), None)
+        self.prep, self.labels = report["data"]["preprocessing"], list(report["data"]["labels"])
+        self.raw_input = {"shape": list(dataset.raw_test.shape[1:]), "dtype": dataset.raw_test.dtype.name}
+
+    def write(self, tmp: Path, samples: int, reason: str) -> dict:
+        chosen, dataset = self.chosen, self.dataset
         write_metadata(
-            _artifact_file(run_dir, chosen),
+            _artifact_file(self.layout, chosen),
             tmp / "model.tflite",
-            labels=labels,
-            preprocessing=prep,
-            name=model_name,
-            version=str(version),
-            raw_input=raw_input,
-            description=f"{model_name} compressed with recipe {chosen['artifact']}",
+            labels=self.labels,
+            preprocessing=self.prep,
+            name=self.name,
+            version=self.version,
+            raw_input=self.raw_input,
+            description=f"{self.name} compressed with recipe {chosen['artifact']}",
             extra={"recipe": chosen["artifact"]},
         )
         n = min(samples, len(dataset.y_test))
         arrays = {"raw": dataset.raw_test[:n], "x": dataset.x_test[:n], "y": dataset.y_test[:n]}
-        entries = [_model_entry(tmp / "model.tflite", "tflite", chosen, dataset, arrays, recipe, check=True)]
+        entries = [_model_entry(tmp / "model.tflite", "tflite", chosen, dataset, arrays, self.recipe, check=True)]
+        onnx_row = self._onnx_row()
         if onnx_row is not None:
-            shutil.copyfile(_artifact_file(run_dir, onnx_row), tmp / "model.onnx")
-            entries.append(_model_entry(tmp / "model.onnx", "onnx", onnx_row, dataset, arrays, recipe, check=False))
-        (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
+            shutil.copyfile(_artifact_file(self.layout, onnx_row), tmp / "model.onnx")
+            entries.append(_model_entry(tmp / "model.onnx", "onnx", onnx_row, dataset, arrays, self.recipe, False))
+        (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in self.labels), encoding="utf-8")
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         (tmp / "samples.npz").write_bytes(buf.getvalue())
         files = sorted(p.name for p in tmp.iterdir())
-        manifest = check_manifest(
-            {
-                "schema": SCHEMA,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "model": {
-                    "name": model_name,
-                    "version": str(version),
-                    "recipe": chosen["artifact"],
-                    "recipe_steps": [s["type"] for s in recipe["steps"]] if recipe else [],
-                    "selected_because": reason,
-                },
-                "tool": {"name": "compressor", "version": __version__},
-                "versions": report.get("versions", {}),
-                "labels": labels,
-                "labels_file": "labels.txt",
-                "preprocessing": prep,
-                "raw_input": raw_input,
-                "models": entries,
-                "reference": {
-                    "artifact": "float32",
-                    "accuracy": float(report["reference_accuracy"]),
-                    "data": report["data"]["name"],
-                    "test_samples": int(report["data"]["test_samples"]),
-                },
-                "samples": {"file": "samples.npz", "count": n, "raw": "raw", "inputs": "x", "labels": "y"},
-                "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
-            }
+        return check_manifest(self._manifest(entries, n, reason, tmp, files))
+
+    def _onnx_row(self) -> dict | None:
+        """The chosen recipe's ONNX, shipped beside the .tflite when its export checks passed."""
+        return next(
+            (
+                r
+                for r in self.report["artifacts"]
+                if r["artifact"] == self.chosen["artifact"] and r["format"] == "onnx" and not r["export_mismatches"]
+            ),
+            None,
         )
-        zipped = io.BytesIO()
-        with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
-            for f in files:
-                archive.write(tmp / f, f)
-    write_bytes(out, zipped.getvalue())
-    return {"bundle": str(out), "artifact": chosen["artifact"], "reason": reason, "manifest": manifest}
+
+    def _manifest(self, entries: list[dict], n: int, reason: str, tmp: Path, files: list[str]) -> dict:
+        report, recipe = self.report, self.recipe
+        return {
+            "schema": SCHEMA,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": {
+                "name": self.name,
+                "version": self.version,
+                "recipe": self.chosen["artifact"],
+                "recipe_steps": [s["type"] for s in recipe["steps"]] if recipe else [],
+                "selected_because": reason,
+            },
+            "tool": {"name": "compressor", "version": __version__},
+            "versions": report.get("versions", {}),
+            "labels": self.labels,
+            "labels_file": "labels.txt",
+            "preprocessing": self.prep,
+            "raw_input": self.raw_input,
+            "models": entries,
+            "reference": {
+                "artifact": REFERENCE,
+                "accuracy": float(report["reference_accuracy"]),
+                "data": report["data"]["name"],
+                "test_samples": int(report["data"]["test_samples"]),
+            },
+            "samples": {"file": "samples.npz", "count": n, "raw": "raw", "inputs": "x", "labels": "y"},
+            "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
+        }
 
 
 def choose_artifact(report: dict, artifact: str | None) -> tuple[dict, str]:
@@ -199,22 +220,27 @@ def _model_entry(path: Path, fmt: str, row: dict, dataset, arrays: dict, recipe:
     }
 
 
-def _artifact_file(run_dir: Path, row: dict) -> Path:
-    """The row's file inside RUN_DIR (the recorded absolute path is stale once a run folder moves)."""
-    path = run_dir / row["artifact"] / Path(row.get("path") or f"model.{row['format']}").name
+def _artifact_file(layout: RunLayout, row: dict) -> Path:
+    """The row's file inside the run folder (the recorded absolute path is stale once a run folder moves)."""
+    path = layout.recipe_dir(row["artifact"]) / Path(row.get("path") or f"model.{row['format']}").name
     if not path.is_file():
         raise UserError(f"{path} is missing from the run folder; was it moved or cleaned up?")
     return path
 
 
-def _reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int):
+def _reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int | None):
+    """The run's test set, from what run.json recorded; the arguments given override it. Runs made
+    before run.json recorded its data fall back to the model card's data set and seed 0."""
     from compressor.datasets import DATASET_NAMES, load_dataset
 
-    spec = data or _card(run).get("data")
+    recorded = run.get("data") if isinstance(run.get("data"), dict) else {}
+    spec = data or recorded.get("spec") or _card(run).get("data")
     if spec is None and report["data"]["name"] in DATASET_NAMES:
         spec = report["data"]["name"]
     if spec is None:
         raise UserError(f"cannot tell which data set {run_dir} was compressed with; pass --data (and --data-dir)")
+    data_dir = data_dir or (recorded.get("data_dir") if not data else None)
+    seed = seed if seed is not None else int(recorded.get("seed", 0))
     dataset = load_dataset(spec, data_dir=data_dir, seed=seed)
     expected = report["data"]
     if (

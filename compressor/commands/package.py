@@ -18,9 +18,9 @@ from compressor.commands.app import cli, common, emit, progress
 )
 @click.option("--name", default=None, help="Model name in the manifest (default: the trained architecture's name).")
 @click.option("--version", "model_version", default="1", show_default=True, help="Model version in the manifest.")
-@click.option("--data", default=None, help="Data set the run was compressed with (default: the model's training data).")
-@click.option("--data-dir", type=click.Path())
-@click.option("--seed", default=0, show_default=True, type=int, help="The seed the run was compressed with.")
+@click.option("--data", default=None, help="Data set of the run's test split (default: the one run.json recorded).")
+@click.option("--data-dir", type=click.Path(), help="Folder of the data files (default: the one run.json recorded).")
+@click.option("--seed", default=None, type=int, help="Split seed (default: the one run.json recorded).")
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @common

@@ -27,7 +27,8 @@ from compressor.runtime.errors import UserError
 from compressor.runtime.quiet import native_stderr_silenced
 
 VARIANTS = {"tflite": ["tflite"], "ort": ["ort"], "both": ["tflite", "ort"]}
-FILES = {"tflite": "model.tf2onnx.onnx", "ort": "model.ort.onnx"}  # until keep_better names the kept one
+# A variant's file is model.<tag>.onnx until keep_better names the kept one model.onnx.
+FILE_TAGS = {"tflite": "tf2onnx", "ort": "ort"}
 
 
 class _Reader:
@@ -158,16 +159,15 @@ def export_variant(
     model: Any,
     data: Any,
     recipe: Any,
-    folder: Path,
-    float_onnx: Path,
+    layout: Any,
     float_layers: list[str] = (),
 ) -> Path:
-    """Write the recipe's ONNX the ``variant`` way; ``float_onnx`` is the run's float32 ONNX."""
+    """Write the recipe's ONNX the ``variant`` way into the run ``layout`` (a RunLayout)."""
     import onnx
 
     from compressor.export.onnx import keras_to_onnx, tflite_to_onnx
 
-    path = folder / FILES[variant]
+    path = layout.artifact(recipe.name, "onnx", FILE_TAGS[variant])
     opset = recipe.export.opset
     if variant == "tflite":
         tflite_to_onnx(tflite, path, opset=opset)
@@ -176,25 +176,25 @@ def export_variant(
             write_bytes(path, proto.SerializeToString())
         return path
     from compressor.export.quant_debug import conversion_input
-    from compressor.recipes.ptq import calibration_sample
 
-    params = recipe.steps[-1].params
-    source = conversion_input(model, recipe, folder / "steps")
+    float_onnx = layout.reference("onnx")
+    source = conversion_input(model, recipe, layout.steps(recipe.name))
     if len(recipe.steps) > 1 and source.keras is not None:  # training steps changed the float model
-        float_onnx = keras_to_onnx(source.keras, folder / "float-input.onnx", opset=opset)
-    sample = calibration_sample(data, params["calibration_samples"], source=params.get("calibration_source", "train"))
-    return ort_static_quantize(float_onnx, sample, path, float_layers)
+        float_onnx = keras_to_onnx(source.keras, layout.recipe_dir(recipe.name) / "float-input.onnx", opset=opset)
+    return ort_static_quantize(float_onnx, recipe.steps[-1].params.calibration(data), path, float_layers)
 
 
 def keep_better(
     candidates: list[tuple[str, Any]],
     gates: dict,
     reference_accuracy: float,
-    folder: Path,
-    out_folder: Path,
+    layout: Any,
+    final: Any,
     recipe_name: str,
 ) -> tuple[list, dict]:
-    """Rename the better (variant, ArtifactResult) to model.onnx; the other keeps ``model.<variant>.onnx``."""
+    """Rename the better (variant, ArtifactResult) to model.onnx; the other keeps ``model.<tag>.onnx``.
+
+    ``layout`` is the RunLayout being written, ``final`` the one the results' paths must name."""
     from compressor.pipeline.validation import gate_failures
 
     def rank(item: tuple[str, Any]) -> tuple:
@@ -211,12 +211,12 @@ def keep_better(
             "latency_ms": row["latency"]["median_ms"],
             "gates_failed": gate_failures(row, gates),
         }
-        current = folder / FILES[variant]
+        current = layout.artifact(recipe_name, "onnx", FILE_TAGS[variant])
         if variant == chosen:
-            os.replace(current, folder / "model.onnx")
-            result.path = out_folder / "model.onnx"
+            os.replace(current, layout.artifact(recipe_name, "onnx"))
+            result.path = final.artifact(recipe_name, "onnx")
         else:
-            result.name = f"{recipe_name}.{current.name.split('.')[1]}"  # own row: not what the gates judge
-            result.path = out_folder / current.name
+            result.name = f"{recipe_name}.{FILE_TAGS[variant]}"  # own row: not what the gates judge
+            result.path = layout.relocate(current, final)
         info["variants"][variant]["file"] = result.path.name
     return [r for _, r in candidates], info

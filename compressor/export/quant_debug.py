@@ -32,8 +32,8 @@ class QuantDebugger:
     """One calibrated int8 model of ``model`` plus its debugger; ``statistics`` runs it once."""
 
     def __init__(self, model: Any, sample: np.ndarray, io_dtype: str = "int8"):
+        from compressor.export.tflite import make_converter
         from compressor.keras_shim import tf
-        from compressor.recipes.ptq import make_converter
 
         # The debugger instruments a float-I/O model; int8 I/O is applied when re-quantizing.
         converter = make_converter(model, "int8", sample, "float32")
@@ -45,7 +45,7 @@ class QuantDebugger:
                     converter=converter, debug_dataset=lambda: ([row[None, ...]] for row in sample)
                 )
         except Exception as e:
-            from compressor.recipes.ptq import conversion_error
+            from compressor.export.tflite import conversion_error
 
             raise UserError(f"quantization debugger (int8) failed: {conversion_error(str(e))}") from None
         self.nodes = node_names(self._debugger.calibrated_model)
@@ -54,13 +54,8 @@ class QuantDebugger:
     @classmethod
     def for_recipe(cls, model: Any, data: Any, recipe: Any, steps_dir: Path) -> QuantDebugger:
         """Debug what the recipe's int8 step converted, calibrated exactly as that step was."""
-        from compressor.recipes.ptq import calibration_sample
-
         params = recipe.steps[-1].params
-        sample = calibration_sample(
-            data, params["calibration_samples"], source=params.get("calibration_source", "train")
-        )
-        return cls(conversion_input(model, recipe, steps_dir), sample, params["io_dtype"])
+        return cls(conversion_input(model, recipe, steps_dir), params.calibration(data), params.io_dtype)
 
     def statistics(self) -> list[dict]:
         """One row per quantized tensor, worst RMSE/scale first."""
@@ -110,10 +105,11 @@ def conversion_input(model: Any, recipe: Any, steps_dir: Path) -> Any:
     """The model the recipe's conversion step received: the original, or the last training step's output."""
     if len(recipe.steps) == 1:
         return model
+    from compressor.pipeline.layout import step_dir
     from compressor.recipes.stepio import load_step_model
 
     i = len(recipe.steps) - 2
-    workdir = steps_dir / f"{i:02d}-{recipe.steps[i].type}"
+    workdir = step_dir(steps_dir, i, recipe.steps[i].type)
     return dataclasses.replace(model, keras=load_step_model(workdir), saved_model_dir=None)
 
 

@@ -64,7 +64,7 @@ def apply_float_layers_option(recipes: list[Any], option: str | None) -> list[An
     for recipe in recipes:
         if recipe.steps[-1].type == "int8":
             raw = recipe.model_dump()
-            raw["steps"][-1]["params"].update(update)
+            raw["steps"][-1]["params"].update(update)  # model_dump: a plain mapping again
             recipe = validate_recipe(raw, "--float-layers")
         changed.append(recipe)
     return changed
@@ -81,7 +81,7 @@ def should_fall_back(recipe: Any, row: dict) -> bool:
     last = recipe.steps[-1]
     return (
         last.type == "int8"
-        and last.params.get("auto_float_layers", 0) > 0
+        and last.params.auto_float_layers > 0
         and accuracy_gate_failed(row, recipe.gates.model_dump())
     )
 
@@ -99,7 +99,7 @@ def fall_back(
     from compressor.runtime.interpreters import open_model
 
     gates = recipe.gates.model_dump()
-    limit = recipe.steps[-1].params["auto_float_layers"]
+    limit = recipe.steps[-1].params.auto_float_layers
     split = "val" if len(data.y_val) else "test"  # the test split only when a data set has no val split
     x, y = (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
     ref_accuracy = float(np.mean(predict(open_model(f32_tflite), x).argmax(1) == y))

@@ -1,8 +1,9 @@
 """Run a recipe's steps in order, each in its own numbered folder, resumable after interruption.
 
 Training steps take and return a Keras model (saved in the step folder); the last step is a
-post-training conversion that writes model.tflite. A step folder whose meta.json says it
-completed with the same parameters is reused by --resume instead of being run again.
+post-training conversion, carried out by the exporter, that writes model.tflite. A step folder
+whose meta.json says it completed with the same parameters is reused by --resume instead of
+being run again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from compressor.export.conversions import run_conversion
+from compressor.pipeline.layout import step_dir
 from compressor.pipeline.model_io import LoadedModel
 from compressor.recipes import Recipe, get_step
 from compressor.recipes.base import progress
@@ -29,8 +32,9 @@ def run_chain(
     metas: list[dict] = []
     for i, spec in enumerate(recipe.steps):
         step = get_step(spec.type)
-        workdir = steps_dir / f"{i:02d}-{spec.type}"
-        done = _finished(workdir, spec.params) if resume else None
+        workdir = step_dir(steps_dir, i, spec.type)
+        params = spec.params.model_dump()
+        done = _finished(workdir, params) if resume else None
         resume = done is not None  # once a step reruns, every later step must rerun too
         if done is not None:
             progress(f"  step {i}: {spec.type} (resumed from {workdir.name})")
@@ -43,31 +47,26 @@ def run_chain(
         workdir.mkdir(parents=True)
         progress(f"  step {i}: {spec.type}")
         t0 = time.time()
-        params = step.params(**spec.params)
         if step.kind == "convert":
-            result = step.apply(current, data, params, workdir)
+            result = run_conversion(spec.type, current, data, spec.params, workdir)
         else:
-            trained = step.apply(current.keras, data, params, workdir)
+            trained = step.apply(current.keras, data, spec.params, workdir)
             save_step_model(trained, workdir)
             current = dataclasses.replace(current, keras=trained, saved_model_dir=None)
-        meta = {
-            "step": spec.type,
-            "index": i,
-            "params": spec.params,
-            "seconds": round(time.time() - t0, 3),
-            "complete": True,
-        }
-        info = workdir / "info.json"
-        if info.is_file():
-            meta["info"] = json.loads(info.read_text())
-        history = workdir / "history.json"
-        if history.is_file():
-            meta["history"] = json.loads(history.read_text())
-        write_json(workdir / "meta.json", meta)  # written last: its presence marks the step as finished
-        metas.append(meta)
+        metas.append(_write_meta(workdir, spec.type, i, params, time.time() - t0))
         if step.kind == "convert":
             return result, metas
     raise AssertionError("recipe validation guarantees a conversion step last")
+
+
+def _write_meta(workdir: Path, step_type: str, index: int, params: dict, seconds: float) -> dict:
+    meta = {"step": step_type, "index": index, "params": params, "seconds": round(seconds, 3), "complete": True}
+    for key in ("info", "history"):  # figures the step wrote: merged so one file tells the whole step
+        path = workdir / f"{key}.json"
+        if path.is_file():
+            meta[key] = json.loads(path.read_text())
+    write_json(workdir / "meta.json", meta)  # written last: its presence marks the step as finished
+    return meta
 
 
 def _finished(workdir: Path, params: dict) -> dict | None:

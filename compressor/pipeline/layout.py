@@ -87,9 +87,10 @@ class RunLayout:
         name = f"model.{variant}.{fmt}" if variant else f"model.{fmt}"
         return self.recipe_dir(recipe) / name
 
-    def has_finished_step(self) -> bool:
-        """Whether any recipe step completed here: such a partial run is worth keeping for --resume."""
-        return any(self.root.glob("*/steps/*/meta.json"))
+    @staticmethod
+    def finished_step_in(root: Path) -> bool:
+        """Whether any recipe step completed in the run folder ``root``: a partial run worth keeping."""
+        return any(Path(root).glob("*/steps/*/meta.json"))
 
     def relocate(self, path: Path, to: RunLayout) -> Path:
         """The same file under another root (a path in the partial folder -> its final place)."""

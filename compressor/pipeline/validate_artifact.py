@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.datasets import load_dataset
-from compressor.pipeline.compress import check_fits
+from compressor.pipeline.preflight import check_fits
 from compressor.runtime import accuracy, latency
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model

@@ -1,0 +1,109 @@
+"""One recipe of a `compress` run: its steps, its exports, each validated right after export.
+
+What a conversion step type adds after converting (float16's tolerance, int8's diagnostics and
+ONNX Runtime quantizer) is looked up in ``export.conversions.CONVERSIONS``, not branched on here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compressor.export import onnx_quant
+from compressor.export.conversions import CONVERSIONS
+from compressor.pipeline import validation
+from compressor.pipeline.chain import run_chain
+from compressor.pipeline.int8_followups import int8_followups
+from compressor.pipeline.layout import RunLayout
+from compressor.pipeline.model_io import LoadedModel
+from compressor.recipes import Recipe
+
+
+@dataclass
+class RunContext:
+    """What every recipe of one run shares: the input, where files go, and how to measure."""
+
+    model: LoadedModel
+    data: Any
+    layout: RunLayout  # where files are written (the hidden partial folder)
+    final: RunLayout  # where they will be once the run is complete: the paths the report names
+    reference: np.ndarray | None = None  # the float model's test outputs
+    reference_accuracy: float = 0.0
+    threads: int = 1
+    latency_runs: int = 100
+    resume: bool = False
+    debug_quant: bool = False
+    onnx_quant: str = "tflite"
+    progress: Callable[[str], None] = lambda msg: None
+
+    def measure(self, path: Any, name: str, fmt: str) -> validation.ArtifactResult:
+        """Accuracy, agreement with the float model, size and latency on the test split."""
+        self.progress(f"validating {name} ({fmt})")
+        x, y = self.data.x_test, self.data.y_test
+        result = validation.measure(path, name, fmt, x, y, self.reference, self.threads, self.latency_runs)
+        result.path = self.layout.relocate(path, self.final)
+        return result
+
+
+@dataclass
+class RecipeOutcome:
+    results: list[validation.ArtifactResult] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+    extras: dict[str, dict] = field(default_factory=dict)  # report section -> this recipe's entry
+    converted: list[tuple] = field(default_factory=list)  # (tflite result, ONNX converted from it)
+
+
+def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
+    ctx.progress(f"recipe {recipe.name}")
+    outcome = RecipeOutcome()
+    tflite, outcome.steps = run_chain(ctx.model, ctx.data, recipe, ctx.layout.steps(recipe.name), ctx.resume)
+    final = shutil.copyfile(tflite, ctx.layout.artifact(recipe.name, "tflite"))
+    result = ctx.measure(final, recipe.name, "tflite")
+    conversion = CONVERSIONS[recipe.steps[-1].type]
+    if conversion.keras_atol is not None:
+        validation.check_against(result, "keras", ctx.reference, atol=conversion.keras_atol)
+    if conversion.int8_diagnostics:
+        result = int8_followups(ctx, recipe, result, outcome.extras)
+    elif ctx.debug_quant:
+        outcome.extras["quant_debug"] = {
+            "skipped": f"the quantization debugger covers int8 only, not {recipe.steps[-1].type}"
+        }
+    outcome.results.append(result)
+    if "onnx" in recipe.export.formats:
+        _export_onnx(ctx, recipe, result, outcome, conversion.onnx_quantizers)
+    return outcome
+
+
+def _export_onnx(
+    ctx: RunContext, recipe: Recipe, tflite: validation.ArtifactResult, outcome: RecipeOutcome, quantizers: bool
+) -> None:
+    """The recipe's ONNX, converted from its .tflite (and with --onnx-quant, by ONNX Runtime too)."""
+    float_layers = outcome.extras.get("selective", {}).get("float_layers") or outcome.steps[-1].get("info", {}).get(
+        "float_layers", []
+    )
+    candidates = []
+    for variant in onnx_quant.VARIANTS[ctx.onnx_quant if quantizers else "tflite"]:
+        path = onnx_quant.export_variant(
+            variant, ctx.layout.artifact(recipe.name, "tflite"), ctx.model, ctx.data, recipe, ctx.layout, float_layers
+        )
+        onnx_result = ctx.measure(path, recipe.name, "onnx")
+        if variant == "tflite":
+            validation.check_against(
+                onnx_result,
+                f"{recipe.name} tflite",
+                tflite.outputs,
+                atol=None,
+                min_agreement=validation.CROSS_RUNTIME_MIN_AGREEMENT,
+            )
+            outcome.converted.append((tflite, onnx_result))
+        candidates.append((variant, onnx_result))
+    kept, info = onnx_quant.keep_better(
+        candidates, recipe.gates.model_dump(), ctx.reference_accuracy, ctx.layout, ctx.final, recipe.name
+    )
+    outcome.results += kept
+    if len(candidates) > 1:
+        outcome.extras["onnx_quant"] = info
