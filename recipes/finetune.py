@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from compressor.recipes.base import StepParams, epoch_hook, progress
+from compressor.recipes.epoch_log import epoch_callback, epoch_line, without_seconds
 from compressor.runtime.atomic import write_json
 from compressor.runtime.errors import UserError
 
@@ -85,29 +86,20 @@ def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
     (base.set_epoch_hook), plus the step's own callbacks."""
     from compressor.keras_shim import keras
 
-    class EpochLines(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            figures = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            progress(f"    epoch {epoch + 1}/{params.epochs}  {figures}  ({time.time() - self._t0:.1f} s)")
-
     out = list(extra or [])
     if params.lr_schedule != "constant":
         # Per-epoch schedule: the value at epoch e is learning_rate_at(params, e).
         out.append(keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(params, epoch)))
     if params.early_stopping:
         out.append(keras.callbacks.EarlyStopping("val_loss", patience=params.early_stopping, restore_best_weights=True))
-    out.append(EpochLines())
     hook = epoch_hook()
-    if hook is not None:
 
-        class EpochHook(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                hook(epoch, params.epochs, {k: float(v) for k, v in (logs or {}).items()})
+    def on_epoch(epoch: int, logs: dict) -> None:
+        progress(epoch_line(epoch, params.epochs, logs, indent="    "))
+        if hook is not None:
+            hook(epoch, params.epochs, without_seconds(logs))
 
-        out.append(EpochHook())  # last: it sees the epoch after early stopping and the progress line
+    out.append(epoch_callback(on_epoch))  # last: it sees the epoch after early stopping
     return out
 
 

@@ -152,7 +152,7 @@ def test_epoch_hook_sees_every_epoch_and_its_exception_stops_fit(digits, tmp_pat
 
     calls, set_epoch_hook = hook
     params = FineTuneParams(epochs=4, learning_rate=1e-2, batch_size=64)
-    assert [type(c).__name__ for c in callbacks(params)] == ["EpochLines"]  # no hook: no extra callback
+    assert [type(c).__name__ for c in callbacks(params)] == ["EpochLog"]  # one callback, whether a hook is set or not
 
     class Stop(Exception):
         """Stands for optuna.TrialPruned: any exception the hook raises."""
@@ -174,3 +174,11 @@ def test_epoch_hook_sees_every_epoch_and_its_exception_stops_fit(digits, tmp_pat
     calls.clear()
     record = fit(_small_model(), digits, params, tmp_path / "free")
     assert record["epochs_run"] == 4 and calls == []
+
+
+def test_epoch_line_wording():
+    from compressor.recipes.epoch_log import epoch_line
+
+    logs = {"loss": 0.12345, "accuracy": 0.5, "lr": 0.001, "seconds": 1.26}
+    assert epoch_line(2, 10, logs, skip=("lr",)) == "epoch 3/10  loss 0.1235  accuracy 0.5000  (1.3 s)"
+    assert epoch_line(0, 1, logs, indent="    ") == "    epoch 1/1  loss 0.1235  accuracy 0.5000  lr 0.0010  (1.3 s)"

@@ -74,6 +74,48 @@ def read_card(path: Path) -> dict:
     return {}
 
 
+def write_trained_model(
+    out: Path,
+    model: Any,
+    *,
+    name: str,
+    params: dict,
+    data: str,
+    dataset: Any,
+    training: dict,
+    test_accuracy: float,
+    history: dict,
+    overwrite: bool = False,
+) -> dict:
+    """Save a trained reference architecture as `compressor train` lays it out; returns its card.
+
+    ``out/model`` (SavedModel), ``out/compressor-model.json`` (the card: architecture, data set
+    spec, preprocessing, labels, training settings, test accuracy) and ``out/history.json``,
+    written atomically. ``data`` is the data set spec as given (``digits``, a path...).
+    """
+    from compressor.runtime.atomic import output_dir, write_json
+    from compressor.runtime.quiet import native_stderr_silenced
+
+    card = {
+        "schema": "compressor.model-card/1",
+        "model": name,
+        "model_params": params,
+        "parameters": int(model.count_params()),
+        "data": data,
+        "dataset": dataset.summary(),
+        "labels": list(dataset.labels),
+        "preprocessing": dataset.preprocessing.to_dict(),
+        "training": training,
+        "test_accuracy": float(test_accuracy),
+    }
+    with output_dir(Path(out), overwrite=overwrite) as tmp:
+        with native_stderr_silenced():
+            model.save(tmp / "model", save_format="tf")
+        write_json(tmp / MODEL_CARD, card)
+        write_json(tmp / "history.json", history)
+    return card
+
+
 def load_model(path: str | Path, trust_code: bool = False) -> LoadedModel:
     path = Path(path)
     kind = detect_kind(path)

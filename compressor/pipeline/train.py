@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from compressor.datasets import load_dataset
-from compressor.pipeline.model_io import MODEL_CARD
-from compressor.runtime.atomic import output_dir, write_json
+from compressor.pipeline.model_io import write_trained_model
+from compressor.recipes.epoch_log import epoch_callback, epoch_line
 from compressor.runtime.errors import UserError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -27,21 +27,6 @@ def make_optimizer(keras: Any, name: str, learning_rate: float) -> Any:
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate)
     raise UserError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
-
-
-def epoch_logger(keras: Any, epochs: int, progress: Callable[[str], None]) -> Any:
-    """One plain line per epoch (no carriage-return bars: logs and CI stay readable)."""
-
-    class EpochLines(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            figures = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "lr")
-            progress(f"epoch {epoch + 1}/{epochs}  {figures}  ({time.time() - self._t0:.1f} s)")
-
-    return EpochLines()
 
 
 def train(
@@ -87,34 +72,28 @@ def train(
         batch_size=batch_size,
         verbose=0,
         shuffle=True,
-        callbacks=[epoch_logger(keras, epochs, progress)],
+        callbacks=[epoch_callback(lambda epoch, logs: progress(epoch_line(epoch, epochs, logs, skip=("lr",))))],
     )
     seconds = time.time() - t0
     _, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
-    card = {
-        "schema": "compressor.model-card/1",
-        "model": model_name,
-        "model_params": model_params or {},
-        "parameters": int(model.count_params()),
-        "data": data,
-        "dataset": dataset.summary(),
-        "labels": list(dataset.labels),
-        "preprocessing": dataset.preprocessing.to_dict(),
-        "training": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "optimizer": optimizer,
-            "seed": seed,
-            "seconds": round(seconds, 2),
-        },
-        "test_accuracy": float(test_accuracy),
+    training = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "optimizer": optimizer,
+        "seed": seed,
+        "seconds": round(seconds, 2),
     }
-    with output_dir(out, overwrite=overwrite) as tmp:
-        from compressor.runtime.quiet import native_stderr_silenced
-
-        with native_stderr_silenced():
-            model.save(tmp / "model", save_format="tf")
-        write_json(tmp / MODEL_CARD, card)
-        write_json(tmp / "history.json", {k: [float(v) for v in vals] for k, vals in history.history.items()})
+    card = write_trained_model(
+        out,
+        model,
+        name=model_name,
+        params=model_params or {},
+        data=data,
+        dataset=dataset,
+        training=training,
+        test_accuracy=test_accuracy,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        overwrite=overwrite,
+    )
     return {**card, "model_path": str(out / "model")}

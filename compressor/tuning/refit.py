@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compressor.runtime.atomic import output_dir, write_json
 from compressor.tuning import trainer
 
 
 def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progress: Any) -> dict:
     from compressor.datasets import load_dataset
-    from compressor.pipeline.model_io import MODEL_CARD
-    from compressor.runtime.quiet import native_stderr_silenced
+    from compressor.pipeline.model_io import write_trained_model
 
     data = load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed)
     merged = trainer.merged_train_val(data)
@@ -41,16 +39,14 @@ def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progre
     _, test_accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
     arch = {**settings.get("model_params", {}), **{k[6:]: v for k, v in values.items() if k.startswith("model.")}}
     training = {k: v for k, v in values.items() if not k.startswith("model.")}
-    card = {
-        "schema": "compressor.model-card/1",
-        "model": settings["model"],
-        "model_params": arch,
-        "parameters": int(model.count_params()),
-        "data": settings["data"],
-        "dataset": data.summary(),
-        "labels": list(data.labels),
-        "preprocessing": data.preprocessing.to_dict(),
-        "training": {
+    card = write_trained_model(
+        out,
+        model,
+        name=settings["model"],
+        params=arch,
+        data=settings["data"],
+        dataset=data,
+        training={
             **training,
             "epochs": space.epochs,
             "seed": seed,
@@ -58,13 +54,10 @@ def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progre
             "splits": "train+val",
             "selected_by": "compressor tune (validation accuracy)",
         },
-        "test_accuracy": float(test_accuracy),
-    }
-    with output_dir(out, overwrite=True) as tmp:
-        with native_stderr_silenced():
-            model.save(tmp / "model", save_format="tf")
-        write_json(tmp / MODEL_CARD, card)
-        write_json(tmp / "history.json", curves)
+        test_accuracy=test_accuracy,
+        history=curves,
+        overwrite=True,
+    )
     progress.line(f"best configuration: test accuracy {test_accuracy:.2%} (evaluated once); saved {out / 'model'}")
     return {
         "model_path": str(out / "model"),

@@ -12,7 +12,6 @@ Names a training space may use (``model.*`` go to the architecture builder):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -93,20 +92,11 @@ def fit(
 
     ``validate=False`` is the final refit on train+val: there is no validation split left.
     """
-    from compressor.keras_shim import keras, set_seed
+    from compressor.keras_shim import set_seed
+    from compressor.recipes.epoch_log import epoch_callback
 
     set_seed(seed)
     model = build(model_name, values, data, model_params)
-
-    class Hook(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            logs["seconds"] = time.time() - self._t0
-            if on_epoch is not None:
-                on_epoch(epoch, logs)
 
     val = (data.x_val, data.y_val) if validate else None
     history = model.fit(
@@ -117,7 +107,7 @@ def fit(
         batch_size=int(values.get("batch_size", DEFAULTS["batch_size"])),
         verbose=0,
         shuffle=True,
-        callbacks=[Hook()],
+        callbacks=[epoch_callback(on_epoch or (lambda epoch, logs: None))],
     )
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if any(not np.isfinite(v) for v in curves.get("loss", [])):
