@@ -65,3 +65,21 @@ def test_truncated_savedmodel_is_a_user_error(tiny_run, tmp_path):
     pb.write_bytes(pb.read_bytes()[:100])
     with pytest.raises(UserError, match="cannot load"):
         load_model(broken)
+
+
+def test_train_output_folder_stands_for_its_model(tiny_run, tmp_path):
+    """`compressor compress OUT` after `compressor train --out OUT`: the model/ inside is used."""
+    from pathlib import Path
+
+    from compressor.pipeline.model_io import MODEL_CARD, read_card, resolve_model_path
+
+    out, card = tiny_run
+    assert resolve_model_path(out) == Path(card["model_path"])
+    assert detect_kind(out) == "keras-savedmodel"
+    model = load_model(out)
+    assert model.path == Path(card["model_path"]) and model.card["data"] == "digits"
+    assert read_card(out) == read_card(Path(card["model_path"]))
+    # a folder with a card but no model/ is not a train output: still "not a SavedModel"
+    (tmp_path / MODEL_CARD).write_text("{}")
+    with pytest.raises(UserError, match="not a SavedModel"):
+        detect_kind(tmp_path)

@@ -39,8 +39,19 @@ class LoadedModel:
         return self.keras is not None
 
 
+def resolve_model_path(path: str | Path) -> Path:
+    """The model a path stands for: a `compressor train` output folder (``model/`` next to the
+    card) stands for its ``model/``; any other path for itself."""
+    path = Path(path)
+    inner = path / "model"
+    if path.is_dir() and not (path / "saved_model.pb").is_file() and (path / MODEL_CARD).is_file() and inner.exists():
+        return inner
+    return path
+
+
 def detect_kind(path: Path) -> str:
     """Tell what kind of model ``path`` is without importing TensorFlow."""
+    path = resolve_model_path(path)
     if not path.exists():
         raise UserError(f"model path {path} does not exist")
     if path.is_dir():
@@ -65,6 +76,7 @@ def detect_kind(path: Path) -> str:
 
 def read_card(path: Path) -> dict:
     """The training card next to a model from `compressor train`, or {} for foreign models."""
+    path = resolve_model_path(path)
     for candidate in (path.parent / MODEL_CARD, path / MODEL_CARD):
         if candidate.is_file():
             try:
@@ -117,7 +129,8 @@ def write_trained_model(
 
 
 def load_model(path: str | Path, trust_code: bool = False) -> LoadedModel:
-    path = Path(path)
+    """Load a model file or folder, or the ``model/`` of a `compressor train` output folder."""
+    path = resolve_model_path(path)
     kind = detect_kind(path)
     from compressor.keras_shim import keras, tf
     from compressor.runtime.quiet import native_stderr_silenced
