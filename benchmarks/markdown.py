@@ -21,8 +21,17 @@ def _kb(n) -> str:
 
 
 def render(bench: dict) -> str:
-    m, s = bench["machine"], bench["sections"]
-    out = [
+    s = bench["sections"]
+    models = s.get("models", {}).get("data") or {}
+    out = _header(bench) + _targets(bench) + _models(models)
+    out += _compress_rows(s.get("compress", {}).get("data") or {}, s.get("latency", {}).get("data") or {}, models)
+    out += _section_figures(s)
+    return "\n".join(out)
+
+
+def _header(bench: dict) -> list[str]:
+    m = bench["machine"]
+    return [
         "# Benchmarks",
         "",
         f"Measured {bench['date']} by `make bench` in {bench['seconds']:.0f} s"
@@ -33,7 +42,12 @@ def render(bench: dict) -> str:
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in bench["versions"].items()) + ".",
         "",
     ]
-    out += ["## Targets", ""]
+
+
+def _targets(bench: dict) -> list[str]:
+    """The targets table, the reasons of retired targets, and the sections that failed."""
+    s = bench["sections"]
+    out = ["## Targets", ""]
     out += _table(
         ["issue", "target", "value", "threshold", "status"],
         [[t["issue"], t["target"], t["value"], t["threshold"], t["status"]] for t in bench["targets"]],
@@ -43,7 +57,11 @@ def render(bench: dict) -> str:
     for name, sec in s.items():
         if not sec.get("ok"):
             out += [f"**Section {name} failed:** `{sec['error']}`", ""]
-    models = s.get("models", {}).get("data") or {}
+    return out
+
+
+def _models(models: dict) -> list[str]:
+    out: list[str] = []
     if models:
         out += ["## Models", ""]
         out += _table(
@@ -58,8 +76,12 @@ def render(bench: dict) -> str:
                 for k, v in models.items()
             ],
         )
-    compress = s.get("compress", {}).get("data") or {}
-    latency = s.get("latency", {}).get("data") or {}
+    return out
+
+
+def _compress_rows(compress: dict, latency: dict, models: dict) -> list[str]:
+    """Size, accuracy, latency per model and recipe; the runs that failed with their error."""
+    out: list[str] = []
     if compress:
         out += [
             "## Size, accuracy, latency per model and recipe",
@@ -116,6 +138,12 @@ def render(bench: dict) -> str:
         if failed:
             out += ["Runs that failed (the error is the tool's own message):", ""]
             out += [f"- `{k}`: {v.splitlines()[-1][-300:]}" for k, v in failed.items()] + [""]
+    return out
+
+
+def _section_figures(s: dict) -> list[str]:
+    """The other sections' figures as JSON, each under its title (and its note, if it has one)."""
+    out: list[str] = []
     for title, key in (
         ("Baselines (digits_cnn)", "baselines"),
         ("Exported structure", "exported_structure"),
@@ -136,7 +164,7 @@ def render(bench: dict) -> str:
             note = NOTES.get(key, "")
             out += [f"## {title}", ""] + [x for x in (rerun, note) if x for x in (x, "")]
             out += ["```json", _json(data), "```", ""]
-    return "\n".join(out)
+    return out
 
 
 def _json(data) -> str:
