@@ -1,7 +1,7 @@
 """Read the labels and preprocessing a .tflite file carries as TFLite model metadata.
 
 A mobile app may receive only the model file, so ``compressor package`` writes two entries into
-the flatbuffer's ``metadata`` vector (see compressor/tflite_metadata.py):
+the flatbuffer's ``metadata`` vector (see compressor/bundle/tflite_metadata.py):
 
 - ``compressor_metadata``: a JSON blob (labels, preprocessing, raw input shape) that this
   runtime reads;

@@ -83,7 +83,7 @@ def compress(
         write_json(work.report_json, report)
         from compressor.reports.html import write_html  # report.html with the plots embedded
 
-        write_html(work.root)
+        write_html(work.root, name=final.root.name)
     return report
 
 
