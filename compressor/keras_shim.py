@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import warnings
+from typing import Any
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if os.environ.get("COMPRESSOR_VERBOSE") == "1" else "3")
@@ -39,6 +40,14 @@ def tfmot():
     return mot
 
 
+def safe_mode_scope(safe: bool) -> Any:
+    """tf_keras' safe-mode context: with ``safe`` no Lambda bytecode is deserialised, in any format
+    (``load_model(safe_mode=...)`` alone covers only the .keras format)."""
+    from tf_keras.src.saving import serialization_lib
+
+    return serialization_lib.SafeModeScope(safe)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TF ops deterministic."""
     keras.utils.set_random_seed(seed)
@@ -46,4 +55,4 @@ def set_seed(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-__all__ = ["tf", "keras", "tfmot", "set_seed"]
+__all__ = ["tf", "keras", "tfmot", "safe_mode_scope", "set_seed"]

@@ -151,13 +151,13 @@ def load_model(path: str | Path, trust_code: bool = False) -> LoadedModel:
 
 
 def _load_keras(path: Path, kind: str, keras: Any, trust_code: bool) -> Any:
-    from tf_keras.src.saving import serialization_lib
+    from compressor.keras_shim import safe_mode_scope
 
     if not trust_code and _declares_lambda(path, kind):
         raise _lambda_refused(path)
     try:
         # SafeModeScope also covers SavedModel/H5 configs, where Lambda bytecode would otherwise run.
-        with serialization_lib.SafeModeScope(not trust_code):
+        with safe_mode_scope(not trust_code):
             model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
     except ValueError as e:
         if "Lambda" in str(e) or "lambda" in str(e):
