@@ -202,6 +202,20 @@ def test_recipes_and_runtime_import_only_what_they_may():
         pytest.fail(f"{len(offenders)} forbidden import(s):\n" + "\n".join(sorted(offenders.values())), False)
 
 
+def test_only_the_keras_shim_imports_tensorflow():
+    """TF_USE_LEGACY_KERAS and the log silencing must happen before TensorFlow's first import:
+    everything else asks compressor.keras_shim (DESIGN.md, rule 4)."""
+    offenders = [
+        f"{mod.where}:{imp.line}: imports {imp.target}"
+        for name, mod in project_modules().items()
+        if name != "compressor.keras_shim"
+        for imp in mod.imports
+        if _is_within(imp.target, RUNTIME_MUST_NOT_IMPORT)
+    ]
+    if offenders:
+        pytest.fail("TensorFlow/Keras imported outside compressor/keras_shim.py:\n" + "\n".join(offenders), False)
+
+
 def test_functions_and_modules_are_small():
     offenders = []
     for folder in SIZED_FOLDERS:
