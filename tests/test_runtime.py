@@ -360,6 +360,12 @@ def test_one_gate_check_for_device_and_host_report():
         "size 20.0 KB > 10.0 KB",
     ]
     assert gate_failures({**row, "accuracy": 0.99, "accuracy_delta": 0.0, "size_bytes": 1024}, {}) == []
+    # an accuracy-only judgement (selective fallback) needs no size
+    accuracy_row = {"accuracy": 0.85, "accuracy_delta": -0.1}
+    assert gate_failures(accuracy_row, recipe_gates.to_runtime().accuracy_only()) == [
+        "accuracy 85.00% < 90.00%",
+        "accuracy drop 10.00% > 1.00%",
+    ]
 
 
 def test_did_you_mean_one_wording():

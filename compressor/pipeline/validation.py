@@ -107,8 +107,13 @@ def check_against(
 
 
 def gate_failures(row: dict, gates: dict | Gates) -> list[str]:
-    """The report row's failed gates (recipe gates as a dict or a Gates), checked by runtime.gates."""
+    """A report row's failed gates, worded for the report; the check itself is runtime.gates.
+
+    ``gates``: a recipe's gates as a dict (``recipe.gates.model_dump()``) or a Gates
+    (``recipe.gates.to_runtime()``). ``row`` needs accuracy and accuracy_delta; size_bytes when
+    a size gate is set.
+    """
     if isinstance(gates, dict):
         gates = Gates(**gates)
     reference = row["accuracy"] - row["accuracy_delta"]
-    return [f.brief() for f in gates.check(row["accuracy"], reference, size_bytes=row["size_bytes"])]
+    return [f.brief() for f in gates.check(row["accuracy"], reference, size_bytes=row.get("size_bytes"))]
