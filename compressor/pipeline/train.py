@@ -43,13 +43,9 @@ def train(
     overwrite: bool = False,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
-    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise UserError("epochs and batch size must be >= 1 and the learning rate > 0")
-    if optimizer not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    """Train ``model_name`` on ``data``, test it once, save it with its card; returns the card."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
+    _check_arguments(out, epochs, batch_size, learning_rate, optimizer, overwrite)
     dataset = load_dataset(data, data_dir=data_dir, seed=seed)
     from compressor.keras_shim import keras, set_seed
     from compressor.models import build_model
@@ -64,16 +60,7 @@ def train(
         metrics=["accuracy"],
     )
     t0 = time.time()
-    history = model.fit(
-        dataset.x_train,
-        dataset.y_train,
-        validation_data=(dataset.x_val, dataset.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        verbose=0,
-        shuffle=True,
-        callbacks=[epoch_callback(lambda epoch, logs: progress(epoch_line(epoch, epochs, logs, skip=("lr",))))],
-    )
+    history = _fit(model, dataset, epochs, batch_size, progress)
     seconds = time.time() - t0
     _, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
     training = {
@@ -93,7 +80,37 @@ def train(
         dataset=dataset,
         training=training,
         test_accuracy=test_accuracy,
-        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        history=history,
         overwrite=overwrite,
     )
     return {**card, "model_path": str(out / "model")}
+
+
+def _check_arguments(
+    out: Path, epochs: int, batch_size: int, learning_rate: float, optimizer: str, overwrite: bool
+) -> None:
+    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
+        raise UserError("epochs and batch size must be >= 1 and the learning rate > 0")
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    if out.exists() and not overwrite:
+        raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
+
+
+def _fit(model: Any, dataset: Any, epochs: int, batch_size: int, progress: Callable[[str], None]) -> dict:
+    """Fit on train, validating on val, one progress line per epoch; returns the curves."""
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        progress(epoch_line(epoch, epochs, logs, skip=("lr",)))
+
+    history = model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        validation_data=(dataset.x_val, dataset.y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0,
+        shuffle=True,
+        callbacks=[epoch_callback(on_epoch)],
+    )
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
