@@ -78,7 +78,9 @@ def test_objective_pruner_gets_the_recipe_budget(tiny_model_path, tmp_path):
     recipe.write_text(yaml.safe_dump(RECIPE))
     settings, _ = _settings(None, tiny_model_path, str(recipe), None, None, None, None, False)
     settings.update(sampler="random", pruner="hyperband")
-    cfg = StudyConfig(kind="tune_trial", run_dir=str(tmp_path), storage="", study="s", n_trials=1, settings=settings)
+    cfg = StudyConfig(
+        kind="tune_objective", run_dir=str(tmp_path), storage="", study="s", n_trials=1, settings=settings
+    )
     _, _, pruner = make_objective(cfg, 0, Progress(quiet=True))
     assert isinstance(pruner, optuna.pruners.HyperbandPruner) and pruner._max_resource == 3
 

@@ -1,6 +1,6 @@
 """`compressor search`: multi-objective search over recipes under an accuracy constraint.
 
-Objectives (on the validation split, see search_trial): accuracy, gzip size, latency; sampler
+Objectives (on the validation split, see search_objective.py): accuracy, gzip size, latency; sampler
 NSGA-II with the constraint ``upper bound of the accuracy drop <= --max-accuracy-drop``, the bound
 at ``--confidence`` (constraint.py: a small validation split must not let a lucky candidate in). Trial 0 is always plain
 int8 PTQ, the baseline every other answer is compared with. At the end:
@@ -93,7 +93,7 @@ def search(
     _check_certifiable(settings, seed)
     out, url = rundir.prepare(out, "search", storage, study, overwrite)
     cfg = StudyConfig(
-        kind="search_trial",
+        kind="search_objective",
         run_dir=str(out),
         storage=url,
         study=study,

@@ -62,7 +62,7 @@ def tune(
         n_trials = min(n_trials, grid_size(the_space))
     out, url = rundir.prepare(out, "tune", storage, study, overwrite)
     cfg = StudyConfig(
-        kind="tune_trial",
+        kind="tune_objective",
         run_dir=str(out),
         storage=url,
         study=study,
