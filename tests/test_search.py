@@ -11,7 +11,7 @@ from compressor.runtime.errors import UserError
 from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.pareto import front_mask, pick
 from compressor.tuning.recipe_space import sample_recipe, search_space_from_dict
-from compressor.tuning.search import summarize
+from compressor.tuning.search_summary import summarize
 
 SPACE = {
     "steps": [

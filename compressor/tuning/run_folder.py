@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.runtime.errors import UserError
 from compressor.tuning.storage import check_url, default_url, redact
 
@@ -21,7 +22,8 @@ def prepare(out: str | Path, kind: str, storage: str | None, study: str, overwri
     if storage:
         check_url(storage)
     out = Path(out)
-    marker = out / f"{kind}-config.json"
+    layout = StudyLayout(out, kind)
+    marker = layout.config
     if out.exists():
         if not out.is_dir():
             raise UserError(f"--out {out} is a file; give a folder for the run")
@@ -33,4 +35,4 @@ def prepare(out: str | Path, kind: str, storage: str | None, study: str, overwri
                 "choose another --out or pass --overwrite"
             )
     out.mkdir(parents=True, exist_ok=True)
-    return out, storage or default_url(out)
+    return out, storage or default_url(layout)

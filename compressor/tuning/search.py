@@ -18,36 +18,22 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError
 from compressor.tuning import run_folder as rundir
 from compressor.tuning.constraint import smallest_certifiable_drop
 from compressor.tuning.hparam_space import Param, first_value, optuna_name
-from compressor.tuning.pareto import closest, front_mask, pick
-from compressor.tuning.progress import from_callable
+from compressor.tuning.progress import Progress, from_callable
 from compressor.tuning.recipe_space import load_search_space
 from compressor.tuning.search_objective import DIRECTIONS
+from compressor.tuning.search_summary import summarize
 from compressor.tuning.trial_rows import trial_rows
 from compressor.tuning.workers import StudyConfig, open_study, run_workers
 
 BEST_RECIPE = "search-best"
 BASELINE_RECIPE = "search-int8-baseline"
 DEFAULT_CONFIDENCE = 0.8
-
-
-def _check_certifiable(settings: dict, seed: int) -> None:
-    """Refuse a limit no candidate can meet on this validation split, before spending the budget."""
-    from compressor.datasets import load_dataset
-
-    n = len(load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed).y_val)
-    floor = smallest_certifiable_drop(n, settings["confidence"])
-    if settings["max_accuracy_drop"] < floor:
-        raise UserError(
-            f"--max-accuracy-drop {settings['max_accuracy_drop']:.2%} cannot be shown on {n} validation "
-            f"samples at --confidence {settings['confidence']:g} (even a candidate that agrees with the "
-            f"float model everywhere has a bound of {floor:.2%}): raise the limit, lower --confidence, "
-            "or give more validation data"
-        )
 
 
 def search(
@@ -68,30 +54,14 @@ def search(
     progress: Any = None,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict:
-    from compressor.pipeline.model_io import detect_kind, read_card
-
+    """Run (or resume) the search, then export and test its choice; returns search.json's content."""
     progress = from_callable(progress)
-    if not 0 <= max_accuracy_drop <= 1:
-        raise UserError("--max-accuracy-drop is a fraction between 0 and 1 (0.01 = 1 point)")
-    if not 0.5 <= confidence < 1:
-        raise UserError("--confidence is between 0.5 (judge the point estimate) and 1 (exclusive), e.g. 0.8")
-    if detect_kind(Path(model_path)) == "savedmodel":
-        raise UserError(
-            f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
-            "need a tf_keras model"
-        )
+    _check_arguments(model_path, max_accuracy_drop, confidence)
     the_space = load_search_space(space)
-    settings = {
-        "model_path": str(model_path),
-        "space": the_space.model_dump(),
-        "max_accuracy_drop": max_accuracy_drop,
-        "data": data or read_card(Path(model_path)).get("data", "digits"),
-        "data_dir": data_dir,
-        "trust_code": trust_code,
-        "confidence": confidence,
-    }
+    settings = _settings(model_path, the_space, max_accuracy_drop, data, data_dir, trust_code, confidence)
     _check_certifiable(settings, seed)
     out, url = rundir.prepare(out, "search", storage, study, overwrite)
+    layout = StudyLayout(out, "search")
     cfg = StudyConfig(
         kind="search_objective",
         run_dir=str(out),
@@ -103,29 +73,7 @@ def search(
         quiet=progress.quiet,
         settings=settings,
     )
-    write_json(
-        out / "search-config.json",
-        {
-            "settings": settings,
-            "n_trials": n_trials,
-            "study": study,
-            "storage": rundir.redact(url),
-            "workers": workers,
-            "seed": seed,
-        },
-    )
-    the_study = open_study(
-        cfg,
-        DIRECTIONS,
-        {
-            "kind": "search",
-            "space": settings["space"],
-            "model": str(model_path),
-            "max_accuracy_drop": max_accuracy_drop,
-            "confidence": confidence,
-        },
-    )
-    _enqueue_baseline(the_study, the_space)
+    the_study = _open(cfg, layout, the_space)
     progress.line(
         f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
         f"(upper bound at confidence {confidence:g}), "
@@ -137,14 +85,87 @@ def search(
         study=study, storage=rundir.redact(url), n_trials=n_trials, workers=workers, seconds=round(seconds, 2)
     )
     if final and result["chosen"]:
-        result["best_run"] = _export_best(result["chosen"], settings, the_space, out, seed, progress)
+        result["best_run"] = _export_best(result["chosen"], settings, layout, seed, progress)
         if result["baseline"] and result["baseline"]["number"] != result["chosen"]["number"]:
-            result["best_run"]["baseline"] = _test_baseline(result["baseline"], settings, out, seed, progress)
-    write_json(out / "search.json", result)
+            result["best_run"]["baseline"] = _test_baseline(result["baseline"], settings, layout, seed, progress)
+    write_json(layout.result, result)
     from compressor.reports.html import write_html
 
     write_html(out)
     return result
+
+
+def _check_arguments(model_path: str | Path, max_accuracy_drop: float, confidence: float) -> None:
+    from compressor.pipeline.model_io import detect_kind
+
+    if not 0 <= max_accuracy_drop <= 1:
+        raise UserError("--max-accuracy-drop is a fraction between 0 and 1 (0.01 = 1 point)")
+    if not 0.5 <= confidence < 1:
+        raise UserError("--confidence is between 0.5 (judge the point estimate) and 1 (exclusive), e.g. 0.8")
+    if detect_kind(Path(model_path)) == "savedmodel":
+        raise UserError(
+            f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
+            "need a tf_keras model"
+        )
+
+
+def _settings(model_path, space, max_accuracy_drop, data, data_dir, trust_code, confidence) -> dict:
+    """What every worker needs to rebuild the objective (recorded in search-config.json too)."""
+    from compressor.pipeline.model_io import read_card
+
+    return {
+        "model_path": str(model_path),
+        "space": space.model_dump(),
+        "max_accuracy_drop": max_accuracy_drop,
+        "data": data or read_card(Path(model_path)).get("data", "digits"),
+        "data_dir": data_dir,
+        "trust_code": trust_code,
+        "confidence": confidence,
+    }
+
+
+def _check_certifiable(settings: dict, seed: int) -> None:
+    """Refuse a limit no candidate can meet on this validation split, before spending the budget."""
+    from compressor.datasets import load_dataset
+
+    n = len(load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed).y_val)
+    floor = smallest_certifiable_drop(n, settings["confidence"])
+    if settings["max_accuracy_drop"] < floor:
+        raise UserError(
+            f"--max-accuracy-drop {settings['max_accuracy_drop']:.2%} cannot be shown on {n} validation "
+            f"samples at --confidence {settings['confidence']:g} (even a candidate that agrees with the "
+            f"float model everywhere has a bound of {floor:.2%}): raise the limit, lower --confidence, "
+            "or give more validation data"
+        )
+
+
+def _open(cfg: StudyConfig, layout: StudyLayout, space: Any) -> Any:
+    """Record what was asked, open (or resume) the study and queue the int8 baseline as trial 0."""
+    settings = cfg.settings
+    write_json(
+        layout.config,
+        {
+            "settings": settings,
+            "n_trials": cfg.n_trials,
+            "study": cfg.study,
+            "storage": rundir.redact(cfg.storage),
+            "workers": cfg.workers,
+            "seed": cfg.seed,
+        },
+    )
+    the_study = open_study(
+        cfg,
+        DIRECTIONS,
+        {
+            "kind": "search",
+            "space": settings["space"],
+            "model": settings["model_path"],
+            "max_accuracy_drop": settings["max_accuracy_drop"],
+            "confidence": settings["confidence"],
+        },
+    )
+    _enqueue_baseline(the_study, space)
+    return the_study
 
 
 def _enqueue_baseline(study: Any, space: Any) -> None:
@@ -160,90 +181,8 @@ def _enqueue_baseline(study: Any, space: Any) -> None:
     study.set_user_attr("baseline_trial", 0)
 
 
-def summarize(rows: list[dict], max_drop: float, baseline_number: int | None, confidence: float = 0.5) -> dict:
-    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("result")]
-    cands = []
-    for r in done:
-        res = r["result"]
-        cands.append(
-            {
-                "number": r["number"],
-                "label": _label(r),
-                "recipe": r.get("recipe"),
-                "val_accuracy": res["val_accuracy"],
-                "size_bytes": res["size_bytes"],
-                "gzip_bytes": res["gzip_bytes"],
-                "latency_ms": res["latency_ms"],
-                "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
-                "drop_bound": res.get("drop_bound", r["reference_val_accuracy"] - res["val_accuracy"]),
-                "losses": res.get("val_losses"),
-                "gains": res.get("val_gains"),
-                "feasible": bool(r["feasible"]),
-                "seconds": r["seconds"],
-                "ran_in": r["reused_from"] if r.get("reused_from") is not None else r["number"],
-            }
-        )
-    mask = front_mask([(c["val_accuracy"], c["gzip_bytes"], c["latency_ms"]) for c in cands], [True, False, False])
-    for c, on in zip(cands, mask):
-        c["front"] = on
-    ref = done[0]["reference_val_accuracy"] if done else None
-    base = next((c for c in cands if c["number"] == baseline_number), None)
-    chosen = pick(cands)
-    near = None if chosen else closest(cands, "drop_bound")
-    better = [
-        c
-        for c in cands
-        if base and c["feasible"] and c["gzip_bytes"] < base["gzip_bytes"] and c["val_accuracy"] >= base["val_accuracy"]
-    ]
-    failed = [{"number": r["number"], "error": r["error"]} for r in rows if r["state"] == "FAIL"]
-    return {
-        "schema": "compressor.search/1",
-        "max_accuracy_drop": max_drop,
-        "confidence": confidence,
-        "reference_val_accuracy": ref,
-        "validation_samples": done[0]["result"].get("val_samples") if done else None,
-        "candidates": cands,
-        "baseline": base,
-        "chosen": chosen,
-        "closest": near,
-        "smaller_than_int8_at_no_worse_accuracy": min(better, key=lambda c: c["gzip_bytes"]) if better else None,
-        "failed": failed,
-        "verdict": _verdict(chosen, near, base, max_drop, len(cands)),
-        "notes": [f"{len(failed)} trial(s) failed; reasons in search.json 'failed'"] if failed else [],
-    }
-
-
-def _label(row: dict) -> str:
-    return (row.get("label") or "").strip() or f"trial {row['number']}"
-
-
-def _verdict(chosen: dict | None, near: dict | None, base: dict | None, max_drop: float, n: int) -> str:
-    if not n:
-        return "no trial completed: nothing to compare (see the failed trials)"
-    if chosen is None:
-        return (
-            f"no trial met --max-accuracy-drop {max_drop:.2%}: the closest is trial {near['number']} "
-            f"({near['label']}) with a drop of {near['accuracy_drop']:.2%} (upper bound {near['drop_bound']:.2%}); "
-            "every result is kept in search.json"
-        )
-    text = (
-        f"chosen: trial {chosen['number']} ({chosen['label']}): validation accuracy {chosen['val_accuracy']:.2%} "
-        f"(drop {chosen['accuracy_drop']:+.2%}, bound {chosen['drop_bound']:+.2%}, limit {max_drop:.2%}), "
-        f"gzip {chosen['gzip_bytes'] / 1024:.1f} KB, "
-        f"{chosen['latency_ms']:.3f} ms"
-    )
-    if base is not None:
-        text += (
-            f"; plain int8 PTQ: {base['val_accuracy']:.2%}, gzip {base['gzip_bytes'] / 1024:.1f} KB, "
-            f"{base['latency_ms']:.3f} ms (chosen is {base['gzip_bytes'] / chosen['gzip_bytes']:.2f}x smaller)"
-        )
-    return text
-
-
-def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int, progress: Any) -> dict:
+def _export_best(chosen: dict, settings: dict, layout: StudyLayout, seed: int, progress: Progress) -> dict:
     import yaml
-
-    from compressor.pipeline.compress import compress
 
     raw = copy.deepcopy(chosen["recipe"])
     raw.update(
@@ -251,32 +190,22 @@ def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int,
         description=f"compressor search trial {chosen['number']}: {chosen['label']}",
         gates={"max_accuracy_drop": settings["max_accuracy_drop"]},
     )
-    recipe_path = write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
+    recipe_path = write_text(layout.recipe_file("best"), yaml.safe_dump(raw, sort_keys=False))
+    best = layout.run("best")
     # Reuse the trial's finished steps: compress --resume skips steps whose meta.json matches.
-    partial = out / ".best.partial" / BEST_RECIPE / "steps"
-    trial_steps = out / "trials" / f"{chosen['ran_in']:04d}" / "steps"  # a reused result ran in an earlier trial
+    partial = best.partial.steps(BEST_RECIPE)
+    trial_steps = layout.trial_steps(chosen["ran_in"])  # a reused result ran in an earlier trial
     if trial_steps.is_dir():
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(trial_steps, partial)
-    progress.line(f"exporting trial {chosen['number']} as {out / 'best'} (validated, evaluated on test once)")
-    report = compress(
-        settings["model_path"],
-        [str(recipe_path)],
-        out / "best",
-        data=settings["data"],
-        data_dir=settings.get("data_dir"),
-        overwrite=True,
-        resume=True,
-        seed=seed,
-        trust_code=settings.get("trust_code", False),
-        progress=progress.epoch,
-    )
+    progress.line(f"exporting trial {chosen['number']} as {best.root} (validated, evaluated on test once)")
+    report = _compress(settings, recipe_path, best.root, seed, progress, resume=True)
     row = next(r for r in report["artifacts"] if r["artifact"] == BEST_RECIPE and r["format"] == "tflite")
     # round + 0.0: an exact tie is 0.0, not -0.0 (which would print as a "-0.00%" drop)
     return {
         "recipe": str(recipe_path),
         "artifact": row["path"],
-        "report": str(out / "best" / "report.json"),
+        "report": str(best.report_json),
         "test_accuracy": row["accuracy"],
         "reference_test_accuracy": report["reference_accuracy"],
         "test_accuracy_drop": round(-row["accuracy_delta"], 9) + 0.0,
@@ -287,12 +216,10 @@ def _export_best(chosen: dict, settings: dict, space: Any, out: Path, seed: int,
     }
 
 
-def _test_baseline(base: dict, settings: dict, out: Path, seed: int, progress: Any) -> dict:
+def _test_baseline(base: dict, settings: dict, layout: StudyLayout, seed: int, progress: Progress) -> dict:
     """Plain int8 PTQ on the test split too (OUT/baseline), so "smaller at no worse accuracy" is
     stated on the data that decides it, not only on the validation split that chose the artifact."""
     import yaml
-
-    from compressor.pipeline.compress import compress
 
     raw = copy.deepcopy(base["recipe"])
     raw.update(
@@ -300,18 +227,27 @@ def _test_baseline(base: dict, settings: dict, out: Path, seed: int, progress: A
         description="compressor search baseline: plain int8 PTQ (trial 0)",
         export={**raw.get("export", {}), "formats": ["tflite"]},
     )
-    path = write_text(out / "baseline-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
-    progress.line(f"evaluating the plain int8 PTQ baseline on test too ({out / 'baseline'})")
-    report = compress(
+    path = write_text(layout.recipe_file("baseline"), yaml.safe_dump(raw, sort_keys=False))
+    baseline = layout.run("baseline").root
+    progress.line(f"evaluating the plain int8 PTQ baseline on test too ({baseline})")
+    report = _compress(settings, path, baseline, seed, progress)
+    row = next(r for r in report["artifacts"] if r["artifact"] == BASELINE_RECIPE and r["format"] == "tflite")
+    return {"test_accuracy": row["accuracy"], "size_bytes": row["size_bytes"], "gzip_bytes": row["gzip_bytes"]}
+
+
+def _compress(settings: dict, recipe: Path, out: Path, seed: int, progress: Progress, resume: bool = False) -> dict:
+    """`compressor compress` of one chosen recipe, on the search's model and data."""
+    from compressor.pipeline.compress import compress
+
+    return compress(
         settings["model_path"],
-        [str(path)],
-        out / "baseline",
+        [str(recipe)],
+        out,
         data=settings["data"],
         data_dir=settings.get("data_dir"),
         overwrite=True,
+        resume=resume,
         seed=seed,
         trust_code=settings.get("trust_code", False),
         progress=progress.epoch,
     )
-    row = next(r for r in report["artifacts"] if r["artifact"] == BASELINE_RECIPE and r["format"] == "tflite")
-    return {"test_accuracy": row["accuracy"], "size_bytes": row["size_bytes"], "gzip_bytes": row["gzip_bytes"]}

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.pipeline.validation import reference_outputs
 from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.progress import Progress
@@ -63,34 +63,50 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
             trial.set_constraint("accuracy_drop", same.constraints["accuracy_drop"])
             progress.line(f"trial {trial.number}: {label}: same recipe as trial {same.number}, result reused")
             return tuple(same.values)
-        t0 = time.time()
-        progress.line(f"trial {trial.number}: {label}")
-        result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
-        base = ref_acc if ref_acc is not None else result["val_accuracy"]
-        drop = base - result["val_accuracy"]
-        bound = (
-            drop_upper_bound(result["val_losses"], result["val_gains"], result["val_samples"], s.get("confidence", 0.5))
-            if "val_losses" in result
-            else drop
-        )
-        result["drop_bound"] = bound
-        trial.set_user_attr("reference_val_accuracy", base)
-        trial.set_constraint("accuracy_drop", bound - s["max_accuracy_drop"])  # feasible when <= 0
-        trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9))
-        trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
-        trial.set_user_attr(
-            "history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"]) if m.get("history")}
-        )
-        trial.set_user_attr("seconds", round(time.time() - t0, 2))
-        progress.line(
-            f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt, "
-            f"bound {bound * 100:+.2f} pt)  "
-            f"gzip {result['gzip_bytes'] / 1024:.1f} KB  {result['latency_ms']:.3f} ms  "
-            f"({time.time() - t0:.1f} s)"
-        )
-        return result["val_accuracy"], float(result["gzip_bytes"]), result["latency_ms"]
+        return _run_trial(trial, recipe, label, model, data, reference, ref_acc, cfg, progress)
 
     return objective, sampler, None
+
+
+def _run_trial(
+    trial: Any,
+    recipe: Any,
+    label: str,
+    model: Any,
+    data: Any,
+    reference: Any,
+    ref_acc: float | None,
+    cfg: Any,
+    progress: Progress,
+) -> tuple[float, float, float]:
+    """Train, convert and measure one new recipe; record its result and its constraint on ``trial``."""
+    s = cfg.settings
+    t0 = time.time()
+    progress.line(f"trial {trial.number}: {label}")
+    result = run_recipe(model, data, recipe, StudyLayout(cfg.run_dir, "search").trial(trial.number), reference)
+    base = ref_acc if ref_acc is not None else result["val_accuracy"]
+    drop = base - result["val_accuracy"]
+    bound = (
+        drop_upper_bound(result["val_losses"], result["val_gains"], result["val_samples"], s.get("confidence", 0.5))
+        if "val_losses" in result
+        else drop
+    )
+    result["drop_bound"] = bound
+    trial.set_user_attr("reference_val_accuracy", base)
+    trial.set_constraint("accuracy_drop", bound - s["max_accuracy_drop"])  # feasible when <= 0
+    trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9))
+    trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
+    trial.set_user_attr(
+        "history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"]) if m.get("history")}
+    )
+    trial.set_user_attr("seconds", round(time.time() - t0, 2))
+    progress.line(
+        f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt, "
+        f"bound {bound * 100:+.2f} pt)  "
+        f"gzip {result['gzip_bytes'] / 1024:.1f} KB  {result['latency_ms']:.3f} ms  "
+        f"({time.time() - t0:.1f} s)"
+    )
+    return result["val_accuracy"], float(result["gzip_bytes"]), result["latency_ms"]
 
 
 def earlier_run(trial: Any, raw: dict) -> Any:

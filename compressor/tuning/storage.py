@@ -18,17 +18,21 @@ its parameters, so the study finishes its budget. Ctrl-C is handled by Optuna it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.runtime.errors import UserError
+
+if TYPE_CHECKING:
+    from compressor.pipeline.layout import StudyLayout
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 SQLITE_BUSY_TIMEOUT = 120  # seconds a writer waits for the SQLite lock before failing
 
 
-def default_url(run_dir: Path) -> str:
-    return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+def default_url(layout: StudyLayout) -> str:
+    """The study in the run folder's own SQLite file: the run folder is all there is to resume or share."""
+    return f"sqlite:///{layout.study_db.resolve()}"
 
 
 def check_url(url: str) -> None:

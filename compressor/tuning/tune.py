@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError
 from compressor.tuning import run_folder as rundir
@@ -52,15 +53,13 @@ def tune(
 ) -> dict:
     """Run (or resume) the study, then refit/evaluate its best trial; returns tune.json's content."""
     progress = from_callable(progress)
-    if sampler not in SAMPLERS or pruner not in PRUNERS:
-        raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)} and --pruner one of {', '.join(PRUNERS)}")
-    if n_trials < 1 or workers < 1:
-        raise UserError("--trials and --workers must be >= 1")
+    _check_choices(sampler, pruner, n_trials, workers)
     settings, the_space = _settings(model, model_path, recipe, space, data, data_dir, model_params, trust_code)
     settings.update(sampler=sampler, pruner=pruner)
     if sampler == "grid":
         n_trials = min(n_trials, grid_size(the_space))
     out, url = rundir.prepare(out, "tune", storage, study, overwrite)
+    layout = StudyLayout(out, "tune")
     cfg = StudyConfig(
         kind="tune_objective",
         run_dir=str(out),
@@ -74,18 +73,7 @@ def tune(
         settings=settings,
         max_epochs=max_epochs,
     )
-    write_json(
-        out / "tune-config.json",
-        {
-            "settings": settings,
-            "n_trials": n_trials,
-            "max_epochs": max_epochs,
-            "study": study,
-            "storage": rundir.redact(url),
-            "workers": workers,
-            "seed": seed,
-        },
-    )
+    _write_config(layout, cfg)
     the_study = open_study(cfg, ["maximize"], {"kind": "tune", "space": settings["space"], "mode": settings["mode"]})
     budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
     progress.line(
@@ -93,14 +81,44 @@ def tune(
         f"storage {rundir.redact(url)}"
     )
     seconds = run_workers(cfg, progress)
-    result = _summary(the_study, the_space, cfg, seconds)
-    result["narrowed_space"] = write_narrowed(the_space, result["trials"], out)
+    return _conclude(the_study, the_space, cfg, layout, seconds, final, progress)
+
+
+def _check_choices(sampler: str, pruner: str, n_trials: int, workers: int) -> None:
+    if sampler not in SAMPLERS or pruner not in PRUNERS:
+        raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)} and --pruner one of {', '.join(PRUNERS)}")
+    if n_trials < 1 or workers < 1:
+        raise UserError("--trials and --workers must be >= 1")
+
+
+def _write_config(layout: StudyLayout, cfg: StudyConfig) -> None:
+    """What was asked: it marks the folder as a tune run and lets a later call resume it."""
+    write_json(
+        layout.config,
+        {
+            "settings": cfg.settings,
+            "n_trials": cfg.n_trials,
+            "max_epochs": cfg.max_epochs,
+            "study": cfg.study,
+            "storage": rundir.redact(cfg.storage),
+            "workers": cfg.workers,
+            "seed": cfg.seed,
+        },
+    )
+
+
+def _conclude(
+    study: Any, space: Space, cfg: StudyConfig, layout: StudyLayout, seconds: float, final: bool, progress: Progress
+) -> dict:
+    """Summarise the study, narrow its space, refit/compress the best trial, write tune.json and the report."""
+    result = _summary(study, space, cfg, seconds)
+    result["narrowed_space"] = write_narrowed(space, result["trials"], layout.root)
     if final and result["best"] is not None:
-        result["final"] = _finalize(result["best"], the_space, settings, out, seed, progress)
-    write_json(out / "tune.json", result)
+        result["final"] = _finalize(result["best"], space, cfg.settings, layout, cfg.seed, progress)
+    write_json(layout.result, result)
     from compressor.reports.html import write_html
 
-    write_html(out)
+    write_html(layout.root)
     return result
 
 
@@ -182,15 +200,15 @@ def _summary(study: Any, space: Space, cfg: StudyConfig, seconds: float) -> dict
     }
 
 
-def _finalize(best: dict, space: Space, settings: dict, out: Path, seed: int, progress: Progress) -> dict:
+def _finalize(best: dict, space: Space, settings: dict, layout: StudyLayout, seed: int, progress: Progress) -> dict:
     if settings["mode"] == "recipe":
-        return _finalize_recipe(best, settings, out, seed, progress)
+        return _finalize_recipe(best, settings, layout, seed, progress)
     from compressor.tuning.refit import refit
 
-    return refit(best["values"], space, settings, out / "best", seed, progress)
+    return refit(best["values"], space, settings, layout.run("best").root, seed, progress)
 
 
-def _finalize_recipe(best: dict, settings: dict, out: Path, seed: int, progress: Progress) -> dict:
+def _finalize_recipe(best: dict, settings: dict, layout: StudyLayout, seed: int, progress: Progress) -> dict:
     import copy
 
     import yaml
@@ -202,12 +220,12 @@ def _finalize_recipe(best: dict, settings: dict, out: Path, seed: int, progress:
     for path, value in best["values"].items():
         set_path(raw, path, value, f"search space: params.{path}")
     raw["name"] = f"{raw['name']}-tuned"
-    write_text(out / "best-recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
-    progress.line(f"best trial {best['number']}: compressing with best-recipe.yaml (evaluated on test once)")
+    recipe_file = write_text(layout.recipe_file("best"), yaml.safe_dump(raw, sort_keys=False))
+    progress.line(f"best trial {best['number']}: compressing with {recipe_file.name} (evaluated on test once)")
     report = compress(
         settings["model_path"],
-        [str(out / "best-recipe.yaml")],
-        out / "best",
+        [str(recipe_file)],
+        layout.run("best").root,
         data=settings["data"],
         data_dir=settings.get("data_dir"),
         overwrite=True,
@@ -217,7 +235,7 @@ def _finalize_recipe(best: dict, settings: dict, out: Path, seed: int, progress:
     )
     row = next(r for r in report["artifacts"] if r["artifact"] == raw["name"] and r["format"] == "tflite")
     return {
-        "recipe": str(out / "best-recipe.yaml"),
+        "recipe": str(recipe_file),
         "test_accuracy": row["accuracy"],
         "reference_test_accuracy": report["reference_accuracy"],
         "artifact": row["path"],

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 from compressor.tuning import trainer
@@ -107,6 +106,7 @@ def _record(trial: Any, curves: dict, t0: float) -> None:
 def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
     import optuna
 
+    from compressor.pipeline.layout import StudyLayout
     from compressor.pipeline.model_io import load_model
     from compressor.pipeline.validation import reference_outputs
     from compressor.recipes import get_step, validate_recipe
@@ -129,7 +129,7 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
         t0, reporter = time.time(), EpochReporter(trial)
         set_epoch_hook(reporter)
         try:
-            result = run_recipe(model, data, recipe, Path(cfg.run_dir) / "trials" / f"{trial.number:04d}", reference)
+            result = run_recipe(model, data, recipe, StudyLayout(cfg.run_dir, "tune").trial(trial.number), reference)
         except optuna.TrialPruned:  # run_recipe removed the trial's partial folder
             train_steps = [
                 f"{i}-{spec.type}" for i, spec in enumerate(recipe.steps) if get_step(spec.type).kind == "train"
