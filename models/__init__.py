@@ -11,12 +11,12 @@ the graph's ends by name whatever the architecture.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from compressor.runtime.errors import UserError
+from compressor.runtime.suggest import did_you_mean, unknown_name_message
 
 if TYPE_CHECKING:
     from compressor.keras_shim import keras
@@ -99,18 +99,13 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
 def get_spec(name: str) -> ModelSpec:
     """The spec registered as ``name``; UserError naming the closest valid name otherwise."""
     try:
         return MODELS[name]
     except KeyError:
         names = model_names()
-        raise UserError(f"unknown model '{name}'; {_did_you_mean(name, names)}Valid: {', '.join(names)}") from None
+        raise UserError(unknown_name_message("model", name, names)) from None
 
 
 def build_model(
@@ -130,7 +125,7 @@ def build_model(
     for arg in kwargs:
         if arg not in spec.params:
             raise UserError(
-                f"model '{name}' has no argument '{arg}'; {_did_you_mean(arg, valid)}Valid: {', '.join(valid)}"
+                f"model {name!r} has no argument {arg!r}{did_you_mean(arg, valid) or ';'} Valid: {', '.join(valid)}"
             )
     module, function = spec.builder.split(":")
     builder = getattr(importlib.import_module(module, package=__name__), function)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from compressor.export.quant_debug import QuantDebugger, layer_label
+from compressor.pipeline.validation import gate_failures
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
 
@@ -70,19 +71,12 @@ def apply_float_layers_option(recipes: list[Any], option: str | None) -> list[An
     return changed
 
 
-def accuracy_gate_failed(row: dict, gates: dict) -> bool:
-    drop, floor = gates.get("max_accuracy_drop"), gates.get("min_accuracy")
-    return (drop is not None and -row["accuracy_delta"] > drop + 1e-9) or (
-        floor is not None and row["accuracy"] < floor
-    )
-
-
 def should_fall_back(recipe: Any, row: dict) -> bool:
     last = recipe.steps[-1]
     return (
         last.type == "int8"
         and last.params.auto_float_layers > 0
-        and accuracy_gate_failed(row, recipe.gates.model_dump())
+        and bool(gate_failures(row, recipe.gates.to_runtime().accuracy_only()))
     )
 
 
@@ -98,7 +92,7 @@ def fall_back(
     from compressor.runtime.accuracy import predict
     from compressor.runtime.interpreters import open_model
 
-    gates = recipe.gates.model_dump()
+    gates = recipe.gates.to_runtime().accuracy_only()
     limit = recipe.steps[-1].params.auto_float_layers
     split = "val" if len(data.y_val) else "test"  # the test split only when a data set has no val split
     x, y = (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
@@ -109,7 +103,7 @@ def fall_back(
         return float(np.mean(predict(open_model(path), x).argmax(1) == y))
 
     def holds(accuracy: float) -> bool:
-        return not accuracy_gate_failed({"accuracy": accuracy, "accuracy_delta": accuracy - ref_accuracy}, gates)
+        return not gates.check(accuracy, ref_accuracy)
 
     # Tensors already at rounding-noise level are not where accuracy is lost; layout ops share
     # their input's scale and are never worth a float copy.
