@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from compressor.recipes.base import StepParams, epoch_hook, progress
 from compressor.recipes.epoch_log import epoch_callback, epoch_line, without_seconds
+from compressor.recipes.optimizers import make_optimizer
 from compressor.runtime.atomic import write_json
 from compressor.runtime.errors import UserError
 
@@ -71,16 +72,6 @@ def learning_rate_at(params: FineTuneParams, epoch: int) -> float:
     return low + (lr - low) * (1 - abs(phase - 1))
 
 
-def make_optimizer(params: FineTuneParams) -> Any:
-    from compressor.keras_shim import keras
-
-    if params.optimizer == "sgd":
-        return keras.optimizers.SGD(params.learning_rate, momentum=0.9)
-    if params.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(params.learning_rate)
-    return keras.optimizers.Adam(params.learning_rate)
-
-
 def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
     """Early stopping when asked, one progress line per epoch, the epoch hook if one is set
     (base.set_epoch_hook), plus the step's own callbacks."""
@@ -122,7 +113,7 @@ def fit(
 
     set_seed(params.seed)
     trained = _with_policy(model, params.mixed_precision)
-    optimizer = make_optimizer(params)
+    optimizer = make_optimizer(params.optimizer, params.learning_rate)
     if params.mixed_precision == "mixed_float16":
         # compile() adds loss scaling only when the model's own policy is float16, but _with_policy
         # sets it per layer: without scaling, small float16 gradients underflow to zero.

@@ -12,6 +12,7 @@ import sys
 import click
 
 from compressor.commands.app import cli, common, emit, parse_params, progress
+from compressor.recipes.optimizers import OPTIMIZERS
 
 
 @cli.command()
@@ -33,7 +34,7 @@ from compressor.commands.app import cli, common, emit, parse_params, progress
 @click.option("--epochs", default=20, show_default=True, type=int)
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True, type=float)
-@click.option("--optimizer", default="adam", show_default=True, type=click.Choice(["adam", "sgd", "rmsprop"]))
+@click.option("--optimizer", default="adam", show_default=True, type=click.Choice(OPTIMIZERS))
 @click.option("--param", "params", multiple=True, help="Architecture argument NAME=VALUE (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")

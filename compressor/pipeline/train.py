@@ -14,19 +14,8 @@ from typing import Any
 from compressor.datasets import load_dataset
 from compressor.pipeline.model_io import write_trained_model
 from compressor.recipes.epoch_log import epoch_callback, epoch_line
+from compressor.recipes.optimizers import check_optimizer, make_optimizer
 from compressor.runtime.errors import UserError
-
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-
-
-def make_optimizer(keras: Any, name: str, learning_rate: float) -> Any:
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    raise UserError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
 def train(
@@ -47,7 +36,7 @@ def train(
     out = Path(out)
     _check_arguments(out, epochs, batch_size, learning_rate, optimizer, overwrite)
     dataset = load_dataset(data, data_dir=data_dir, seed=seed)
-    from compressor.keras_shim import keras, set_seed
+    from compressor.keras_shim import set_seed
     from compressor.models import build_model
 
     set_seed(seed)
@@ -55,7 +44,7 @@ def train(
         model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **(model_params or {})
     )
     model.compile(
-        optimizer=make_optimizer(keras, optimizer, learning_rate),
+        optimizer=make_optimizer(optimizer, learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -91,8 +80,7 @@ def _check_arguments(
 ) -> None:
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
         raise UserError("epochs and batch size must be >= 1 and the learning rate > 0")
-    if optimizer not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    check_optimizer(optimizer)
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.recipes.optimizers import make_optimizer
 from compressor.runtime.errors import UserError
 
 TRAIN_KEYS = ("learning_rate", "batch_size", "optimizer", "momentum", "l2")
@@ -37,7 +38,6 @@ def check_names(names: list[str], model_name: str) -> None:
 
 
 def build(model_name: str, values: dict, data: Any, model_params: dict | None = None) -> Any:
-    from compressor.keras_shim import keras
     from compressor.models import build_model
 
     arch = {**(model_params or {}), **{k[6:]: v for k, v in values.items() if k.startswith("model.")}}
@@ -46,7 +46,11 @@ def build(model_name: str, values: dict, data: Any, model_params: dict | None = 
     if l2 > 0:
         model = with_l2(model, l2)
     settings = {**DEFAULTS, **{k: v for k, v in values.items() if k in TRAIN_KEYS}}
-    model.compile(optimizer=_optimizer(keras, settings), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=make_optimizer(settings["optimizer"], settings["learning_rate"], settings["momentum"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -65,17 +69,6 @@ def with_l2(model: Any, l2: float) -> Any:
     clone = model.__class__.from_config(config)
     clone.set_weights(model.get_weights())  # keep the seeded initial weights
     return clone
-
-
-def _optimizer(keras: Any, s: dict) -> Any:
-    lr, beta = float(s["learning_rate"]), s["momentum"]
-    if s["optimizer"] == "adam":
-        return keras.optimizers.Adam(lr) if beta is None else keras.optimizers.Adam(lr, beta_1=float(beta))
-    if s["optimizer"] == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9 if beta is None else float(beta))
-    if s["optimizer"] == "rmsprop":
-        return keras.optimizers.RMSprop(lr, momentum=0.0 if beta is None else float(beta))
-    raise UserError(f"optimizer {s['optimizer']!r}: valid are adam, sgd, rmsprop")
 
 
 def fit(
