@@ -9,8 +9,9 @@ A `compress` run (``RunLayout``)::
     OUT/report.json, OUT/report.html     every measured figure
 
 It is built in the hidden sibling ``.OUT.partial`` and renamed to OUT when complete. A
-`tune`/`search` run (``StudyLayout``) keeps one folder per trial and the compress runs of its
-chosen configuration. Readers and writers ask these objects for paths instead of spelling them.
+`tune`/`search` run (``StudyLayout``) keeps one folder per trial (``TrialLayout``) and the
+compress runs of its chosen configuration; a `train` run (``TrainLayout``) a model, its card and
+its history. Readers and writers ask these objects for paths instead of spelling them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 RUN_RECORD = "run.json"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
+MODEL_CARD = "compressor-model.json"  # next to a trained model: architecture, data, preprocessing
 REFERENCE = "float32"  # the float reference's folder and report row; no recipe may take this name
 PARTIAL_SUFFIX = ".partial"
 
@@ -124,7 +126,12 @@ class StudyLayout:
         return self.root / "trials" / f"{number:04d}"
 
     def trial_steps(self, number: int) -> Path:
-        return self.trial(number) / "steps"
+        return TrialLayout(self.trial(number)).steps
+
+    @property
+    def narrowed_space(self) -> Path:
+        """Ranges around the best trials, for a coarse-to-fine second study."""
+        return self.root / "narrowed-space.yaml"
 
     def recipe_file(self, what: str) -> Path:
         """``best-recipe.yaml`` / ``baseline-recipe.yaml``: the chosen configuration as a recipe file."""
@@ -133,3 +140,51 @@ class StudyLayout:
     def run(self, what: str) -> RunLayout:
         """The compress run (or refit) of the chosen configuration: ``best`` / ``baseline``."""
         return RunLayout(self.root / what)
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """One search trial's folder (or the temporary folder it is written in)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps"
+
+    @property
+    def artifact(self) -> Path:
+        return self.root / "model.tflite"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+
+@dataclass(frozen=True)
+class TrainLayout:
+    """A `compressor train` output: the SavedModel, its card and its training curves."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def card(self) -> Path:
+        return self.root / MODEL_CARD
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"

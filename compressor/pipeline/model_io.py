@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compressor.pipeline.layout import MODEL_CARD, TrainLayout
 from compressor.runtime.errors import UserError
 
 # Written next to a model by `compressor train`: dataset, preprocessing and labels it was trained with.
-MODEL_CARD = "compressor-model.json"
 
 
 @dataclass
@@ -43,9 +43,9 @@ def resolve_model_path(path: str | Path) -> Path:
     """The model a path stands for: a `compressor train` output folder (``model/`` next to the
     card) stands for its ``model/``; any other path for itself."""
     path = Path(path)
-    inner = path / "model"
-    if path.is_dir() and not (path / "saved_model.pb").is_file() and (path / MODEL_CARD).is_file() and inner.exists():
-        return inner
+    run = TrainLayout(path)
+    if path.is_dir() and not (path / "saved_model.pb").is_file() and run.card.is_file() and run.model.exists():
+        return run.model
     return path
 
 
@@ -121,10 +121,11 @@ def write_trained_model(
         "test_accuracy": float(test_accuracy),
     }
     with output_dir(Path(out), overwrite=overwrite) as tmp:
+        run = TrainLayout(tmp)
         with native_stderr_silenced():
-            model.save(tmp / "model", save_format="tf")
-        write_json(tmp / MODEL_CARD, card)
-        write_json(tmp / "history.json", history)
+            model.save(run.model, save_format="tf")
+        write_json(run.card, card)
+        write_json(run.history, history)
     return card
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from compressor.datasets import load_dataset
 from compressor.pipeline.preflight import check_fits
+from compressor.pipeline.validation import reference_outputs
 from compressor.runtime import accuracy, latency
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
@@ -57,10 +58,10 @@ def _reference_outputs(reference: str, x: np.ndarray, threads: int, trust_code: 
         return accuracy.predict(open_model(reference, threads=threads), x)
     from compressor.pipeline.model_io import load_model
 
-    model = load_model(reference, trust_code=trust_code)
-    if model.keras is None:
+    outputs = reference_outputs(load_model(reference, trust_code=trust_code), x)
+    if outputs is None:
         raise UserError("a plain SavedModel cannot serve as reference here; pass its float32 .tflite instead")
-    return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+    return outputs
 
 
 def format_validation(r: dict) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.runtime.atomic import write_text
 from compressor.tuning.hparam_space import Param, Space, space_to_dict
 
@@ -71,6 +72,6 @@ def write_narrowed(space: Space, rows: list[dict], out: Path, top_k: int = 5) ->
     """Write OUT/narrowed-space.yaml for a second, finer study; None when nothing finished."""
     if not space.searched() or not any(r["state"] == "COMPLETE" for r in rows):
         return None
-    path = Path(out) / "narrowed-space.yaml"
+    path = StudyLayout(Path(out), "tune").narrowed_space
     write_text(path, yaml.safe_dump(space_to_dict(narrow(space, rows, top_k)), sort_keys=False))
     return str(path)

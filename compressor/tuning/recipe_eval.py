@@ -41,12 +41,14 @@ def run_recipe(
     """Chain + conversion + measurement; everything is written under ``trial_dir`` atomically."""
     from compressor.pipeline import validation
     from compressor.pipeline.chain import run_chain
+    from compressor.pipeline.layout import TrialLayout
 
     trial_dir = Path(trial_dir)
     with output_dir(trial_dir, overwrite=True) as tmp:
-        (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
-        tflite, metas = run_chain(fresh_model(model), data, recipe, tmp / "steps")
-        final = tmp / "model.tflite"
+        trial = TrialLayout(tmp)
+        trial.recipe.write_text(yaml.safe_dump(recipe.model_dump(), sort_keys=False))
+        tflite, metas = run_chain(fresh_model(model), data, recipe, trial.steps)
+        final = trial.artifact
         final.write_bytes(Path(tflite).read_bytes())
         measured = validation.measure(
             final, recipe.name, "tflite", data.x_val, data.y_val, reference, threads=1, latency_runs=latency_runs
@@ -71,5 +73,5 @@ def run_recipe(
                 for meta in metas
             ],
         }
-        write_json(tmp / "result.json", result)
+        write_json(trial.result, result)
     return result
