@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from compressor.pipeline.layout import run_name
+from compressor.pipeline.layout import RunLayout, StudyLayout, run_name
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, page
 from compressor.reports.search_sections import search_sections
@@ -30,11 +30,15 @@ def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = Non
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a run folder")
-    builders = (("search.json", search_sections), ("tune.json", tune_sections), ("report.json", compress_sections))
+    builders = (
+        (StudyLayout(run_dir, "search").result, search_sections),
+        (StudyLayout(run_dir, "tune").result, tune_sections),
+        (RunLayout(run_dir).report_json, compress_sections),
+    )
     sections: list[Section] = []
     kinds = []
-    for source, build in builders:
-        path = run_dir / source
+    for path, build in builders:
+        source = path.name
         if not path.is_file():
             continue
         try:
@@ -47,7 +51,9 @@ def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = Non
         raise UserError(
             f"{run_dir} has no report.json, tune.json or search.json: is it a compress, tune or search run folder?"
         )
-    out = write_text(run_dir / "report.html", page(f"compressor report: {name or run_name(run_dir)}", kinds, sections))
+    out = write_text(
+        RunLayout(run_dir).report_html, page(f"compressor report: {name or run_name(run_dir)}", kinds, sections)
+    )
     if progress is not None:
         progress(f"report: {out}")
     return out

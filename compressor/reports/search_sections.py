@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
 
@@ -38,13 +39,12 @@ def search_sections(data: dict, run_dir: Path) -> list[Section]:
                 f"{kb(base['gzip_bytes'])} gzip, {ms(base['latency_ms'])} ms</p>",
             )
         )
-    best_report = run_dir / "best" / "report.json"
+    best = StudyLayout(run_dir, "search").run("best")
+    best_report = best.report_json
     if best_report.is_file():
         out += guarded(
             "best/report.json",
-            lambda: compress_sections(
-                json.loads(best_report.read_text()), run_dir / "best", prefix="chosen artifact: "
-            ),
+            lambda: compress_sections(json.loads(best_report.read_text()), best.root, prefix="chosen artifact: "),
         )
     return out
 

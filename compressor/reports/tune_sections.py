@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from compressor.pipeline.layout import StudyLayout
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, img, pct, table
 
@@ -51,11 +52,12 @@ def tune_sections(data: dict, run_dir: Path) -> list[Section]:
         )
     if final.get("history"):
         out.append(("Final refit on train+val", img(plots.training_curves(final["history"], "refit"), "refit curves")))
-    best_report = run_dir / "best" / "report.json"
+    best = StudyLayout(run_dir, "tune").run("best")
+    best_report = best.report_json
     if best_report.is_file():
         out += guarded(
             "best/report.json",
-            lambda: compress_sections(json.loads(best_report.read_text()), run_dir / "best", prefix="tuned recipe: "),
+            lambda: compress_sections(json.loads(best_report.read_text()), best.root, prefix="tuned recipe: "),
         )
     return out
 
