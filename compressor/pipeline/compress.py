@@ -74,9 +74,17 @@ def compress(
     check_fits(model, dataset)
     set_step_progress(progress)
     ctx = RunContext(
-        model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs, resume=resume,
-        debug_quant=debug_quant, onnx_quant=onnx_quant, progress=progress,
-    )  # fmt: skip
+        model,
+        dataset,
+        final.partial,
+        final,
+        threads=threads,
+        latency_runs=latency_runs,
+        resume=resume,
+        debug_quant=debug_quant,
+        onnx_quant=onnx_quant,
+        progress=progress,
+    )
     with _building(final, resume, progress) as work:
         write_json(work.run_record, run_record(model, dataset, resolved, data_spec, data_dir, seed))
         report = _run(ctx, resolved)

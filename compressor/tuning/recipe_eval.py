@@ -7,6 +7,7 @@ accuracy optimistic). The chosen configuration is evaluated on test once, by `co
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,12 @@ def run_recipe(
         }
         write_json(trial.result, result)
     return result
+
+
+def record_result(trial: Any, result: dict, started: float) -> None:
+    """Store a recipe trial's figures, its steps' training curves and its duration on the Optuna trial."""
+    trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
+    trial.set_user_attr(
+        "history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"]) if m.get("history")}
+    )
+    trial.set_user_attr("seconds", round(time.time() - started, 2))

@@ -20,7 +20,7 @@ from compressor.pipeline.layout import StudyLayout
 from compressor.pipeline.validation import reference_outputs
 from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.progress import Progress
-from compressor.tuning.recipe_eval import run_recipe
+from compressor.tuning.recipe_eval import record_result, run_recipe
 from compressor.tuning.recipe_space import sample_recipe, search_space_from_dict
 from compressor.tuning.samplers import make_nsga2
 
@@ -95,11 +95,7 @@ def _run_trial(
     trial.set_user_attr("reference_val_accuracy", base)
     trial.set_constraint("accuracy_drop", bound - s["max_accuracy_drop"])  # feasible when <= 0
     trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9))
-    trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
-    trial.set_user_attr(
-        "history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"]) if m.get("history")}
-    )
-    trial.set_user_attr("seconds", round(time.time() - t0, 2))
+    record_result(trial, result, t0)
     progress.line(
         f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt, "
         f"bound {bound * 100:+.2f} pt)  "

@@ -112,7 +112,7 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
     from compressor.recipes import get_step, validate_recipe
     from compressor.recipes.base import set_epoch_hook, set_progress
     from compressor.recipes.overrides import set_path
-    from compressor.tuning.recipe_eval import run_recipe
+    from compressor.tuning.recipe_eval import record_result, run_recipe
 
     s = cfg.settings
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
@@ -144,11 +144,7 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
             raise
         finally:
             set_epoch_hook(None)  # later fits (another mode, the final compress) must not report to this trial
-        trial.set_user_attr("result", {k: v for k, v in result.items() if k != "steps"})
-        trial.set_user_attr(
-            "history", {f"{i}-{m['step']}": m["history"] for i, m in enumerate(result["steps"]) if m.get("history")}
-        )
-        trial.set_user_attr("seconds", round(time.time() - t0, 2))
+        record_result(trial, result, t0)
         progress.line(
             f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f}  {describe(values, space.searched())}  "
             f"({time.time() - t0:.1f} s)"
