@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from compressor.export.tflite import convert
+from compressor.pipeline.validation import FLOAT16_ATOL
 from compressor.recipes.ptq import CalibratedParams, Int8Params
 from compressor.recipes.stepio import write_info
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
-
-# Max |p_export - p_keras| over test outputs for a faithful float16 conversion (float32: FLOAT32_ATOL).
-FLOAT16_ATOL = 1e-2
 
 
 @dataclass(frozen=True)
