@@ -4,9 +4,10 @@
     compressor-runtime validate bundle.zip [--data test.npz] [--min-accuracy 0.9] [--max-latency-ms 5]
     compressor-runtime bench bundle.zip|model.tflite [--threads 4] [--litert-benchmark]
 
-Exit codes: 0 passed, 1 a gate or the self-test failed, 2 a problem with the input (one line on
-stderr; --debug shows the traceback). argparse, not click: the device installs numpy and
-ai-edge-litert only.
+Exit codes (runtime/exit_codes.py, the same as ``compressor``'s): 0 passed, 1 a gate or the
+self-test failed, 2 a problem with the input or the environment (one line on stderr; --debug shows
+the traceback), 130 interrupted, 70 an internal error (a bug). argparse, not click: the device
+installs numpy and ai-edge-litert only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import traceback
 
 from .atomic import write_json
-from .errors import UserError
+from .exit_codes import GATE_FAILED, OK, USER_ERROR, outcome
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,10 +85,10 @@ def run(argv: list[str] | None = None) -> int:
         from .commands import versions
 
         print(f"compressor-runtime {versions().get('compressor-runtime') or versions().get('compressor', '?')}")
-        return 0
+        return OK
     if args.command is None:
         _parser().print_help(sys.stderr)
-        return 2
+        return USER_ERROR
     if args.verbose:
         from .quiet import set_verbose
 
@@ -101,25 +102,14 @@ def run(argv: list[str] | None = None) -> int:
         report = _dispatch(args, progress)
         if args.report:
             write_json(args.report, report)
-    except UserError as e:
+    except (Exception, KeyboardInterrupt) as e:  # one line and its exit code; the traceback behind --debug
+        code, line = outcome(e)
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug, not the user's input: say so, keep the traceback behind --debug
-        if args.debug:
-            traceback.print_exc()
-        first = str(e).splitlines()[0] if str(e) else ""
-        print(
-            f"error: internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        print(line, file=sys.stderr)
+        return code
     print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
-    return 0 if report["passed"] else 1
+    return OK if report["passed"] else GATE_FAILED
 
 
 def _dispatch(args: argparse.Namespace, progress) -> dict:

@@ -1,4 +1,4 @@
-"""The one error type for problems the user can fix (bad path, corrupt file, wrong data shape...)."""
+"""The error types the command lines turn into one line and an exit code instead of a traceback."""
 
 
 class UserError(Exception):
@@ -6,3 +6,16 @@ class UserError(Exception):
 
     Command-line entry points print it without a traceback and exit with code 2.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, carrying one true line about what the interrupted command kept on disk.
+
+    Raised ``from`` the original KeyboardInterrupt by code that knows what it leaves behind (a
+    study in its storage, a partial run); the command line prints ``interrupted: <kept>`` and
+    exits 130. A plain KeyboardInterrupt means nothing is known to be kept.
+    """
+
+    def __init__(self, kept: str):
+        super().__init__(kept)
+        self.kept = kept

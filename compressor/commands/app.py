@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 
 import click
 
 from compressor import __version__
 from compressor.runtime.errors import UserError
+from compressor.runtime.exit_codes import GATE_FAILED, outcome
 
 state = {"debug": False, "quiet": False}
 
@@ -58,30 +60,21 @@ def progress(msg: str) -> None:
 
 
 class Cli(click.Group):
-    """Turns a UserError into one line and exit code 2; anything else into exit code 1."""
+    """Ends every command the same way: one line on stderr and the exit code of
+    compressor.runtime.exit_codes (2 the user's input or environment, 130 interrupted, 70 a bug);
+    --debug adds the traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except UserError as e:
-            if state["debug"]:
-                traceback.print_exc()
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted; nothing was written to the output folder", err=True)
-            ctx.exit(130)
-        except Exception as e:
+        except (Exception, KeyboardInterrupt) as e:
+            code, line = outcome(e)
             if state["debug"]:
                 traceback.print_exc()
-            click.echo(
-                f"error: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                "(rerun with --debug for the traceback, and please report it)",
-                err=True,
-            )
-            ctx.exit(1)
+            click.echo(line, err=True)
+            ctx.exit(code)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,3 +103,9 @@ def parse_params(items: tuple[str, ...]) -> dict:
 
 def emit(result: dict, as_json: bool, text: str) -> None:
     click.echo(json.dumps(result, indent=2, default=str) if as_json else text)
+
+
+def fail_unless(passed: bool) -> None:
+    """Exit GATE_FAILED when a gate failed: the result was printed, but it is not shippable."""
+    if not passed:
+        sys.exit(GATE_FAILED)

@@ -7,11 +7,10 @@ Heavy modules (TensorFlow via the shim, the pipeline) are imported inside the co
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from compressor.commands.app import cli, common, emit, parse_params, progress
+from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress
 from compressor.recipes.optimizers import OPTIMIZERS
 
 
@@ -167,8 +166,7 @@ def compress(
         onnx_quant=onnx_quant,
     )
     emit(report, as_json, format_table(report) + f"\nreport: {out}/report.json")
-    if not report["passed"]:
-        sys.exit(1)
+    fail_unless(report["passed"])
 
 
 @cli.command()
@@ -212,5 +210,4 @@ def demo(out, epochs, overwrite, as_json):
 
     report = run_demo(out, epochs=epochs, overwrite=overwrite, progress=progress)
     emit(report, as_json, format_table(report) + f"\nreport: {out}/compress/report.json")
-    if not report["passed"]:
-        sys.exit(1)
+    fail_unless(report["passed"])

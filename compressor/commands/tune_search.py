@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from compressor.commands.app import cli, common, emit, parse_params, state
+from compressor.commands.app import cli, common, emit, fail_unless, parse_params, state
 
 
 def _study_options(fn):
@@ -196,5 +194,4 @@ def search_cmd(
     emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")
     # Like compress, exit 1 when there is nothing to ship: no trial met the constraint, or the
     # exported artifact failed its gate on the test split.
-    if result["chosen"] is None or (result.get("best_run") and not result["best_run"]["passed"]):
-        sys.exit(1)
+    fail_unless(result["chosen"] is not None and (not result.get("best_run") or result["best_run"]["passed"]))
