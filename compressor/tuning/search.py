@@ -29,7 +29,7 @@ from compressor.tuning.recipe_space import load_search_space
 from compressor.tuning.search_objective import DIRECTIONS
 from compressor.tuning.search_summary import summarize
 from compressor.tuning.trial_rows import trial_rows
-from compressor.tuning.workers import StudyConfig, open_study, run_workers
+from compressor.tuning.workers import StudyConfig, kept_on_interrupt, open_study, run_workers
 
 BEST_RECIPE = "search-best"
 BASELINE_RECIPE = "search-int8-baseline"
@@ -73,25 +73,40 @@ def search(
         quiet=progress.quiet,
         settings=settings,
     )
-    the_study = _open(cfg, layout, the_space)
-    progress.line(
-        f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
-        f"(upper bound at confidence {confidence:g}), "
-        f"{workers} worker(s); storage {rundir.redact(url)}"
+    with kept_on_interrupt(layout, url, study):
+        the_study = _open(cfg, layout, the_space)
+        progress.line(
+            f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
+            f"(upper bound at confidence {confidence:g}), "
+            f"{workers} worker(s); storage {rundir.redact(url)}"
+        )
+        seconds = run_workers(cfg, progress)
+        return _conclude(the_study, cfg, layout, seconds, final, progress)
+
+
+def _conclude(
+    study: Any, cfg: StudyConfig, layout: StudyLayout, seconds: float, final: bool, progress: Progress
+) -> dict:
+    """Summarise the trials, export and test the choice (and the baseline), write search.json and the report."""
+    settings = cfg.settings
+    result = summarize(
+        trial_rows(study), settings["max_accuracy_drop"], study.user_attrs.get("baseline_trial"), settings["confidence"]
     )
-    seconds = run_workers(cfg, progress)
-    result = summarize(trial_rows(the_study), max_accuracy_drop, the_study.user_attrs.get("baseline_trial"), confidence)
     result.update(
-        study=study, storage=rundir.redact(url), n_trials=n_trials, workers=workers, seconds=round(seconds, 2)
+        study=cfg.study,
+        storage=rundir.redact(cfg.storage),
+        n_trials=cfg.n_trials,
+        workers=cfg.workers,
+        seconds=round(seconds, 2),
     )
     if final and result["chosen"]:
-        result["best_run"] = _export_best(result["chosen"], settings, layout, seed, progress)
+        result["best_run"] = _export_best(result["chosen"], settings, layout, cfg.seed, progress)
         if result["baseline"] and result["baseline"]["number"] != result["chosen"]["number"]:
-            result["best_run"]["baseline"] = _test_baseline(result["baseline"], settings, layout, seed, progress)
+            result["best_run"]["baseline"] = _test_baseline(result["baseline"], settings, layout, cfg.seed, progress)
     write_json(layout.result, result)
     from compressor.reports.html import write_html
 
-    write_html(out)
+    write_html(layout.root)
     return result
 
 

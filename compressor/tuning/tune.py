@@ -25,7 +25,7 @@ from compressor.tuning.hparam_space import Space, grid_size, load_space, space_f
 from compressor.tuning.narrow_space import write_narrowed
 from compressor.tuning.progress import Progress, from_callable
 from compressor.tuning.samplers import PRUNERS, SAMPLERS
-from compressor.tuning.workers import StudyConfig, epochs_spent, open_study, run_workers
+from compressor.tuning.workers import StudyConfig, epochs_spent, kept_on_interrupt, open_study, run_workers
 
 
 def tune(
@@ -73,15 +73,17 @@ def tune(
         settings=settings,
         max_epochs=max_epochs,
     )
-    _write_config(layout, cfg)
-    the_study = open_study(cfg, ["maximize"], {"kind": "tune", "space": settings["space"], "mode": settings["mode"]})
-    budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
-    progress.line(
-        f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
-        f"storage {rundir.redact(url)}"
-    )
-    seconds = run_workers(cfg, progress)
-    return _conclude(the_study, the_space, cfg, layout, seconds, final, progress)
+    with kept_on_interrupt(layout, url, study):
+        _write_config(layout, cfg)
+        attrs = {"kind": "tune", "space": settings["space"], "mode": settings["mode"]}
+        the_study = open_study(cfg, ["maximize"], attrs)
+        budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
+        progress.line(
+            f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
+            f"storage {rundir.redact(url)}"
+        )
+        seconds = run_workers(cfg, progress)
+        return _conclude(the_study, the_space, cfg, layout, seconds, final, progress)
 
 
 def _check_choices(sampler: str, pruner: str, n_trials: int, workers: int) -> None:

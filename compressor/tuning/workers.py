@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
+import signal
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
-from compressor.runtime.errors import UserError
+from compressor.pipeline.layout import StudyLayout
+from compressor.runtime.errors import Interrupted, UserError
 from compressor.tuning.progress import Progress
 from compressor.tuning.storage import open_storage, quiet_optuna
 from compressor.tuning.storage import redact as _redact
@@ -93,16 +97,68 @@ def open_study(
 def run_workers(cfg: StudyConfig, progress: Progress) -> float:
     """Run the study's remaining trials with ``cfg.workers`` processes; returns the wall time in seconds."""
     t0 = time.time()
-    try:
-        _run(cfg, progress)
-    except KeyboardInterrupt:
-        # Optuna marked the running trial(s) FAIL; the finished ones are safe in the storage.
-        progress.line(
-            f"interrupted: finished trials are kept in {_redact(cfg.storage)}; rerun the same "
-            "command to resume the study"
-        )
-        raise
+    _run(cfg, progress)
     return time.time() - t0
+
+
+@contextlib.contextmanager
+def kept_on_interrupt(layout: StudyLayout, storage: str, study: str) -> Iterator[None]:
+    """Turn Ctrl-C into an Interrupted saying what the run folder keeps: the study with its finished
+    trials (Optuna marked the running ones FAIL) and the config, which the same command resumes."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise Interrupted(_kept(layout, storage, study)) from e
+
+
+def _kept(layout: StudyLayout, storage: str, study: str) -> str:
+    from compressor.tuning.storage import default_url
+
+    where = str(layout.study_db) if storage == default_url(layout) else _redact(storage)
+    kept = []
+    if storage != default_url(layout) or layout.study_db.is_file():
+        kept.append(f"study {study!r} in {where}{_finished(storage, study)}")
+    if layout.config.is_file():
+        kept.append(str(layout.config))
+    if not kept:
+        return f"no study was started; {layout.root} holds nothing to resume"
+    return f"kept {' and '.join(kept)}; rerun the same command to resume the study"
+
+
+def _finished(storage: str, study: str) -> str:
+    """' (N finished trials)', read back from the storage; empty when it cannot be read quickly."""
+    try:
+        import optuna
+
+        loaded = optuna.load_study(study_name=study, storage=open_storage(storage))
+        return f" ({count(loaded, FINISHED)} finished trials)"
+    except Exception:  # the study may not exist yet, or the storage is unreachable: say less, not wrong
+        return ""
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a trial ended by Ctrl-C as a failure with the whole traceback (through Keras'
+    fit loop, ~150 lines) and then its value; the command line says it was interrupted in one line
+    instead. Once an interrupt is seen, the failure lines after it are dropped too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = True
+        return not (self.interrupted and record.levelno >= logging.WARNING)
+
+
+def _quiet_interrupts() -> None:
+    """Filters sit on the logger that creates the record (optuna.study._optimize): a parent's would not see it."""
+    logger = logging.getLogger("optuna.study._optimize")
+    for f in [f for f in logger.filters if isinstance(f, _NoInterruptTraceback)]:
+        logger.removeFilter(f)  # a new study in the same process starts uninterrupted
+    logger.addFilter(_NoInterruptTraceback())
 
 
 def _run(cfg: StudyConfig, progress: Progress) -> None:
@@ -110,22 +166,47 @@ def _run(cfg: StudyConfig, progress: Progress) -> None:
         run_worker(cfg, 0, progress)
         return
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_ignore_sigint) as pool:
         futures = [pool.submit(_worker_entry, cfg, i) for i in range(cfg.workers)]
         errors = []
-        for f in futures:
-            try:
-                f.result()
-            except UserError as e:
-                errors.append(str(e))
+        try:
+            for f in futures:
+                try:
+                    f.result()
+                except UserError as e:
+                    errors.append(str(e))
+        except KeyboardInterrupt:
+            _interrupt_workers(pool)
+            raise
     if errors:
         raise UserError(errors[0])
 
 
+def _ignore_sigint() -> None:
+    """An idle pool process ignores Ctrl-C (it would die with a traceback); a running worker takes it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
+    """Pass Ctrl-C on to the workers (a terminal sends it to them too; `kill -INT` only to us), so
+    each marks its running trial failed and stops instead of finishing the study's budget."""
+    pids = list(getattr(pool, "_processes", None) or {})  # CPython's {pid: process}; gone after shutdown
+    pool.shutdown(wait=False, cancel_futures=True)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
+
+
 def _worker_entry(cfg: StudyConfig, index: int) -> None:
-    """Entry point of a spawned worker: share the cores, then run trials."""
-    _share_cores(cfg.workers)
-    run_worker(cfg, index, Progress(quiet=cfg.quiet, prefix=f"[worker {index}] ", live=False))
+    """Entry point of a spawned worker: share the cores, then run trials until done or interrupted."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _share_cores(cfg.workers)
+        run_worker(cfg, index, Progress(quiet=cfg.quiet, prefix=f"[worker {index}] ", live=False))
+    except KeyboardInterrupt:
+        return  # the parent reports the interrupt; the storage holds what finished
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _share_cores(workers: int) -> None:
@@ -152,6 +233,7 @@ def run_worker(cfg: StudyConfig, index: int, progress: Progress) -> int:
     import optuna
 
     quiet_optuna()
+    _quiet_interrupts()
     module = importlib.import_module(f"compressor.tuning.{cfg.kind}")
     objective, sampler, pruner = module.make_objective(cfg, index, progress)
     study = optuna.load_study(study_name=cfg.study, storage=open_storage(cfg.storage), sampler=sampler, pruner=pruner)
