@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.recipes.base import get_step
 from compressor.recipes.overrides import apply_override
 from compressor.runtime.errors import UserError
 from compressor.runtime.gates import Gates as RuntimeGates
+from compressor.runtime.safe_load import parse_yaml, read_text
 from compressor.runtime.suggest import did_you_mean, unknown_name_message
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -71,10 +71,8 @@ def load_recipe(spec: str, overrides: list[str] | None = None) -> Recipe:
         path, source = PRESETS_DIR / f"{spec}.yaml", f"preset {spec}"
     else:
         raise UserError(unknown_name_message("recipe", spec, preset_names()) + " or a .yaml recipe file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{source} is not valid YAML: {str(e).splitlines()[0]}") from None
+    # Bounded: a recipe is user input (size, aliases, nesting, encoding, duplicate keys).
+    raw = parse_yaml(read_text(path, "recipe file"), source)
     if not isinstance(raw, dict):
         raise UserError(f"{source} must be a mapping with 'name' and 'steps'")
     raw.setdefault("name", path.stem)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from compressor.recipes.schema import _validated as validated
 from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import load_yaml_file
 
 __all__ = ["SPACES_DIR", "builtin_names", "read_space_file", "validated"]
 
@@ -35,7 +34,5 @@ def read_space_file(spec: str | Path) -> tuple[Any, Path]:
                 f"search space {spec} is neither a YAML file nor a built-in space ({', '.join(builtin_names())})"
             )
         path = builtin
-    try:
-        return yaml.safe_load(path.read_text()), path
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    # Bounded like a recipe: a space is user input (size, aliases, nesting, encoding, duplicate keys).
+    return load_yaml_file(path, "search space"), path
