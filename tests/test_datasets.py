@@ -264,6 +264,21 @@ def test_npz_errors(tmp_path: Path, rng: np.random.Generator):
     assert "train split is empty" in npz_error(tmp_path, **{**ok, "x_train": x[:0], "y_train": y[:0]})
 
 
+def test_npz_labels_beyond_the_class_limit(tmp_path: Path):
+    """Checked on the ids as stored, before the cast to int64 or the labels list they would size."""
+    x = np.zeros((4, 2), np.float32)
+    ok = dict(x_train=x, y_train=np.arange(4) % 2, x_test=x, y_test=np.arange(4) % 2)
+    huge = np.array([0, 1, 2**63, 0], dtype=np.uint64)  # wraps to a negative int64 if cast first
+    assert "y_train has label 9223372036854775808 at index 2; labels must be integer class ids from 0 to 65535" in (
+        npz_error(tmp_path, **{**ok, "y_train": huge})
+    )
+    assert "label 65536 at index 3" in npz_error(tmp_path, **{**ok, "y_test": np.array([0, 1, 0, 65536])})
+    assert "label 1.5 at index 1" in npz_error(tmp_path, **{**ok, "y_test": np.array([0, 1.5, 0, 1])})
+    assert "label nan at index 0" in npz_error(tmp_path, **{**ok, "y_test": np.array([np.nan, 1, 0, 1])})
+    wide = np.eye(4, 70_000, dtype=np.uint8)
+    assert "one-hot rows of 70000 classes; at most 65536" in npz_error(tmp_path, **{**ok, "y_train": wide})
+
+
 def test_npz_garbage_and_truncated_files(tmp_path: Path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"this is not a zip archive")
@@ -329,8 +344,12 @@ def test_idx_damaged_gzip_and_count_mismatch(tmp_path: Path, rng: np.random.Gene
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(9), IDX_LABELS)
     with pytest.raises(UserError, match="holds 10 images but .* holds 9 labels"):
         load_dataset("mnist", data_dir=str(tmp_path))
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"x" * 100)[:20])
+    # Cut inside the deflate stream: the header still reads (it is streamed), the end of the stream does not.
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.arange(10), IDX_LABELS))[:-10])
     with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz cannot be read"):
+        load_dataset("mnist", data_dir=str(tmp_path))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"x" * 100)[:20])
+    with pytest.raises(UserError, match=r"labels-idx1-ubyte.gz is not an IDX label file \(magic number 0x78787878"):
         load_dataset("mnist", data_dir=str(tmp_path))
 
 

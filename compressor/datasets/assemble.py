@@ -16,6 +16,9 @@ from compressor.datasets.split import stratified_split
 from compressor.runtime.errors import UserError
 
 TEST_FRACTION = 0.2
+# Class ids index a labels list, a confusion matrix (classes**2 cells) and one-hot rows, so a
+# hostile label (2**40) would allocate without end; no classifier we compress has this many classes.
+MAX_CLASSES = 65_536
 SPLITS = ("train", "val", "test")
 
 
@@ -44,6 +47,7 @@ def assemble(name: str, raw: RawData, seed: int, val_fraction: float, normalize:
     for split in SPLITS:
         if x[split] is not None:
             _check_pair(split, x[split], y[split])
+            check_class_ids(f"y_{split}", y[split])
     rng = np.random.default_rng(seed)
     # Test is carved out first so the test set does not depend on val_fraction.
     for holdout, fraction in (("test", TEST_FRACTION), ("val", val_fraction)):
@@ -111,6 +115,25 @@ def _check_labels(split: str, y: np.ndarray, num_classes: int) -> None:
     if bad.size:
         i = int(bad[0])
         raise UserError(f"y_{split} has label {y[i]} at index {i}; labels must be class ids in [0, {num_classes})")
+
+
+def check_class_ids(name: str, y: np.ndarray) -> None:
+    """Refuse labels outside [0, MAX_CLASSES) (or fractional ones) BEFORE anything is sized by them.
+
+    ``y`` is 1-D, integer or float, as read from the file: checked before any cast to int64, so a
+    uint64 of 2**63 or a float 1e30 cannot wrap around into a plausible id.
+    """
+    if y.dtype.kind == "b" or not y.size:
+        return
+    bad = (y < 0) | (y >= MAX_CLASSES)
+    if y.dtype.kind == "f":
+        bad |= ~np.isfinite(y) | (y != np.round(y))
+    first = np.flatnonzero(bad)
+    if first.size:
+        i = int(first[0])
+        raise UserError(
+            f"{name} has label {y[i]} at index {i}; labels must be integer class ids from 0 to {MAX_CLASSES - 1}"
+        )
 
 
 def check_finite(array_name: str, x: np.ndarray) -> None:

@@ -12,6 +12,7 @@ import math
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from compressor.runtime.errors import UserError
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
+MAX_IDX_BYTES = 4 << 30  # MNIST's largest file is 47 MB; a header announcing more is damage or a bomb
+_CHUNK = 1 << 20
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -65,25 +68,59 @@ def read_mnist(name: str, base: Path) -> RawData:
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Return the uint8 array stored in the IDX file ``path``, checking its header against ``magic``."""
-    data = _read_bytes(path)
+    """Return the uint8 array stored in the IDX file ``path``, checking its header against ``magic``.
+
+    Streamed: the header is read first (from the gzip stream when gzipped) and checked against
+    ``MAX_IDX_BYTES`` before anything is allocated; then exactly the announced bytes are read and
+    one more byte must not exist. A gzip bomb (a tiny file that inflates to gigabytes) is thus
+    refused after reading at most what its header announced, never decompressed whole.
+    """
     kind = "image" if magic == IMAGES_MAGIC else "label"
-    got = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            dims = _read_header(f, path, magic, kind)
+            array = np.empty(math.prod(dims), dtype=np.uint8)
+            got = _read_into(f, memoryview(array))
+            trailing = f.read(1) if got == array.size else b""
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path} cannot be read ({e}); download it again") from None
+    if got != array.size or trailing:
+        problem = "truncated" if got < array.size else "longer than its header says"
+        found = f"found {got}" if got < array.size else "found more"
+        announced = f"header announces {dims} = {array.size} bytes"
+        raise UserError(f"{path} is {problem}: {announced}, {found}; download it again")
+    return array.reshape(dims)
+
+
+def _read_header(f: BinaryIO, path: Path, magic: int, kind: str) -> tuple[int, ...]:
+    head = f.read(4)
+    got = struct.unpack(">I", head)[0] if len(head) == 4 else None
     if got != magic:
         found = "no header" if got is None else f"magic number 0x{got:08x}"
         raise UserError(f"{path} is not an IDX {kind} file ({found}, expected 0x{magic:08x}); download it again")
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
         raise UserError(f"{path} is truncated inside its header; download it again")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    body = len(data) - header
-    if body != math.prod(dims):
-        problem = "truncated" if body < math.prod(dims) else "longer than its header says"
+    dims = struct.unpack(f">{ndim}I", raw)
+    if math.prod(dims) > MAX_IDX_BYTES:
         raise UserError(
-            f"{path} is {problem}: header announces {dims} = {math.prod(dims)} bytes, found {body}; download it again"
+            f"{path} announces {dims} = {math.prod(dims)} bytes, more than the {MAX_IDX_BYTES >> 30} GiB an IDX "
+            "file of this tool may hold; the file is damaged or not MNIST data"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    return dims
+
+
+def _read_into(f: BinaryIO, out: memoryview) -> int:
+    """Fill ``out`` chunk by chunk; the count of bytes read (less than its size when the file is short)."""
+    done = 0
+    while done < len(out):
+        chunk = f.read(min(_CHUNK, len(out) - done))
+        if not chunk:
+            break
+        out[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    return done
 
 
 def _read_idx_splits(found: dict[str, Path], labels: list[str]) -> RawData:
@@ -113,13 +150,3 @@ def _find(folder: Path, stem: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise UserError(f"{path} cannot be read ({e}); download it again") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.datasets.assemble import RawData, check_finite
+from compressor.datasets.assemble import MAX_CLASSES, RawData, check_class_ids, check_finite
 from compressor.datasets.preprocessing import Preprocessing
 from compressor.runtime.errors import UserError
 
@@ -121,6 +121,8 @@ def _class_ids(name: str, y: np.ndarray) -> tuple[np.ndarray, int]:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 2:
+        if y.shape[1] > MAX_CLASSES:
+            raise UserError(f"{name} has one-hot rows of {y.shape[1]} classes; at most {MAX_CLASSES} are supported")
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
             raise UserError(
                 f"{name} has shape {y.shape} but is not one-hot; give class ids (N,) or one-hot rows (N, classes)"
@@ -128,7 +130,5 @@ def _class_ids(name: str, y: np.ndarray) -> tuple[np.ndarray, int]:
         return np.argmax(y, axis=1).astype(np.int64), y.shape[1]
     if y.ndim != 1:
         raise UserError(f"{name} has shape {y.shape}; expected class ids (N,) or one-hot rows (N, classes)")
-    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y))) if y.dtype.kind == "f" else []
-    if len(bad):
-        raise UserError(f"{name} has non-integer label {y[bad[0]]} at index {bad[0]}; labels must be class ids")
+    check_class_ids(name, y)  # before the ids size anything (the labels list below, confusion matrices)
     return y.astype(np.int64), 0
