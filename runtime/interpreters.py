@@ -19,6 +19,8 @@ import numpy as np
 
 from .errors import UserError
 from .quiet import is_verbose, native_stderr_silenced
+from .sandbox import trial_run
+from .tflite_check import check_tflite_file
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,8 @@ def _first_line(error: BaseException) -> str:
 
 class _TFLiteRunner(Runner):
     def __init__(self, path: Path, threads: int, xnnpack: bool):
-        with open(path, "rb") as f:
-            identifier = f.read(8)[4:8]
-        if identifier != b"TFL3":
-            raise UserError(f"{path} is not a TFLite model (file identifier is {identifier!r}, expected TFL3)")
+        check_tflite_file(path)  # LiteRT's C++ trusts the file: structural faults are refused first
+        trial_run(path, threads, xnnpack)  # what no check can rule out crashes a child, not us
         self._xnnpack = xnnpack
         super().__init__(path, threads)
 

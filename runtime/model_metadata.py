@@ -10,120 +10,39 @@ the flatbuffer's ``metadata`` vector (see compressor/bundle/tflite_metadata.py):
   the model), which Android's MetadataExtractor and the Task Library understand.
 
 The device has no TensorFlow and may lack the generated schema classes, so this is a small
-hand-written, bounds-checked flatbuffer reader: a corrupt file ends in a ``UserError``.
+bounds-checked flatbuffer reader (flatbuffer.py): a corrupt file ends in a ``UserError``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import struct
 import zipfile
 from pathlib import Path
 
 from .errors import UserError
+from .flatbuffer import Corrupt, Table, root
 
 COMPRESSOR_ENTRY = "compressor_metadata"
 STANDARD_ENTRY = "TFLITE_METADATA"
 _MAX_LABELS_BYTES = 16 * 1024 * 1024
 
 
-class _Corrupt(Exception):
-    """Raised inside the flatbuffer reader; turned into one UserError naming the file."""
-
-
-class _Table:
-    """One flatbuffer table: field lookup through its vtable, every offset checked."""
-
-    def __init__(self, buf: bytes, pos: int):
-        self.buf, self.pos = buf, pos
-        self.vtable = pos - _i32(buf, pos)
-        self.vt_len = _u16(buf, self.vtable)
-
-    def _field(self, slot: int) -> int | None:
-        entry = 4 + 2 * slot
-        if entry >= self.vt_len:
-            return None  # field added after this file was written
-        off = _u16(self.buf, self.vtable + entry)
-        return self.pos + off if off else None
-
-    def scalar(self, slot: int, fmt: str, default: int | float = 0):
-        p = self._field(slot)
-        return default if p is None else _unpack(fmt, self.buf, p)
-
-    def table(self, slot: int) -> _Table | None:
-        p = self._field(slot)
-        return None if p is None else _Table(self.buf, p + _u32(self.buf, p))
-
-    def _vector(self, slot: int) -> tuple[int, int]:
-        p = self._field(slot)
-        if p is None:
-            return 0, 0
-        start = p + _u32(self.buf, p)
-        n = _u32(self.buf, start)
-        return start + 4, n
-
-    def tables(self, slot: int) -> list[_Table]:
-        start, n = self._vector(slot)
-        return [_Table(self.buf, start + 4 * i + _u32(self.buf, start + 4 * i)) for i in range(n)]
-
-    def bytes(self, slot: int) -> bytes:
-        start, n = self._vector(slot)
-        if start + n > len(self.buf):
-            raise _Corrupt("vector runs past the end of the file")
-        return bytes(self.buf[start : start + n])
-
-    def floats(self, slot: int) -> list[float]:
-        start, n = self._vector(slot)
-        return [_unpack("<f", self.buf, start + 4 * i) for i in range(n)]
-
-    def string(self, slot: int) -> str | None:
-        p = self._field(slot)
-        if p is None:
-            return None
-        start = p + _u32(self.buf, p)
-        n = _u32(self.buf, start)
-        if start + 4 + n > len(self.buf):
-            raise _Corrupt("string runs past the end of the file")
-        return bytes(self.buf[start + 4 : start + 4 + n]).decode("utf-8", errors="replace")
-
-
-def _unpack(fmt: str, buf: bytes, pos: int):
-    if pos < 0:
-        raise _Corrupt("negative offset")
-    try:
-        return struct.unpack_from(fmt, buf, pos)[0]
-    except struct.error:
-        raise _Corrupt("offset past the end of the file") from None
-
-
-def _u16(buf, pos):
-    return _unpack("<H", buf, pos)
-
-
-def _u32(buf, pos):
-    return _unpack("<I", buf, pos)
-
-
-def _i32(buf, pos):
-    return _unpack("<i", buf, pos)
-
-
 def metadata_entries(model: bytes) -> dict[str, bytes]:
     """Every (name -> buffer bytes) entry of a TFLite model's ``metadata`` vector."""
     if model[4:8] != b"TFL3":
-        raise _Corrupt(f"file identifier is {bytes(model[4:8])!r}, expected TFL3")
-    root = _Table(model, _u32(model, 0))
-    buffers = root.tables(4)  # Model.buffers
+        raise Corrupt(f"file identifier is {bytes(model[4:8])!r}, expected TFL3")
+    model_root = root(model)
+    buffers = model_root.tables(4)  # Model.buffers
     entries = {}
-    for meta in root.tables(6):  # Model.metadata: (name, buffer index)
+    for meta in model_root.tables(6):  # Model.metadata: (name, buffer index)
         name, index = meta.string(0), meta.scalar(1, "<I")
         if name is None or index >= len(buffers):
-            raise _Corrupt(f"metadata entry {name!r} points at buffer {index} of {len(buffers)}")
+            raise Corrupt(f"metadata entry {name!r} points at buffer {index} of {len(buffers)}")
         buffer = buffers[index]
         offset, size = buffer.scalar(1, "<Q"), buffer.scalar(2, "<Q")
         # Large models keep buffer bytes after the flatbuffer, addressed by (offset, size).
-        entries[name] = bytes(model[offset : offset + size]) if offset else buffer.bytes(0)
+        entries[name] = bytes(model[offset : offset + size]) if offset > 1 else buffer.bytes(0)
     return entries
 
 
@@ -139,7 +58,7 @@ def compressor_metadata(path: str | Path) -> dict | None:
         return json.loads(blob) if blob is not None else None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
-    except (_Corrupt, ValueError) as e:
+    except (Corrupt, ValueError) as e:
         raise UserError(f"{path} has corrupt TFLite metadata: {e}") from None
 
 
@@ -158,22 +77,22 @@ def read_metadata(path: str | Path) -> dict:
             "compressor": json.loads(blob) if blob is not None else None,
             "standard": _standard(standard, model) if standard is not None else None,
         }
-    except (_Corrupt, ValueError, RecursionError) as e:  # json/utf-8 errors are ValueErrors
+    except (Corrupt, ValueError, RecursionError) as e:  # json/utf-8 errors are ValueErrors
         raise UserError(f"{path} has corrupt TFLite metadata: {e}") from None
 
 
 def _standard(blob: bytes, model: bytes) -> dict:
     """The parts of a TFLite Support ``ModelMetadata`` that describe a classifier's input and output."""
     if blob[4:8] != b"M001":
-        raise _Corrupt(f"TFLITE_METADATA identifier is {blob[4:8]!r}, expected M001")
-    root = _Table(blob, _u32(blob, 0))
+        raise Corrupt(f"TFLITE_METADATA identifier is {blob[4:8]!r}, expected M001")
+    root_table = root(blob)
     result: dict = {
-        "name": root.string(0),
-        "description": root.string(1),
-        "version": root.string(2),
-        "min_parser_version": root.string(7),
+        "name": root_table.string(0),
+        "description": root_table.string(1),
+        "version": root_table.string(2),
+        "min_parser_version": root_table.string(7),
     }
-    subgraphs = root.tables(3)
+    subgraphs = root_table.tables(3)
     if not subgraphs:
         return result
     graph = subgraphs[0]
@@ -188,7 +107,7 @@ def _standard(blob: bytes, model: bytes) -> dict:
     return result
 
 
-def _tensor(t: _Table) -> dict:
+def _tensor(t: Table) -> dict:
     info: dict = {"name": t.string(0), "description": t.string(1)}
     content = t.table(3)
     if content is not None:
@@ -213,7 +132,7 @@ def _zipped_text(model: bytes, name: str) -> str:
         with zipfile.ZipFile(io.BytesIO(model)) as archive:
             entry = archive.getinfo(name)
             if entry.file_size > _MAX_LABELS_BYTES:
-                raise _Corrupt(f"associated file {name} is {entry.file_size} bytes")
+                raise Corrupt(f"associated file {name} is {entry.file_size} bytes")
             return archive.read(entry).decode("utf-8")
     except (zipfile.BadZipFile, KeyError) as e:
-        raise _Corrupt(f"associated file {name} is missing from the model's appended zip ({e})") from None
+        raise Corrupt(f"associated file {name} is missing from the model's appended zip ({e})") from None

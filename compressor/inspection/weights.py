@@ -18,6 +18,7 @@ import numpy as np
 
 from compressor.recipes.structure import m_by_n_holds, sparsity, unique_values
 from compressor.runtime.errors import UserError
+from compressor.runtime.tflite_check import check_tflite_file
 
 __all__ = ["tflite_kernels", "sparsity", "unique_values", "m_by_n_holds"]
 
@@ -36,6 +37,7 @@ def tflite_kernels(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path} does not exist or is not a file; pass a .tflite file")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    check_tflite_file(path)  # the interpreter's C++ trusts the file: structural faults are refused first
     try:
         with warnings.catch_warnings():  # preserve_all_tensors warns that it is a debugging aid: it is, here
             warnings.simplefilter("ignore")
