@@ -10,13 +10,13 @@ run are exactly the bytes that were checked. Files are never unpickled (.npz wit
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -24,10 +24,19 @@ import numpy as np
 
 from .errors import UserError
 from .manifest import MANIFEST, check_manifest
+from .safe_load import parse_json
 
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_TOTAL_BYTES = 4 << 30  # a bundle for a phone app is far smaller; refuse zip bombs
 _CHUNK = 1 << 20
+# Stored and deflate only: what zipfile writes, and what every app's unzip reads. Anything else
+# (deflate64, bzip2, lzma...) would be an internal error or an extra decoder on the device.
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# What a damaged entry can raise while it is read: bad headers, CRC mismatch, a corrupt deflate
+# stream (zlib.error), a truncated one (EOFError), and what zipfile raises for features we refused
+# up front (RuntimeError: encrypted; NotImplementedError: method), kept here as belt and braces.
+# OSError is left out: while extracting it is the disk (full, read-only), not the bundle.
+_DAMAGED = (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError, ValueError)
 
 
 @dataclass
@@ -78,7 +87,7 @@ def open_bundle(path: str | os.PathLike, workdir: str | os.PathLike | None = Non
         raise UserError(f"bundle {path} does not exist" if not path.exists() else f"bundle {path} is not a file")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (*_DAMAGED, OSError) as e:
         raise UserError(f"{path} is not a bundle: not a readable zip archive ({e})") from None
     with archive:
         entries = _checked_entries(archive, path)
@@ -121,8 +130,25 @@ def _checked_entries(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.
             raise UserError(f"bundle {path.name} has a symbolic link entry ({name!r}); refusing it")
         if name in entries:
             raise UserError(f"bundle {path.name} has two entries named {name!r}; refusing an ambiguous bundle")
+        _check_readable(info, path)
         entries[name] = info
+    if sum(info.file_size for info in entries.values()) > _MAX_TOTAL_BYTES:
+        raise UserError(f"bundle {path.name} is corrupt: its entries expand to more than {_MAX_TOTAL_BYTES >> 30} GiB")
     return entries
+
+
+def _check_readable(info: zipfile.ZipInfo, path: Path) -> None:
+    """Refuse, before reading a byte, an entry zipfile could not read or that expands beyond any bundle."""
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise UserError(f"bundle {path.name} is corrupt: entry {name!r} is encrypted; bundles are never encrypted")
+    if info.compress_type not in _METHODS:
+        raise UserError(
+            f"bundle {path.name} is corrupt: entry {name!r} uses compression method {info.compress_type}; "
+            "bundles use stored or deflate only (re-create it with compressor package)"
+        )
+    if info.file_size > _MAX_TOTAL_BYTES:
+        raise UserError(f"bundle {path.name} is corrupt: entry {name!r} expands to {info.file_size} bytes")
 
 
 def _read_manifest(archive: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], path: Path) -> dict:
@@ -131,18 +157,15 @@ def _read_manifest(archive: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo]
         raise UserError(f"{path.name} is not a bundle: it has no {MANIFEST}")
     if info.file_size > _MAX_MANIFEST_BYTES:
         raise UserError(f"{MANIFEST} in {path.name} is {info.file_size} bytes; refusing more than 1 MiB")
-    try:
-        return check_manifest(json.loads(_read_limited(archive, info, _MAX_MANIFEST_BYTES)))
-    except ValueError as e:  # bad JSON or bad UTF-8
-        raise UserError(f"{MANIFEST} in {path.name} is not valid JSON: {e}") from None
+    return check_manifest(parse_json(_read_limited(archive, info, _MAX_MANIFEST_BYTES), f"{MANIFEST} in {path.name}"))
 
 
 def _read_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     try:
         with archive.open(info) as f:
             data = f.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:  # also CRC mismatches
-        raise UserError(f"bundle entry {info.filename} is damaged: {e}") from None
+    except (*_DAMAGED, OSError) as e:
+        raise UserError(f"bundle is corrupt: entry {info.filename} cannot be read ({e})") from None
     if len(data) > limit:
         raise UserError(f"bundle entry {info.filename} is larger than {limit} bytes")
     return data
@@ -161,8 +184,13 @@ def _extract_checked(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path
                     break  # more bytes than declared: tampered; stop before filling the disk
                 digest.update(chunk)
                 out.write(chunk)
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"bundle file {info.filename} is damaged ({e}); the bundle is corrupt") from None
+    except _DAMAGED as e:
+        raise UserError(f"bundle is corrupt: file {info.filename} cannot be read ({e})") from None
+    except OSError as e:
+        raise UserError(
+            f"cannot extract bundle file {info.filename} into {dest} ({e.strerror or e}); "
+            "free disk space or check the work directory"
+        ) from None
     if size != expected["bytes"] or digest.hexdigest() != expected["sha256"]:
         raise UserError(
             f"bundle file {info.filename} does not match its sha256 in manifest.json "

@@ -7,6 +7,7 @@ The full field list is documented in README.md ("On the device: compressor-runti
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import UserError
@@ -50,6 +51,16 @@ _SPEC = {
     "samples": {"file": str, "count": int, "raw": str, "inputs": str, "labels": str},
     "files": dict,
 }
+# Bounds for numbers: generous for any real bundle, and they stop a manifest from smuggling in a
+# tolerance that passes every output, a negative count or a size that would allocate without end.
+MAX_LABELS = 65_536
+MAX_SAMPLES = 1_000_000
+MAX_FILE_BYTES = 4 << 30
+MAX_DIM = 1 << 31
+MAX_MAGNITUDE = 1e9  # preprocessing constants and quantization scales
+# The packager writes one quantization step of the output (1.01 * scale), 1e-4 or 1e-2 (float I/O).
+MAX_FLOAT_ATOL = 1e-2
+RAW_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # bundles are flat: no folders, no ".."
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -68,7 +79,9 @@ def check_manifest(manifest: object) -> dict:
             "install the compressor-runtime version that matches the packager"
         )
     _check(manifest, _SPEC, "")
+    _check_finite(manifest)
     _check_values(manifest)
+    _check_ranges(manifest)
     return manifest
 
 
@@ -103,9 +116,11 @@ def _check_values(m: dict) -> None:
             not isinstance(entry, dict)
             or not isinstance(entry.get("sha256"), str)
             or not _SHA256.match(entry["sha256"])
-            or not isinstance(entry.get("bytes"), int)
+            or type(entry.get("bytes")) is not int
+            or not 0 <= entry["bytes"] <= MAX_FILE_BYTES
         ):
-            raise UserError(f'{MANIFEST}: files.{name}: expected {{"sha256": 64 hex digits, "bytes": int}}')
+            expected = f'{{"sha256": 64 hex digits, "bytes": 0..{MAX_FILE_BYTES}}}'
+            raise UserError(f"{MANIFEST}: files.{name}: expected {expected}")
     refs = [("labels_file", m["labels_file"]), ("samples.file", m["samples"]["file"])]
     refs += [(f"models[{i}].file", model["file"]) for i, model in enumerate(m["models"])]
     for field, name in refs:
@@ -127,6 +142,61 @@ def _check_values(m: dict) -> None:
         raise UserError(f"{MANIFEST}: preprocessing.input_range: expected [low, high] with low <= high")
     if not m["labels"]:
         raise UserError(f"{MANIFEST}: labels: the list is empty")
+
+
+def _check_finite(manifest: dict) -> None:
+    """No NaN or inf anywhere (also in free-form objects such as ``versions`` or ``host.latency``):
+    a NaN tolerance compares false with everything, so a self-test would pass whatever the model says."""
+    stack: list = [("", manifest)]
+    while stack:  # iterative: the manifest's depth is the parser's business, not the stack's
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{MANIFEST}: {path}: {value} is not a finite number")
+        if isinstance(value, dict):
+            stack += [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _check_ranges(m: dict) -> None:
+    """Every number within what a real bundle can hold, so nothing downstream allocates or passes by it."""
+    _in_range(len(m["labels"]), 1, MAX_LABELS, "labels (count)")
+    _in_range(m["samples"]["count"], 1, MAX_SAMPLES, "samples.count")
+    _in_range(m["reference"]["accuracy"], 0, 1, "reference.accuracy")
+    _in_range(m["reference"]["test_samples"], 0, 1 << 40, "reference.test_samples")
+    prep = m["preprocessing"]
+    _in_range(prep["scale"], 1e-12, MAX_MAGNITUDE, "preprocessing.scale")
+    for key in ("mean", "std", "input_range"):
+        for i, value in enumerate(prep[key]):
+            _in_range(value, -MAX_MAGNITUDE, MAX_MAGNITUDE, f"preprocessing.{key}[{i}]")
+    for i, dim in enumerate(m["raw_input"]["shape"]):
+        _in_range(dim, 1, MAX_DIM - 1, f"raw_input.shape[{i}]")
+    if m["raw_input"]["dtype"] not in RAW_DTYPES:
+        raise UserError(f"{MANIFEST}: raw_input.dtype: {m['raw_input']['dtype']!r}, expected one of {RAW_DTYPES}")
+    for i, model in enumerate(m["models"]):
+        where = f"models[{i}]"
+        _in_range(model["host"]["accuracy"], 0, 1, f"{where}.host.accuracy")
+        for key in ("size_bytes", "gzip_bytes"):
+            _in_range(model["host"][key], 0, MAX_FILE_BYTES, f"{where}.host.{key}")
+        for kind in ("inputs", "outputs"):
+            for j, tensor in enumerate(model[kind]):
+                _check_tensor(tensor, f"{where}.{kind}[{j}]")
+        step = 1.01 * model["outputs"][0]["scale"]  # one quantization step; 0 for float outputs
+        _in_range(model["self_test"]["atol"], 0, max(MAX_FLOAT_ATOL, step), f"{where}.self_test.atol")
+
+
+def _check_tensor(tensor: dict, where: str) -> None:
+    _in_range(tensor["scale"], 0, MAX_MAGNITUDE, f"{where}.scale")
+    _in_range(tensor["zero_point"], -MAX_DIM, MAX_DIM - 1, f"{where}.zero_point")
+    for k, dim in enumerate(tensor["shape"]):
+        if type(dim) is not int:
+            raise UserError(f"{MANIFEST}: {where}.shape[{k}]: expected an integer, got {_kind(dim)}")
+        _in_range(dim, -1, MAX_DIM - 1, f"{where}.shape[{k}]")  # -1: a dynamic dimension
+
+
+def _in_range(value: float, low: float, high: float, field: str) -> None:
+    if not low <= value <= high:
+        raise UserError(f"{MANIFEST}: {field}: {value!r} is out of range; expected {low:g} to {high:g}")
 
 
 def _kind(value: object) -> str:
