@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import struct
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -147,6 +149,34 @@ def test_negative_and_huge_float_labels(tmp_path: Path, y: np.ndarray, shown: st
     with pytest.raises(UserError) as error:
         load_dataset(str(tmp_path / "d.npz"))
     assert f"y_train has label {shown} at index 2; labels must be integer class ids" in one_line(error)
+
+
+def test_npy_header_announcing_terabytes_is_refused_before_numpy_allocates(tmp_path: Path):
+    x = np.zeros((6, 4, 4), np.uint8)
+    np.savez(tmp_path / "ok.npz", x_train=x, y_train=np.arange(6) % 2, x_test=x, y_test=np.arange(6) % 2)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False, "shape": (2**40,)})
+    with zipfile.ZipFile(tmp_path / "ok.npz") as src, zipfile.ZipFile(tmp_path / "d.npz", "w") as out:
+        for name in src.namelist():
+            data = src.read(name)
+            out.writestr(name, header.getvalue() + data[128:] if name == "y_test.npy" else data)
+    with pytest.raises(UserError) as error:
+        load_dataset(str(tmp_path / "d.npz"))
+    assert "array 'y_test' in" in one_line(error) and "announces shape (1099511627776,) (8796093022208 bytes)" in (
+        str(error.value)
+    )
+
+
+def test_cifar_tar_member_bigger_than_any_batch_is_refused_unread(tmp_path: Path):
+    """70 MB of zeros behind a tar header, gzipped to a few KiB: refused from the header alone."""
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        member = tarfile.TarInfo("cifar-10-batches-bin/data_batch_1.bin")
+        member.size = 70_000_000
+        tar.addfile(member, io.BytesIO(bytes(member.size)))
+    with pytest.raises(UserError) as error:
+        load_dataset("cifar10", data_dir=str(tmp_path))
+    assert "data_batch_1.bin is 70000000 bytes, more than any CIFAR-10 file (61460000 at most)" in one_line(error)
 
 
 def _gzip_bomb(path: Path, header: bytes, zeros: int) -> None:

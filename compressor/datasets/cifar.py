@@ -26,6 +26,8 @@ TEST_FILE = "test_batch.bin"
 META_FILE = "batches.meta.txt"
 # Used only when batches.meta.txt was not copied along with the batches.
 CIFAR10_LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# A batch is 10,000 records (30,730,000 bytes); read nothing a tar header announces beyond that.
+MAX_MEMBER_BYTES = 2 * 10_000 * RECORD
 DOWNLOAD_HINT = f"download {ARCHIVE} from https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
@@ -88,6 +90,11 @@ def _read_archive(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
             members = {m.name: m for m in tar.getmembers() if m.isfile()}
             for name in names:
                 member = members.get(f"{FOLDER}/{name}")
+                if member is not None and member.size > MAX_MEMBER_BYTES:
+                    raise UserError(
+                        f"{path}: {member.name} is {member.size} bytes, more than any CIFAR-10 file "
+                        f"({MAX_MEMBER_BYTES} at most); {DOWNLOAD_HINT} again"
+                    )
                 if member is not None:
                     files[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:

@@ -6,6 +6,7 @@ and unpickling a user's file can run arbitrary code.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             if key not in archive.files:
                 continue
             try:
+                _check_declared_size(archive, key, path)
                 arrays[key] = archive[key]
+            except MemoryError:
+                raise UserError(f"array {key!r} in {path} does not fit in memory; use a smaller data file") from None
             except ValueError:
                 raise UserError(
                     f"array {key!r} in {path} is an object array, which would need unpickling; "
@@ -51,6 +55,23 @@ def _read_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             except (OSError, EOFError, zipfile.BadZipFile) as e:
                 raise UserError(f"array {key!r} in {path} cannot be read ({e}); the file is damaged") from None
     return arrays
+
+
+def _check_declared_size(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    """Refuse an array whose .npy header announces more bytes than its zip member holds, before
+    numpy allocates what the header says (a 100-byte header can announce terabytes)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    info = archive.zip.getinfo(f"{key}.npy")
+    with archive.zip.open(info) as f:
+        reader = readers.get(np.lib.format.read_magic(f))
+        if reader is None:  # another .npy version: numpy's own reader checks it
+            return
+        shape, _, dtype = reader(f)
+    if not dtype.hasobject and math.prod(shape) * dtype.itemsize > info.file_size:
+        raise UserError(
+            f"array {key!r} in {path} announces shape {shape} ({math.prod(shape) * dtype.itemsize} bytes) but holds "
+            f"{info.file_size} bytes; the file is damaged, save it again with np.savez"
+        )
 
 
 def read_npz(path: Path) -> RawData:
