@@ -15,6 +15,7 @@ from pathlib import Path
 from compressor.pipeline.layout import RunLayout, StudyLayout, run_name
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, page
+from compressor.reports.report_shapes import check_shape
 from compressor.reports.search_sections import search_sections
 from compressor.reports.tune_sections import tune_sections
 from compressor.runtime.atomic import write_text
@@ -31,22 +32,16 @@ def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = Non
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a run folder")
     builders = (
-        (StudyLayout(run_dir, "search").result, search_sections),
-        (StudyLayout(run_dir, "tune").result, tune_sections),
-        (RunLayout(run_dir).report_json, compress_sections),
+        ("search", StudyLayout(run_dir, "search").result, search_sections),
+        ("tune", StudyLayout(run_dir, "tune").result, tune_sections),
+        ("compress", RunLayout(run_dir).report_json, compress_sections),
     )
+    sources = [(kind, path, build, _read(kind, path)) for kind, path, build in builders if path.is_file()]
     sections: list[Section] = []
     kinds = []
-    for path, build in builders:
-        source = path.name
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} is not valid JSON ({e})") from None
-        kinds.append(source)
-        sections += guarded(source, lambda d=data, b=build: b(d, run_dir))
+    for _kind, path, build, data in sources:  # every file checked above, before anything is drawn
+        kinds.append(path.name)
+        sections += guarded(path.name, lambda d=data, b=build: b(d, run_dir))
     if not kinds:
         raise UserError(
             f"{run_dir} has no report.json, tune.json or search.json: is it a compress, tune or search run folder?"
@@ -57,3 +52,13 @@ def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = Non
     if progress is not None:
         progress(f"report: {out}")
     return out
+
+
+def _read(kind: str, path: Path) -> dict:
+    """The JSON of ``path``, refused in one line when it is not valid JSON or not a ``kind`` report."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError for a binary file
+        raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
+    check_shape(kind, path, data)
+    return data
