@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Keep TensorFlow's C++ logging off the terminal for every target.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test fuzz bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
+
+# The long fuzz run (FUZZING.md): FUZZ_EXAMPLES mutated inputs per target (5 targets), counts printed per target;
+# one input per distinct failure is kept in runs/fuzz-failures. Its own --basetemp: other pytest runs cannot prune it.
+FUZZ_EXAMPLES ?= 500
+fuzz: $(STAMP)
+	COMPRESSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) COMPRESSOR_FUZZ_FAILURES=runs/fuzz-failures \
+		$(PY) -m pytest -q -s --basetemp=runs/fuzz-tmp tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
