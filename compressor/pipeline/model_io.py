@@ -2,7 +2,8 @@
 
 Accepted: a tf_keras SavedModel folder (has keras_metadata.pb), a .keras or .h5 file saved by
 tf_keras, and a plain SavedModel without Keras metadata (post-training recipes only).
-Lambda layers carry Python bytecode; they are refused unless the user passes ``trust_code``.
+Lambda layers carry Python bytecode; they are refused unless the user passes ``trust_code``
+(model_safety.py parses the saved config for them before Keras reads it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.pipeline.layout import MODEL_CARD, TrainLayout
+from compressor.pipeline.model_safety import h5_attribute, refuse_untrusted_code
 from compressor.runtime.errors import UserError
 
 # Written next to a model by `compressor train`: dataset, preprocessing and labels it was trained with.
@@ -70,6 +72,7 @@ def detect_kind(path: Path) -> str:
         with open(path, "rb") as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":
                 raise UserError(f"{path} is not a valid HDF5 file; is it corrupt?")
+        h5_attribute(path, "model_config")  # opening it checks the superblock and the file's length
         return "h5"
     raise UserError(f"{path} is not a model: expected a SavedModel folder, a .keras or a .h5 file")
 
@@ -154,18 +157,23 @@ def load_model(path: str | Path, trust_code: bool = False) -> LoadedModel:
 def _load_keras(path: Path, kind: str, keras: Any, trust_code: bool) -> Any:
     from compressor.keras_shim import safe_mode_scope
 
-    if not trust_code and _declares_lambda(path, kind):
-        raise _lambda_refused(path)
+    refuse_untrusted_code(path, trust_code)
     try:
         # SafeModeScope also covers SavedModel/H5 configs, where Lambda bytecode would otherwise run.
         with safe_mode_scope(not trust_code):
             model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
     except ValueError as e:
         if "Lambda" in str(e) or "lambda" in str(e):
-            raise _lambda_refused(path) from None
+            raise UserError(
+                f"{path} contains a Lambda layer (arbitrary Python code); loading it is refused. "
+                "If you trust this file, pass --trust-code"
+            ) from None
         raise UserError(f"cannot load {path}: {_first_line(e)}") from None
     except Exception as e:  # corrupt files surface as many exception types
-        raise UserError(f"cannot load {path} (corrupt or not saved by tf_keras?): {_first_line(e)}") from None
+        raise UserError(
+            f"cannot load {path}: a corrupt model, or not saved by tf_keras ({_first_line(e)}); "
+            "re-save it with tf_keras or use the original file"
+        ) from None
     if not isinstance(model, keras.Model):
         raise UserError(f"{path} did not load as a Keras model")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -174,33 +182,6 @@ def _load_keras(path: Path, kind: str, keras: Any, trust_code: bool) -> Any:
             "compressor handles single-input, single-output classifiers"
         )
     return model
-
-
-def _declares_lambda(path: Path, kind: str) -> bool:
-    """Look for a Lambda layer in the stored config before any Keras deserialisation runs.
-
-    SafeModeScope guards .keras files, but the SavedModel and H5 loaders unmarshal Lambda
-    bytecode without consulting it, so those configs are scanned first.
-    """
-    marker = b'"class_name": "Lambda"'
-    if kind == "keras-savedmodel":
-        return marker in (path / "keras_metadata.pb").read_bytes()
-    if kind == "h5":
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            config = f.attrs.get("model_config")
-        if config is None:
-            return False
-        return marker in (config if isinstance(config, bytes) else str(config).encode())
-    return False
-
-
-def _lambda_refused(path: Path) -> UserError:
-    return UserError(
-        f"{path} contains a Lambda layer (arbitrary Python code); loading it is refused. "
-        "If you trust this file, pass --trust-code"
-    )
 
 
 def _load_plain_savedmodel(path: Path, tf: Any) -> LoadedModel:
