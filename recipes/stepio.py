@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,27 @@ def save_step_model(model: Any, workdir: Path) -> Path:
     return path
 
 
-def load_step_model(workdir: Path) -> Any:
-    """Load inside quantize_scope: QAT models keep their fake-quant wrappers until conversion."""
-    from compressor.keras_shim import keras, tfmot
+def step_model_path(workdir: Path) -> Path:
+    """The model a training step saved in ``workdir`` (HDF5, or a SavedModel for QAT models)."""
+    return workdir / H5_MODEL if (workdir / H5_MODEL).is_file() else workdir / SAVED_MODEL
+
+
+@contextmanager
+def step_load_scope() -> Iterator[None]:
+    """Where a step model is deserialised: QAT models keep their fake-quant wrappers until conversion."""
+    from compressor.keras_shim import tfmot
     from compressor.runtime.quiet import native_stderr_silenced
 
-    path = workdir / H5_MODEL if (workdir / H5_MODEL).is_file() else workdir / SAVED_MODEL
     with native_stderr_silenced(), tfmot().quantization.keras.quantize_scope():
-        return keras.models.load_model(path, compile=False)
+        yield
+
+
+def load_step_model(workdir: Path, trust_code: bool = False) -> Any:
+    """Load a step's model in safe mode: a step folder is files on disk, as untrusted as any model."""
+    from compressor.keras_shim import keras, safe_mode_scope
+
+    with step_load_scope(), safe_mode_scope(not trust_code):
+        return keras.models.load_model(step_model_path(workdir), compile=False, safe_mode=not trust_code)
 
 
 def write_info(workdir: Path, info: dict) -> None:

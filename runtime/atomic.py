@@ -68,8 +68,8 @@ def output_dir(
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     else:
         tmp = Path(partial)
-        if tmp.exists() and not resume:
-            shutil.rmtree(tmp)
+        if os.path.lexists(tmp) and not resume:
+            _remove(tmp)
         tmp.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
@@ -81,11 +81,29 @@ def output_dir(
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
+    """Move ``tmp`` to ``path``; what ``path`` was (folder, file or link) is set aside, then removed,
+    or put back if the move fails, so nothing named ``.NAME.old`` is ever left behind."""
+    if not os.path.lexists(path):
         os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = path.with_name(f".{path.name}.old")
+    _remove(old)
+    os.replace(path, old)
+    try:
         os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    _remove(old, strict=False)  # the new output is in place: a leftover must not fail the run
+
+
+def _remove(path: Path, strict: bool = True) -> None:
+    """Delete a folder tree, or a file or symbolic link (never following the link)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        if strict:
+            raise

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from compressor.pipeline.compress import compress
+from compressor.runtime.errors import UserError
 
 FAST = ["steps.0.params.epochs=1", "export.formats=[tflite]"]
 
@@ -43,26 +46,90 @@ def test_interrupted_run_resumes_from_last_finished_step(tiny_model_path, tmp_pa
     assert row["accuracy"] > 0.5 and sparsity
 
 
-def test_changed_params_rerun_the_step(tiny_model_path, tmp_path):
-    out = tmp_path / "run"
+def _stop_before_conversion(msg: str) -> None:
+    if msg.strip().startswith("step 1: int8"):
+        raise KeyboardInterrupt  # what Ctrl-C does between steps
 
-    def stop(msg: str) -> None:
-        if msg.strip().startswith("step 1: int8"):
-            raise KeyboardInterrupt
 
+@pytest.fixture(scope="module")
+def interrupted(tiny_model_path, tmp_path_factory):
+    """A prune-int8 run interrupted after its prune step: (folder holding .run.partial, its listing)."""
+    root = tmp_path_factory.mktemp("interrupted")
     with pytest.raises(KeyboardInterrupt):
-        compress(tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, progress=stop)
-    lines: list[str] = []
-    compress(
-        tiny_model_path,
-        ["prune-int8"],
-        out,
-        overrides=FAST + ["steps.0.params.sparsity=0.3"],
-        latency_runs=5,
-        resume=True,
-        progress=lines.append,
+        compress(
+            tiny_model_path,
+            ["prune-int8"],
+            root / "run",
+            overrides=FAST,
+            latency_runs=3,
+            progress=_stop_before_conversion,
+        )
+    return root, _listing(root / ".run.partial")
+
+
+def _listing(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _copy_partial(interrupted, tmp_path: Path) -> Path:
+    shutil.copytree(interrupted[0] / ".run.partial", tmp_path / ".run.partial")
+    return tmp_path / "run"
+
+
+def _other_model(tiny_run, tmp_path: Path) -> Path:
+    """The tiny train output with one byte of its model changed: another model file, same card."""
+    copy = shutil.copytree(tiny_run[0], tmp_path / "other")
+    variables = next((copy / "model" / "variables").glob("variables.data-*"))
+    data = bytearray(variables.read_bytes())
+    data[-1] ^= 1
+    variables.write_bytes(bytes(data))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"overrides": FAST + ["steps.0.params.sparsity=0.3"]}, "recipe prune-int8 changed"),
+        ({"seed": 1}, "the seed changed"),
+        ({"model": "other"}, "the model file changed"),
+        ({"recipes": ["dynamic"], "overrides": ["export.formats=[tflite]"]}, "the recipe list"),
+    ],
+)
+def test_resume_from_other_inputs_is_refused(interrupted, tiny_run, tiny_model_path, tmp_path, change, fragment):
+    """Steps trained from one model/recipe/seed are never reused for another: the resume is refused
+    before any model is loaded, naming what changed, and the partial run is left as it was."""
+    out = _copy_partial(interrupted, tmp_path)
+    model = _other_model(tiny_run, tmp_path) if change.get("model") else tiny_model_path
+    kwargs = {"overrides": FAST, "latency_runs": 3, "resume": True}
+    kwargs.update({k: v for k, v in change.items() if k not in ("model", "recipes")})
+    with pytest.raises(UserError, match=fragment) as refused:
+        compress(model, change.get("recipes", ["prune-int8"]), out, **kwargs)
+    assert "--resume refused" in str(refused.value) and "\n" not in str(refused.value)
+    assert _listing(tmp_path / ".run.partial") == interrupted[1], "a refused resume must not touch the partial run"
+    assert not out.exists() and not (tmp_path / ".run.lock").exists()
+
+
+def test_lambda_planted_in_a_step_folder_is_refused(interrupted, tiny_model_path, tmp_path):
+    """A step folder is files on disk: its model is loaded in safe mode, so planted code never runs."""
+    from compressor.keras_shim import keras
+
+    out = _copy_partial(interrupted, tmp_path)
+    ran = tmp_path / "lambda-ran"
+    code = eval(f"lambda x: x if __import__('pathlib').Path({str(ran)!r}).write_text('ran') else x")
+    planted = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Lambda(code),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
     )
-    assert any(ln.strip() == "step 0: prune" for ln in lines), "params changed: the step must run again"
+    step = tmp_path / ".run.partial" / "prune-int8" / "steps" / "00-prune"
+    planted.save(step / "model.h5", save_format="h5")
+    ran.unlink()  # building the model ran it once, here; loading must not run it again
+    with pytest.raises(UserError, match="Lambda layer"):
+        compress(tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=3, resume=True)
+    assert not ran.exists(), "the planted Lambda's code ran"
 
 
 def test_failure_before_any_step_leaves_nothing(tiny_model_path, tmp_path):

@@ -25,6 +25,7 @@ import numpy as np
 from compressor import __version__
 from compressor.bundle.tflite_metadata import write_metadata
 from compressor.pipeline.layout import REFERENCE, RunLayout
+from compressor.pipeline.output_guard import check_file_output
 from compressor.runtime import accuracy, latency
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.bundle import sha256_file
@@ -56,11 +57,11 @@ def package(
     run_dir, out = Path(run_dir), Path(out)
     layout = RunLayout(run_dir)
     report, run = _read_json(layout.report_json), _read_json(layout.run_record)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
     if samples < 1:
         raise UserError(f"--samples must be >= 1, got {samples}")
     chosen, reason = choose_artifact(report, artifact)
+    inputs = [layout.report_json, layout.run_record, run.get("model"), data, data_dir, _artifact_file(layout, chosen)]
+    check_file_output(out, inputs, overwrite, replaceable=_is_bundle)  # never a folder, an input or a foreign file
     progress(f"packaging {chosen['artifact']}: {reason}")
     dataset = _reload_dataset(run_dir, run, report, data, data_dir, seed)
     model_name = name or _card(run).get("model") or Path(run["model"]).name
@@ -259,6 +260,15 @@ def _card(run: dict) -> dict:
     from compressor.pipeline.model_io import read_card
 
     return read_card(Path(run["model"])) if run.get("model") else {}
+
+
+def _is_bundle(path: Path) -> bool:
+    """What --overwrite may replace: a bundle this command wrote (a zip with its manifest)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return MANIFEST in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _read_json(path: Path) -> dict:

@@ -3,7 +3,8 @@
 Training steps take and return a Keras model (saved in the step folder); the last step is a
 post-training conversion, carried out by the exporter, that writes model.tflite. A step folder
 whose meta.json says it completed with the same parameters is reused by --resume instead of
-being run again.
+being run again; its model is reloaded through model_io like any user model (safe mode: a Lambda
+layer planted in a step folder is refused), since the partial folder is just files on disk.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from typing import Any
 
 from compressor.export.conversions import run_conversion
 from compressor.pipeline.layout import step_dir
-from compressor.pipeline.model_io import LoadedModel
+from compressor.pipeline.model_io import LoadedModel, load_model
 from compressor.recipes import Recipe, get_step
 from compressor.recipes.base import progress
-from compressor.recipes.stepio import load_step_model, save_step_model
+from compressor.recipes.stepio import save_step_model, step_load_scope, step_model_path
 from compressor.runtime.atomic import write_json
 
 
 def run_chain(
-    model: LoadedModel, data: Any, recipe: Recipe, steps_dir: Path, resume: bool = False
+    model: LoadedModel, data: Any, recipe: Recipe, steps_dir: Path, resume: bool = False, trust_code: bool = False
 ) -> tuple[Path, list[dict]]:
     """Returns the final .tflite and each step's meta (params, seconds, step figures)."""
     current = model
@@ -41,7 +42,7 @@ def run_chain(
             metas.append(done)
             if step.kind == "convert":
                 return workdir / "model.tflite", metas
-            current = dataclasses.replace(current, keras=load_step_model(workdir), saved_model_dir=None)
+            current = dataclasses.replace(current, keras=_reload(workdir, trust_code), saved_model_dir=None)
             continue
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -57,6 +58,12 @@ def run_chain(
         if step.kind == "convert":
             return result, metas
     raise AssertionError("recipe validation guarantees a conversion step last")
+
+
+def _reload(workdir: Path, trust_code: bool) -> Any:
+    """A finished step's model, checked and loaded as strictly as the user's own model."""
+    with step_load_scope():
+        return load_model(step_model_path(workdir), trust_code=trust_code).keras
 
 
 def _write_meta(workdir: Path, step_type: str, index: int, params: dict, seconds: float) -> dict:

@@ -3,7 +3,9 @@
 The flow: check everything cheap first (recipes, model, data); export the float reference;
 run each recipe (steps, export, validation: pipeline/recipe_run.py); compare the runtimes
 (parity); write the report. The run folder is laid out by pipeline/layout.py; it is built in a
-hidden partial folder and renamed into place when complete.
+hidden partial folder and renamed into place when complete. Before any model is loaded, --out is
+checked (pipeline/output_guard.py) and locked (pipeline/run_lock.py), and a --resume is checked
+against the fingerprint of the inputs the partial run was started from (pipeline/fingerprint.py).
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from compressor.export.onnx import keras_to_onnx, tflite_to_onnx
 from compressor.export.onnx_quant import VARIANTS as ONNX_QUANT_VARIANTS
 from compressor.export.tflite import export_float32
 from compressor.pipeline import validation
-from compressor.pipeline.layout import REFERENCE, RunLayout
-from compressor.pipeline.model_io import load_model
+from compressor.pipeline.fingerprint import check_resume, fingerprint
+from compressor.pipeline.layout import REFERENCE, RunLayout, mark_output
+from compressor.pipeline.model_io import load_model, read_card, resolve_model_path
+from compressor.pipeline.output_guard import check_output, check_replaceable, out_path
 from compressor.pipeline.preflight import check_fits, check_recipe_names, check_trainable
 from compressor.pipeline.recipe_run import RunContext, run_recipe
+from compressor.pipeline.run_lock import RunLock
 from compressor.recipes import Recipe, load_recipe
 from compressor.recipes.base import set_progress as set_step_progress
 from compressor.reports.summary import build_report, versions
@@ -59,40 +64,56 @@ def compress(
     "a,b" or "auto[:N]" for the int8 steps (see export/selective.py); ``onnx_quant``: tflite |
     ort | both (export/onnx_quant.py).
     """
-    resolved = [load_recipe(r, overrides) for r in recipes]  # fail on a typo before any heavy work
+    resolved = _resolve_recipes(recipes, overrides, float_layers, onnx_quant)  # a typo fails before any work
+    final = RunLayout(out_path(out))
+    model_file = resolve_model_path(model_path)
+    data_spec = data or read_card(model_file).get("data", "digits")
+    _check_out(final, [model_path, model_file, data_spec, data_dir, *recipes], overwrite)
+    with RunLock(final.root):
+        started_from = fingerprint(model_file, data_spec, data_dir, seed, resolved)
+        _check_partial(final.partial, started_from, resume)
+        model = load_model(model_path, trust_code=trust_code)
+        check_trainable(model, resolved)
+        dataset = load_dataset(data_spec, data_dir=data_dir, seed=seed)
+        check_fits(model, dataset)
+        set_step_progress(progress)
+        ctx = RunContext(model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs)
+        ctx.resume, ctx.trust_code, ctx.debug_quant, ctx.onnx_quant = resume, trust_code, debug_quant, onnx_quant
+        ctx.progress = progress
+        with _building(final, resume, progress) as work:
+            mark_output(work.root, "compress")
+            write_json(work.fingerprint, started_from)  # --resume compares it with what it is given
+            write_json(work.run_record, run_record(model, dataset, resolved, data_spec, data_dir, seed))
+            report = _run(ctx, resolved)
+            write_json(work.report_json, report)
+            from compressor.reports.html import write_html  # report.html with the plots embedded
+
+            write_html(work.root, name=final.root.name)
+    return report
+
+
+def _resolve_recipes(recipes: list[str], overrides: list[str] | None, float_layers: str | None, onnx_quant: str):
+    resolved = [load_recipe(r, overrides) for r in recipes]
     resolved = selective.apply_float_layers_option(resolved, float_layers)
     check_recipe_names(resolved)
     if onnx_quant not in ONNX_QUANT_VARIANTS:
         raise UserError(f"--onnx-quant must be one of {', '.join(ONNX_QUANT_VARIANTS)}, got {onnx_quant!r}")
-    final = RunLayout(Path(out))
-    if final.root.exists() and not overwrite:
-        raise UserError(f"output folder {final.root} already exists; choose another --out or pass --overwrite")
-    model = load_model(model_path, trust_code=trust_code)
-    check_trainable(model, resolved)
-    data_spec = data or model.card.get("data", "digits")
-    dataset = load_dataset(data_spec, data_dir=data_dir, seed=seed)
-    check_fits(model, dataset)
-    set_step_progress(progress)
-    ctx = RunContext(
-        model,
-        dataset,
-        final.partial,
-        final,
-        threads=threads,
-        latency_runs=latency_runs,
-        resume=resume,
-        debug_quant=debug_quant,
-        onnx_quant=onnx_quant,
-        progress=progress,
-    )
-    with _building(final, resume, progress) as work:
-        write_json(work.run_record, run_record(model, dataset, resolved, data_spec, data_dir, seed))
-        report = _run(ctx, resolved)
-        write_json(work.report_json, report)
-        from compressor.reports.html import write_html  # report.html with the plots embedded
+    return resolved
 
-        write_html(work.root, name=final.root.name)
-    return report
+
+def _check_out(final: RunLayout, inputs: list, overwrite: bool) -> None:
+    """Before any model is loaded: OUT and its partial folder may be written, and hold no input."""
+    check_output(final.root, inputs, overwrite)
+    check_output(final.partial.root, inputs, overwrite, existing_ok=True)
+
+
+def _check_partial(partial: RunLayout, started_from: dict, resume: bool) -> None:
+    """Under the lock: a resumed partial run was started from the same inputs; a partial run that
+    is started over is this tool's to delete."""
+    if resume:
+        check_resume(partial, started_from)
+    elif partial.root.is_dir():
+        check_replaceable(partial.root)
 
 
 @contextmanager

@@ -8,7 +8,9 @@ A `compress` run (``RunLayout``)::
     OUT/<recipe>/model.tflite|.onnx      the recipe's artifacts
     OUT/report.json, OUT/report.html     every measured figure
 
-It is built in the hidden sibling ``.OUT.partial`` and renamed to OUT when complete. A
+It is built in the hidden sibling ``.OUT.partial`` and renamed to OUT when complete. Every
+output folder carries the marker ``.compressor-output.json`` (``--overwrite`` replaces only a
+marked or empty folder) and, while a run writes it, the lock file ``.OUT.lock`` beside it. A
 `tune`/`search` run (``StudyLayout``) keeps one folder per trial (``TrialLayout``) and the
 compress runs of its chosen configuration; a `train` run (``TrainLayout``) a model, its card and
 its history. Readers and writers ask these objects for paths instead of spelling them.
@@ -19,12 +21,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from compressor.runtime.atomic import write_json
+
 RUN_RECORD = "run.json"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 MODEL_CARD = "compressor-model.json"  # next to a trained model: architecture, data, preprocessing
 REFERENCE = "float32"  # the float reference's folder and report row; no recipe may take this name
 PARTIAL_SUFFIX = ".partial"
+OUTPUT_MARKER = ".compressor-output.json"  # "this folder is a compressor output": --overwrite may replace it
+FINGERPRINT = "resume-fingerprint.json"  # what a run was started from: --resume checks it
+
+
+def output_marker(folder: Path) -> Path:
+    return Path(folder) / OUTPUT_MARKER
+
+
+def mark_output(folder: Path, kind: str) -> Path:
+    """Mark ``folder`` as an output of this tool, so a later ``--overwrite`` may replace it."""
+    return write_json(output_marker(folder), {"tool": "compressor", "kind": kind})
+
+
+def lock_file(out: Path) -> Path:
+    """The lock file beside an output folder: ``.OUT.lock``, held while a run writes OUT."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
 
 
 def step_dir(steps: Path, index: int, step_type: str) -> Path:
@@ -62,6 +83,10 @@ class RunLayout:
     @property
     def run_record(self) -> Path:
         return self.root / RUN_RECORD
+
+    @property
+    def fingerprint(self) -> Path:
+        return self.root / FINGERPRINT
 
     @property
     def report_json(self) -> Path:

@@ -36,6 +36,7 @@ class RunContext:
     threads: int = 1
     latency_runs: int = 100
     resume: bool = False
+    trust_code: bool = False  # the user vouched for Lambda layers in the input model, hence in its steps
     debug_quant: bool = False
     onnx_quant: str = "tflite"
     progress: Callable[[str], None] = lambda msg: None
@@ -60,7 +61,8 @@ class RecipeOutcome:
 def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
     ctx.progress(f"recipe {recipe.name}")
     outcome = RecipeOutcome()
-    tflite, outcome.steps = run_chain(ctx.model, ctx.data, recipe, ctx.layout.steps(recipe.name), ctx.resume)
+    steps = ctx.layout.steps(recipe.name)
+    tflite, outcome.steps = run_chain(ctx.model, ctx.data, recipe, steps, ctx.resume, ctx.trust_code)
     final = shutil.copyfile(tflite, ctx.layout.artifact(recipe.name, "tflite"))
     result = ctx.measure(final, recipe.name, "tflite")
     conversion = CONVERSIONS[recipe.steps[-1].type]

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from compressor.datasets import load_dataset
+from compressor.pipeline.layout import mark_output
 from compressor.pipeline.model_io import write_trained_model
+from compressor.pipeline.output_guard import check_output, out_path
+from compressor.pipeline.run_lock import RunLock
 from compressor.recipes.epoch_log import epoch_callback, epoch_line
 from compressor.recipes.optimizers import check_optimizer, make_optimizer
 from compressor.runtime.errors import UserError
@@ -33,56 +36,53 @@ def train(
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
     """Train ``model_name`` on ``data``, test it once, save it with its card; returns the card."""
-    out = Path(out)
-    _check_arguments(out, epochs, batch_size, learning_rate, optimizer, overwrite)
-    dataset = load_dataset(data, data_dir=data_dir, seed=seed)
+    out = out_path(out)
+    _check_arguments(epochs, batch_size, learning_rate, optimizer)
+    check_output(out, [data, data_dir], overwrite)  # before the data is loaded
+    training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
+    with RunLock(out):
+        card = _train(model_name, out, data, data_dir, {**training, "seed": seed}, model_params or {}, progress)
+        mark_output(out, "train")  # after the rename: a crash in between leaves a folder --overwrite refuses
+    return {**card, "model_path": str(out / "model")}
+
+
+def _train(
+    model_name: str, out: Path, data: str, data_dir: str | None, training: dict, model_params: dict, progress
+) -> dict:
+    """Load the data, build, fit and test the model, save it with its card (replacing ``out``)."""
+    dataset = load_dataset(data, data_dir=data_dir, seed=training["seed"])
     from compressor.keras_shim import set_seed
     from compressor.models import build_model
 
-    set_seed(seed)
-    model = build_model(
-        model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **(model_params or {})
-    )
+    set_seed(training["seed"])
+    model = build_model(model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **model_params)
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
+        optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     t0 = time.time()
-    history = _fit(model, dataset, epochs, batch_size, progress)
-    seconds = time.time() - t0
+    history = _fit(model, dataset, training["epochs"], training["batch_size"], progress)
+    training["seconds"] = round(time.time() - t0, 2)
     _, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
-    training = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "optimizer": optimizer,
-        "seed": seed,
-        "seconds": round(seconds, 2),
-    }
-    card = write_trained_model(
+    return write_trained_model(
         out,
         model,
         name=model_name,
-        params=model_params or {},
+        params=model_params,
         data=data,
         dataset=dataset,
         training=training,
         test_accuracy=test_accuracy,
         history=history,
-        overwrite=overwrite,
+        overwrite=True,  # check_output allowed it: an existing out is a marked (or empty) folder and --overwrite
     )
-    return {**card, "model_path": str(out / "model")}
 
 
-def _check_arguments(
-    out: Path, epochs: int, batch_size: int, learning_rate: float, optimizer: str, overwrite: bool
-) -> None:
+def _check_arguments(epochs: int, batch_size: int, learning_rate: float, optimizer: str) -> None:
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
         raise UserError("epochs and batch size must be >= 1 and the learning rate > 0")
     check_optimizer(optimizer)
-    if out.exists() and not overwrite:
-        raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
 
 
 def _fit(model: Any, dataset: Any, epochs: int, batch_size: int, progress: Callable[[str], None]) -> dict:
