@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from compressor.runtime import cli
+from compressor.runtime.exit_codes import GATE_FAILED, INTERRUPTED
 from compressor.runtime.reference_bench import agrees, run_litert_benchmark
 
 
@@ -154,14 +157,14 @@ def test_gates(capsys, bundle, raw_npz, report, tmp_path):
         "--max-latency-ms",
         "0.000001",
     )
-    assert code == 1
+    assert code == GATE_FAILED
     failed = [ln.strip() for ln in out.splitlines() if "GATE FAILED" in ln]
     dropped = report["reference_accuracy"] - acc > 1e-9
     assert len(failed) == (3 if dropped else 2)
     assert any("accuracy" in f and "< min 99.90%" in f for f in failed)
     assert any("latency p90" in f and "> max 1e-06 ms" in f for f in failed)
     code, r = run_json(capsys, "bench", bundle, "--max-latency-ms", "0.000001")
-    assert code == 1 and r["gates"]["failed"][0].startswith("latency p90")
+    assert code == GATE_FAILED and r["gates"]["failed"][0].startswith("latency p90")
     assert_user_error(run(capsys, "validate", bundle, "--min-accuracy", "0.5"), "accuracy gates need labelled data")
     assert_user_error(run(capsys, "validate", bundle, "--data", raw_npz, "--min-accuracy", "90"), "fraction in [0, 1]")
 
@@ -354,3 +357,28 @@ def test_runtime_never_imports_tensorflow_and_starts_fast(bundle, raw_npz):
     assert "XNNPACK" not in done.stderr and "INFO:" not in done.stderr  # native log lines stay silent
     print(f"import runtime + validate bundle: {wall:.2f} s wall, {cpu:.2f} s CPU")
     assert cpu < 1.0 and wall < 2.0  # issue 4: under 1 s of start-up (wall has slack for a busy 2-core CI)
+
+
+def test_report_file_the_os_refuses_is_a_user_error_and_leaves_nothing(capsys, bundle, tmp_path):
+    """Real EISDIR (--report onto a folder) and ENOTDIR (--report under a file): exit 2, the path named."""
+    folder = tmp_path / "device.json"
+    folder.mkdir()
+    assert_user_error(run(capsys, "verify", bundle, "--report", folder), f"{folder}: is a folder")
+    assert list(folder.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["device.json"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_user_error(run(capsys, "verify", bundle, "--report", blocker / "r.json"), str(blocker))
+    assert blocker.read_text() == "x"
+
+
+def test_ctrl_c_during_bench_is_130_without_traceback(bundle):
+    """A real SIGINT while the latency loop runs (a million runs would take minutes)."""
+    runtime = str(Path(sys.executable).parent / "compressor-runtime")
+    proc = subprocess.Popen(
+        [runtime, "bench", str(bundle), "--runs", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == INTERRUPTED and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted" and out == ""
