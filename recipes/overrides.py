@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import parse_yaml
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -20,7 +19,7 @@ def apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. steps.0.params.calibration_samples=500")
     key, value = item.split("=", 1)
-    set_path(raw, key.strip(), yaml.safe_load(value), f"--set {key}")
+    set_path(raw, key.strip(), parse_yaml(value, f"--set {key}"), f"--set {key}")
 
 
 def set_path(raw: dict, path: str, value: Any, where: str) -> None:

@@ -35,7 +35,9 @@ def run_self_test(bundle: Bundle, model: dict, runner: Runner, batch_size: int =
     prep_diff = float(np.abs(x - host_x).max())
     outputs = predict(runner, x, batch_size)
     figures = agreement(outputs, np.asarray(expected, dtype=np.float32).reshape(len(raw), -1))
-    atol = float(model["self_test"]["atol"])
+    # The manifest is not authenticated: its tolerance may not exceed one quantization step of the
+    # output scale the interpreter itself reports (1e-2 for float outputs).
+    atol = min(float(model["self_test"]["atol"]), max(1e-2, 1.01 * runner.outputs[0].scale))
     failures = []
     if prep_diff > PREPROCESSING_ATOL:
         failures.append(f"preprocessing differs from the host's by {prep_diff:.3g} > {PREPROCESSING_ATOL:g}")
