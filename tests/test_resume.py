@@ -140,3 +140,16 @@ def test_failure_before_any_step_leaves_nothing(tiny_model_path, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         compress(tiny_model_path, ["dynamic"], tmp_path / "run", progress=fail_early)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reuse_steps_seeds_a_fresh_run(interrupted, tiny_model_path, tmp_path):
+    """How search exports its choice: a trial's finished steps are copied in, not retrained, and the
+    run records its own fingerprint (a later --resume of it is checked like any other)."""
+    steps = interrupted[0] / ".run.partial" / "prune-int8" / "steps"
+    lines: list[str] = []
+    out = tmp_path / "best"
+    compress(tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=3,
+             reuse_steps={"prune-int8": steps}, progress=lines.append)  # fmt: skip
+    assert any("step 0: prune (resumed from 00-prune)" in ln for ln in lines), lines
+    assert not any("epoch" in ln for ln in lines)
+    assert json.loads((out / "resume-fingerprint.json").read_text())["seed"] == 0

@@ -10,6 +10,7 @@ against the fingerprint of the inputs the partial run was started from (pipeline
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,13 +57,15 @@ def compress(
     debug_quant: bool = False,
     float_layers: str | None = None,
     onnx_quant: str = "tflite",
+    reuse_steps: dict[str, Path] | None = None,
 ) -> dict:
     """Apply each recipe to the model, export, validate; returns the report (also in OUT/report.json).
 
     If the run fails after a step finished, its partial folder is kept so ``resume=True``
     continues from there. ``debug_quant``: per-tensor int8 error report; ``float_layers``:
     "a,b" or "auto[:N]" for the int8 steps (see export/selective.py); ``onnx_quant``: tflite |
-    ort | both (export/onnx_quant.py).
+    ort | both (export/onnx_quant.py). ``reuse_steps``: recipe name -> a steps folder made from the
+    same model, data and seed (a search trial's), copied in so its finished steps are not retrained.
     """
     resolved = _resolve_recipes(recipes, overrides, float_layers, onnx_quant)  # a typo fails before any work
     final = RunLayout(out_path(out))
@@ -78,11 +81,10 @@ def compress(
         check_fits(model, dataset)
         set_step_progress(progress)
         ctx = RunContext(model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs)
-        ctx.resume, ctx.trust_code, ctx.debug_quant, ctx.onnx_quant = resume, trust_code, debug_quant, onnx_quant
-        ctx.progress = progress
+        ctx.resume, ctx.trust_code, ctx.debug_quant = resume or bool(reuse_steps), trust_code, debug_quant
+        ctx.onnx_quant, ctx.progress = onnx_quant, progress
         with _building(final, resume, progress) as work:
-            mark_output(work.root, "compress")
-            write_json(work.fingerprint, started_from)  # --resume compares it with what it is given
+            _start(work, started_from, reuse_steps or {})
             write_json(work.run_record, run_record(model, dataset, resolved, data_spec, data_dir, seed))
             report = _run(ctx, resolved)
             write_json(work.report_json, report)
@@ -114,6 +116,16 @@ def _check_partial(partial: RunLayout, started_from: dict, resume: bool) -> None
         check_resume(partial, started_from)
     elif partial.root.is_dir():
         check_replaceable(partial.root)
+
+
+def _start(work: RunLayout, started_from: dict, reuse_steps: dict[str, Path]) -> None:
+    """Mark the folder as ours, record what it is started from (--resume compares it), seed reused steps."""
+    mark_output(work.root, "compress")
+    write_json(work.fingerprint, started_from)
+    for recipe, steps in reuse_steps.items():
+        if Path(steps).is_dir():
+            shutil.rmtree(work.steps(recipe), ignore_errors=True)
+            shutil.copytree(steps, work.steps(recipe))
 
 
 @contextmanager
