@@ -165,7 +165,9 @@ def compress(
         float_layers=float_layers,
         onnx_quant=onnx_quant,
     )
-    emit(report, as_json, format_table(report) + f"\nreport: {out}/report.json")
+    from compressor.pipeline.layout import RunLayout
+
+    emit(report, as_json, format_table(report) + f"\nreport: {RunLayout(out).report_json}")
     fail_unless(report["passed"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from compressor.commands.app import cli, common, emit, fail_unless, parse_params, state
+from compressor.pipeline.layout import RunLayout
 
 
 def _study_options(fn):
@@ -120,7 +121,7 @@ def tune_cmd(
         trust_code=trust_code,
         progress=Progress(quiet=state["quiet"]),
     )
-    emit(result, as_json, format_tune(result) + f"\nreport: {out}/report.html")
+    emit(result, as_json, format_tune(result) + f"\nreport: {RunLayout(out).report_html}")
 
 
 @cli.command("search")
@@ -191,7 +192,7 @@ def search_cmd(
         overwrite=overwrite,
         progress=Progress(quiet=state["quiet"]),
     )
-    emit(result, as_json, format_search(result) + f"\nreport: {out}/report.html")
+    emit(result, as_json, format_search(result) + f"\nreport: {RunLayout(out).report_html}")
     # Like compress, exit 1 when there is nothing to ship: no trial met the constraint, or the
     # exported artifact failed its gate on the test split.
     fail_unless(result["chosen"] is not None and (not result.get("best_run") or result["best_run"]["passed"]))
