@@ -154,6 +154,31 @@ def test_absurd_dims_are_refused(dense_tflite, tmp_path):
         check_tflite_file(_patch(dense_tflite, tmp_path / "neg.tflite", negative))
 
 
+def test_shared_vectors_cannot_multiply_the_parse():
+    """1,000 table entries all pointing at one 200 KB vector: refused after ~4x the file, not read 1,000 times."""
+    import flatbuffers
+
+    from compressor.runtime.flatbuffer import Corrupt
+
+    b = flatbuffers.Builder(0)
+    b.StartVector(4, 50_000, 4)
+    for _ in range(50_000):
+        b.PrependInt32(1)
+    big = b.EndVector()
+    b.StartObject(1)
+    b.PrependUOffsetTRelativeSlot(0, big, 0)
+    shared = b.EndObject()
+    b.StartVector(4, 1000, 4)
+    for _ in range(1000):
+        b.PrependUOffsetTRelative(shared)
+    entries = b.EndVector()
+    b.StartObject(1)
+    b.PrependUOffsetTRelativeSlot(0, entries, 0)
+    b.Finish(b.EndObject())
+    with pytest.raises(Corrupt, match="over and over"):
+        [t.numbers(0, "i") for t in root(bytes(b.Output())).tables(0)]
+
+
 # --- Keras files: code in the config is found by parsing it, damaged HDF5 is a corrupt model ---
 
 
