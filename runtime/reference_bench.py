@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .tflite_check import check_tflite_file
 
 RESOLUTION_MS = 0.01
 
@@ -44,6 +45,7 @@ def run_litert_benchmark(
     model = Path(model)
     if model.suffix.lower() != ".tflite" or not model.is_file():
         raise UserError(f"litert-benchmark needs an existing .tflite file, got {model}")
+    check_tflite_file(model)  # a crafted file is refused with its reason before the external tool runs it
     with tempfile.TemporaryDirectory(prefix="litert-benchmark-") as tmp:
         result_json = Path(tmp) / "result.json"
         cmd = command() + [
