@@ -107,9 +107,7 @@ def kept_on_interrupt(layout: StudyLayout, storage: str, study: str) -> Iterator
     trials (Optuna marked the running ones FAIL) and the config, which the same command resumes."""
     try:
         yield
-    except Interrupted:
-        raise
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e:  # also an Interrupted of the final compress run: rerunning *this* command resumes
         raise Interrupted(_kept(layout, storage, study)) from e
 
 
