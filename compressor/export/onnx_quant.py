@@ -161,6 +161,7 @@ def export_variant(
     recipe: Any,
     layout: Any,
     float_layers: list[str] = (),
+    trust_code: bool = False,
 ) -> Path:
     """Write the recipe's ONNX the ``variant`` way into the run ``layout`` (a RunLayout)."""
     import onnx
@@ -178,7 +179,7 @@ def export_variant(
     from compressor.export.quant_debug import conversion_input
 
     float_onnx = layout.reference("onnx")
-    source = conversion_input(model, recipe, layout.steps(recipe.name))
+    source = conversion_input(model, recipe, layout.steps(recipe.name), trust_code)
     if len(recipe.steps) > 1 and source.keras is not None:  # training steps changed the float model
         float_onnx = keras_to_onnx(source.keras, layout.recipe_dir(recipe.name) / "float-input.onnx", opset=opset)
     return ort_static_quantize(float_onnx, recipe.steps[-1].params.calibration(data), path, float_layers)

@@ -52,10 +52,11 @@ class QuantDebugger:
         self._stats: list[dict] | None = None
 
     @classmethod
-    def for_recipe(cls, model: Any, data: Any, recipe: Any, steps_dir: Path) -> QuantDebugger:
+    def for_recipe(cls, model: Any, data: Any, recipe: Any, steps_dir: Path, trust_code: bool = False) -> QuantDebugger:
         """Debug what the recipe's int8 step converted, calibrated exactly as that step was."""
         params = recipe.steps[-1].params
-        return cls(conversion_input(model, recipe, steps_dir), params.calibration(data), params.io_dtype)
+        source = conversion_input(model, recipe, steps_dir, trust_code)
+        return cls(source, params.calibration(data), params.io_dtype)
 
     def statistics(self) -> list[dict]:
         """One row per quantized tensor, worst RMSE/scale first."""
@@ -101,8 +102,9 @@ class QuantDebugger:
             return self._debugger.get_nondebug_quantized_model()
 
 
-def conversion_input(model: Any, recipe: Any, steps_dir: Path) -> Any:
-    """The model the recipe's conversion step received: the original, or the last training step's output."""
+def conversion_input(model: Any, recipe: Any, steps_dir: Path, trust_code: bool = False) -> Any:
+    """The model the recipe's conversion step received: the original, or the last training step's output
+    (reloaded in safe mode unless the user vouched for the input model's code with ``trust_code``)."""
     if len(recipe.steps) == 1:
         return model
     from compressor.pipeline.layout import step_dir
@@ -110,7 +112,7 @@ def conversion_input(model: Any, recipe: Any, steps_dir: Path) -> Any:
 
     i = len(recipe.steps) - 2
     workdir = step_dir(steps_dir, i, recipe.steps[i].type)
-    return dataclasses.replace(model, keras=load_step_model(workdir), saved_model_dir=None)
+    return dataclasses.replace(model, keras=load_step_model(workdir, trust_code), saved_model_dir=None)
 
 
 def node_names(calibrated: bytes) -> list[str]:

@@ -20,7 +20,8 @@ def int8_followups(ctx: Any, recipe: Any, result: ArtifactResult, extras: dict) 
     if not (ctx.debug_quant or fall_back):
         return result
     try:
-        debugger = quant_debug.QuantDebugger.for_recipe(ctx.model, ctx.data, recipe, ctx.layout.steps(recipe.name))
+        steps = ctx.layout.steps(recipe.name)
+        debugger = quant_debug.QuantDebugger.for_recipe(ctx.model, ctx.data, recipe, steps, ctx.trust_code)
     except UserError as e:  # a diagnostic that cannot run must not sink the run's artifacts
         extras["quant_debug" if ctx.debug_quant else "selective"] = {"skipped": str(e)}
         return result

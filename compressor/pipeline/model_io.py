@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compressor.pipeline.layout import MODEL_CARD, TrainLayout
+from compressor.pipeline.layout import MODEL_CARD, TrainLayout, mark_output
 from compressor.pipeline.model_safety import h5_attribute, refuse_untrusted_code
 from compressor.runtime.errors import UserError
 
@@ -129,6 +129,7 @@ def write_trained_model(
             model.save(run.model, save_format="tf")
         write_json(run.card, card)
         write_json(run.history, history)
+        mark_output(tmp, "train")  # inside the folder before its rename: --overwrite may replace it later
     return card
 
 

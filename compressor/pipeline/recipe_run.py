@@ -89,8 +89,9 @@ def _export_onnx(
     )
     candidates = []
     for variant in onnx_quant.VARIANTS[ctx.onnx_quant if quantizers else "tflite"]:
+        tflite_path = ctx.layout.artifact(recipe.name, "tflite")
         path = onnx_quant.export_variant(
-            variant, ctx.layout.artifact(recipe.name, "tflite"), ctx.model, ctx.data, recipe, ctx.layout, float_layers
+            variant, tflite_path, ctx.model, ctx.data, recipe, ctx.layout, float_layers, ctx.trust_code
         )
         onnx_result = ctx.measure(path, recipe.name, "onnx")
         if variant == "tflite":

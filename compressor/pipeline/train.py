@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.datasets import load_dataset
-from compressor.pipeline.layout import mark_output
+from compressor.pipeline.layout import TrainLayout
 from compressor.pipeline.model_io import write_trained_model
 from compressor.pipeline.output_guard import check_output, out_path
 from compressor.pipeline.run_lock import RunLock
@@ -42,8 +42,7 @@ def train(
     training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
     with RunLock(out):
         card = _train(model_name, out, data, data_dir, {**training, "seed": seed}, model_params or {}, progress)
-        mark_output(out, "train")  # after the rename: a crash in between leaves a folder --overwrite refuses
-    return {**card, "model_path": str(out / "model")}
+    return {**card, "model_path": str(TrainLayout(out).model)}
 
 
 def _train(
