@@ -14,7 +14,6 @@ int8 PTQ, the baseline every other answer is compared with. At the end:
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +206,10 @@ def _export_best(chosen: dict, settings: dict, layout: StudyLayout, seed: int, p
     )
     recipe_path = write_text(layout.recipe_file("best"), yaml.safe_dump(raw, sort_keys=False))
     best = layout.run("best")
-    # Reuse the trial's finished steps: compress --resume skips steps whose meta.json matches.
-    partial = best.partial.steps(BEST_RECIPE)
+    # Reuse the trial's finished steps (same model, data, seed): compress skips steps whose meta.json matches.
     trial_steps = layout.trial_steps(chosen["ran_in"])  # a reused result ran in an earlier trial
-    if trial_steps.is_dir():
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(trial_steps, partial)
     progress.line(f"exporting trial {chosen['number']} as {best.root} (validated, evaluated on test once)")
-    report = _compress(settings, recipe_path, best.root, seed, progress, resume=True)
+    report = _compress(settings, recipe_path, best.root, seed, progress, reuse_steps={BEST_RECIPE: trial_steps})
     row = next(r for r in report["artifacts"] if r["artifact"] == BEST_RECIPE and r["format"] == "tflite")
     # round + 0.0: an exact tie is 0.0, not -0.0 (which would print as a "-0.00%" drop)
     return {
@@ -250,8 +245,10 @@ def _test_baseline(base: dict, settings: dict, layout: StudyLayout, seed: int, p
     return {"test_accuracy": row["accuracy"], "size_bytes": row["size_bytes"], "gzip_bytes": row["gzip_bytes"]}
 
 
-def _compress(settings: dict, recipe: Path, out: Path, seed: int, progress: Progress, resume: bool = False) -> dict:
-    """`compressor compress` of one chosen recipe, on the search's model and data."""
+def _compress(
+    settings: dict, recipe: Path, out: Path, seed: int, progress: Progress, reuse_steps: dict | None = None
+) -> dict:
+    """`compressor compress` of one chosen recipe, on the search's model and data (``reuse_steps``: a trial's)."""
     from compressor.pipeline.compress import compress
 
     return compress(
@@ -261,7 +258,7 @@ def _compress(settings: dict, recipe: Path, out: Path, seed: int, progress: Prog
         data=settings["data"],
         data_dir=settings.get("data_dir"),
         overwrite=True,
-        resume=resume,
+        reuse_steps=reuse_steps,
         seed=seed,
         trust_code=settings.get("trust_code", False),
         progress=progress.epoch,
