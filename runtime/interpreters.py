@@ -8,7 +8,6 @@ Files are checked before their bytes reach native code: mistakes end in a one-li
 from __future__ import annotations
 
 import importlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ import numpy as np
 
 from .errors import UserError
 from .quiet import is_verbose, native_stderr_silenced
+from .safe_load import parse_json
 from .sandbox import trial_run
 from .tflite_check import check_tflite_file
 
@@ -231,5 +231,9 @@ def _onnx_info(arg: Any, quantization: str | None) -> TensorInfo:
     dtype = {"float": "float32", "double": "float64"}.get(element, element)
     # ONNX tensors carry no scale/zero point (they sit on the QDQ nodes); our exporter records
     # them in the model metadata so integer inputs can be quantized without the onnx package.
-    q = json.loads(quantization) if quantization and dtype in ("int8", "uint8", "int16") else {}
+    q = (
+        parse_json(quantization, f"quantization metadata of {arg.name}")
+        if quantization and dtype in ("int8", "uint8", "int16")
+        else {}
+    )
     return TensorInfo(arg.name, shape, dtype, float(q.get("scale", 0.0)), int(q.get("zero_point", 0)))

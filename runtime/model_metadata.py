@@ -16,12 +16,12 @@ bounds-checked flatbuffer reader (flatbuffer.py): a corrupt file ends in a ``Use
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
 from .errors import UserError
 from .flatbuffer import Corrupt, Table, root
+from .safe_load import parse_json
 
 COMPRESSOR_ENTRY = "compressor_metadata"
 STANDARD_ENTRY = "TFLITE_METADATA"
@@ -55,7 +55,7 @@ def compressor_metadata(path: str | Path) -> dict | None:
     path = Path(path)
     try:
         blob = metadata_entries(path.read_bytes()).get(COMPRESSOR_ENTRY)
-        return json.loads(blob) if blob is not None else None
+        return parse_json(blob, "compressor metadata in the model") if blob is not None else None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
     except (Corrupt, ValueError) as e:
@@ -74,7 +74,7 @@ def read_metadata(path: str | Path) -> dict:
         blob = entries.get(COMPRESSOR_ENTRY)
         standard = entries.get(STANDARD_ENTRY)
         return {
-            "compressor": json.loads(blob) if blob is not None else None,
+            "compressor": parse_json(blob, "compressor metadata in the model") if blob is not None else None,
             "standard": _standard(standard, model) if standard is not None else None,
         }
     except (Corrupt, ValueError, RecursionError) as e:  # json/utf-8 errors are ValueErrors

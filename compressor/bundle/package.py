@@ -32,6 +32,7 @@ from compressor.runtime.bundle import sha256_file
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
 from compressor.runtime.manifest import MANIFEST, SCHEMA, check_manifest
+from compressor.runtime.safe_load import load_json_file
 
 FLOAT_ATOL = 1e-4  # float32/float16 graphs: only summation order may differ between CPUs
 MIXED_ATOL = 1e-2  # float I/O around integer kernels (dynamic range): rounding can move a few steps
@@ -274,7 +275,4 @@ def _is_bundle(path: Path) -> bool:
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a run folder written by `compressor compress`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None
+    return load_json_file(path, path.name)

@@ -8,7 +8,6 @@ DequantizeLinear, so kernels are traced through it to the Conv/Gemm/MatMul that 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from compressor.inspection.kernel_stats import kernel_stats, summarise_kernels
 from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import parse_json
 
 _KERNEL_OPS = {
     "Conv",
@@ -93,7 +93,7 @@ def _value_info(v, quantization: str | None) -> dict:
     shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or -1) for d in t.shape.dim]
     entry = {"name": v.name, "dtype": dtype, "shape": shape}
     if quantization and dtype in ("int8", "uint8", "int16"):
-        entry["quantization"] = json.loads(quantization)
+        entry["quantization"] = parse_json(quantization, f"quantization metadata of {v.name}")
     return entry
 
 

@@ -10,7 +10,6 @@ layer planted in a step folder is refused), since the partial folder is just fil
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from compressor.recipes import Recipe, get_step
 from compressor.recipes.base import progress
 from compressor.recipes.stepio import save_step_model, step_load_scope, step_model_path
 from compressor.runtime.atomic import write_json
+from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import load_json_file
 
 
 def run_chain(
@@ -71,7 +72,7 @@ def _write_meta(workdir: Path, step_type: str, index: int, params: dict, seconds
     for key in ("info", "history"):  # figures the step wrote: merged so one file tells the whole step
         path = workdir / f"{key}.json"
         if path.is_file():
-            meta[key] = json.loads(path.read_text())
+            meta[key] = load_json_file(path, f"step {key}")
     write_json(workdir / "meta.json", meta)  # written last: its presence marks the step as finished
     return meta
 
@@ -81,7 +82,7 @@ def _finished(workdir: Path, params: dict) -> dict | None:
     if not meta_path.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError:
+        meta = load_json_file(meta_path, "step meta.json")
+    except UserError:  # damaged: the step runs again
         return None
     return meta if meta.get("complete") and meta.get("params") == params else None

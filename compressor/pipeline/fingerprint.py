@@ -15,6 +15,7 @@ from pathlib import Path
 from compressor.pipeline.layout import RunLayout
 from compressor.recipes import Recipe
 from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import load_json_file
 
 CHUNK = 1 << 20
 INPUTS = {"model": "the model file", "data": "the data (spec or --data-dir)", "seed": "the seed"}
@@ -53,8 +54,8 @@ def check_resume(partial: RunLayout, current: dict) -> None:
             f"--resume refused: {partial.root} does not record what it was started from; rerun without --resume"
         )
     try:
-        recorded = json.loads(partial.fingerprint.read_text())
-    except (OSError, ValueError):
+        recorded = load_json_file(partial.fingerprint, "the resume fingerprint")
+    except (OSError, UserError):  # unreadable: nothing matches, so the resume is refused below
         recorded = {}
     changed = _changes(recorded, current)
     if changed:

@@ -8,7 +8,6 @@ Lambda layers carry Python bytecode; they are refused unless the user passes ``t
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from compressor.pipeline.layout import MODEL_CARD, TrainLayout, mark_output
 from compressor.pipeline.model_safety import h5_attribute, refuse_untrusted_code
 from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import load_json_file
 
 # Written next to a model by `compressor train`: dataset, preprocessing and labels it was trained with.
 
@@ -82,10 +82,7 @@ def read_card(path: Path) -> dict:
     path = resolve_model_path(path)
     for candidate in (path.parent / MODEL_CARD, path / MODEL_CARD):
         if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError as e:
-                raise UserError(f"{candidate} is not valid JSON ({e}); delete or fix it") from None
+            return load_json_file(candidate, "model card")
     return {}
 
 
