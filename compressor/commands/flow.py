@@ -11,6 +11,7 @@ import json
 import click
 
 from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress
+from compressor.pipeline.layout import DemoLayout
 from compressor.recipes.optimizers import OPTIMIZERS
 
 
@@ -211,5 +212,5 @@ def demo(out, epochs, overwrite, as_json):
     from compressor.reports.summary import format_table
 
     report = run_demo(out, epochs=epochs, overwrite=overwrite, progress=progress)
-    emit(report, as_json, format_table(report) + f"\nreport: {out}/compress/report.json")
+    emit(report, as_json, format_table(report) + f"\nreport: {DemoLayout(out).compress.report_json}")
     fail_unless(report["passed"])

@@ -35,7 +35,7 @@ from compressor.recipes import Recipe, load_recipe
 from compressor.recipes.base import set_progress as set_step_progress
 from compressor.reports.summary import build_report, versions
 from compressor.runtime.atomic import output_dir, write_json
-from compressor.runtime.errors import UserError
+from compressor.runtime.errors import Interrupted, UserError
 
 Progress = Callable[[str], None]
 
@@ -136,9 +136,12 @@ def _building(final: RunLayout, resume: bool, progress: Progress) -> Iterator[Ru
     try:
         with output_dir(final.root, True, partial=final.partial.root, resume=resume, keep_partial=keep) as work:
             yield RunLayout(work)
-    except BaseException:
+    except BaseException as e:
         if RunLayout.finished_step_in(final.partial.root):
-            progress(f"partial run kept in {final.partial.root}; rerun the same command with --resume to continue")
+            kept = f"partial run kept in {final.partial.root}; rerun the same command with --resume to continue"
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+                raise Interrupted(kept) from e  # the CLI prints it even with --quiet
+            progress(kept)
         raise
 
 

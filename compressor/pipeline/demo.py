@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from compressor.pipeline.layout import DemoLayout
 from compressor.runtime.errors import UserError
 
 DEMO_RECIPES = ["float16", "dynamic", "int8"]
@@ -24,6 +25,7 @@ def run_demo(
     if out.exists() and not overwrite:
         raise UserError(f"output folder {out} already exists; choose another --out or pass --overwrite")
     progress(f"training digits_cnn on digits for {epochs} epochs")
-    card = train("digits_cnn", out / "base", data="digits", epochs=epochs, overwrite=overwrite, progress=progress)
+    runs = DemoLayout(out)
+    card = train("digits_cnn", runs.train.root, data="digits", epochs=epochs, overwrite=overwrite, progress=progress)
     progress(f"trained: test accuracy {card['test_accuracy']:.2%}; compressing")
-    return compress(card["model_path"], DEMO_RECIPES, out / "compress", overwrite=overwrite, progress=progress)
+    return compress(card["model_path"], DEMO_RECIPES, runs.compress.root, overwrite=overwrite, progress=progress)

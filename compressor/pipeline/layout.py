@@ -213,3 +213,21 @@ class TrainLayout:
     @property
     def history(self) -> Path:
         return self.root / "history.json"
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """`compressor demo OUT`: the trained model in OUT/base, its compress run in OUT/compress."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def train(self) -> TrainLayout:
+        return TrainLayout(self.root / "base")
+
+    @property
+    def compress(self) -> RunLayout:
+        return RunLayout(self.root / "compress")

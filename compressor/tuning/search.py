@@ -59,28 +59,29 @@ def search(
     the_space = load_search_space(space)
     settings = _settings(model_path, the_space, max_accuracy_drop, data, data_dir, trust_code, confidence)
     _check_certifiable(settings, seed)
-    out, url = rundir.prepare(out, "search", storage, study, overwrite)
-    layout = StudyLayout(out, "search")
-    cfg = StudyConfig(
-        kind="search_objective",
-        run_dir=str(out),
-        storage=url,
-        study=study,
-        n_trials=n_trials,
-        workers=workers,
-        seed=seed,
-        quiet=progress.quiet,
-        settings=settings,
-    )
-    with kept_on_interrupt(layout, url, study):
-        the_study = _open(cfg, layout, the_space)
-        progress.line(
-            f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
-            f"(upper bound at confidence {confidence:g}), "
-            f"{workers} worker(s); storage {rundir.redact(url)}"
+    inputs = [model_path, space, data, data_dir]
+    with rundir.study_folder(out, "search", storage, study, overwrite, inputs) as (out, url):
+        layout = StudyLayout(out, "search")
+        cfg = StudyConfig(
+            kind="search_objective",
+            run_dir=str(out),
+            storage=url,
+            study=study,
+            n_trials=n_trials,
+            workers=workers,
+            seed=seed,
+            quiet=progress.quiet,
+            settings=settings,
         )
-        seconds = run_workers(cfg, progress)
-        return _conclude(the_study, cfg, layout, seconds, final, progress)
+        with kept_on_interrupt(layout, url, study):
+            the_study = _open(cfg, layout, the_space)
+            progress.line(
+                f"study {study!r}: {n_trials} trials (NSGA-II), max accuracy drop {max_accuracy_drop:.2%} "
+                f"(upper bound at confidence {confidence:g}), "
+                f"{workers} worker(s); storage {rundir.redact(url)}"
+            )
+            seconds = run_workers(cfg, progress)
+            return _conclude(the_study, cfg, layout, seconds, final, progress)
 
 
 def _conclude(

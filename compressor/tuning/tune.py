@@ -58,32 +58,33 @@ def tune(
     settings.update(sampler=sampler, pruner=pruner)
     if sampler == "grid":
         n_trials = min(n_trials, grid_size(the_space))
-    out, url = rundir.prepare(out, "tune", storage, study, overwrite)
-    layout = StudyLayout(out, "tune")
-    cfg = StudyConfig(
-        kind="tune_objective",
-        run_dir=str(out),
-        storage=url,
-        study=study,
-        n_trials=n_trials,
-        workers=workers,
-        seed=seed,
-        quiet=progress.quiet,
-        spawn=spawn_workers,
-        settings=settings,
-        max_epochs=max_epochs,
-    )
-    with kept_on_interrupt(layout, url, study):
-        _write_config(layout, cfg)
-        attrs = {"kind": "tune", "space": settings["space"], "mode": settings["mode"]}
-        the_study = open_study(cfg, ["maximize"], attrs)
-        budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
-        progress.line(
-            f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
-            f"storage {rundir.redact(url)}"
+    inputs = [model_path, recipe, space, data, data_dir]
+    with rundir.study_folder(out, "tune", storage, study, overwrite, inputs) as (out, url):
+        layout = StudyLayout(out, "tune")
+        cfg = StudyConfig(
+            kind="tune_objective",
+            run_dir=str(out),
+            storage=url,
+            study=study,
+            n_trials=n_trials,
+            workers=workers,
+            seed=seed,
+            quiet=progress.quiet,
+            spawn=spawn_workers,
+            settings=settings,
+            max_epochs=max_epochs,
         )
-        seconds = run_workers(cfg, progress)
-        return _conclude(the_study, the_space, cfg, layout, seconds, final, progress)
+        with kept_on_interrupt(layout, url, study):
+            _write_config(layout, cfg)
+            attrs = {"kind": "tune", "space": settings["space"], "mode": settings["mode"]}
+            the_study = open_study(cfg, ["maximize"], attrs)
+            budget = f"{n_trials} trials" + (f" or {max_epochs} epochs, whichever comes first" if max_epochs else "")
+            progress.line(
+                f"study {study!r}: {budget}, sampler {sampler}, pruner {pruner}, {workers} worker(s); "
+                f"storage {rundir.redact(url)}"
+            )
+            seconds = run_workers(cfg, progress)
+            return _conclude(the_study, the_space, cfg, layout, seconds, final, progress)
 
 
 def _check_choices(sampler: str, pruner: str, n_trials: int, workers: int) -> None:
