@@ -28,7 +28,7 @@ test: $(STAMP)
 # one input per distinct failure is kept in runs/fuzz-failures. Its own --basetemp: other pytest runs cannot prune it.
 FUZZ_EXAMPLES ?= 500
 fuzz: $(STAMP)
-	COMPRESSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) COMPRESSOR_FUZZ_FAILURES=runs/fuzz-failures \
+	COMPRESSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) COMPRESSOR_FUZZ_FAILURES=$(CURDIR)/runs/fuzz-failures \
 		$(PY) -m pytest -q -s --basetemp=runs/fuzz-tmp tests/test_fuzz.py
 
 bench: $(STAMP)
