@@ -27,6 +27,9 @@ from typing import Any
 from .errors import UserError
 
 MAX_BYTES = 1 << 20
+# The JSON files of a run folder (report.json, search.json, step metas): written by this tool, larger
+# than anything a user writes by hand, and still bounded when a hostile one is handed to us.
+RUN_FILE_BYTES = 64 << 20
 MAX_DEPTH = 64
 
 # A JSON string (skipped whole, so brackets inside strings do not count) or one bracket.

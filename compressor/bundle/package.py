@@ -32,7 +32,7 @@ from compressor.runtime.bundle import sha256_file
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
 from compressor.runtime.manifest import MANIFEST, SCHEMA, check_manifest
-from compressor.runtime.safe_load import load_json_file
+from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 FLOAT_ATOL = 1e-4  # float32/float16 graphs: only summation order may differ between CPUs
 MIXED_ATOL = 1e-2  # float I/O around integer kernels (dynamic range): rounding can move a few steps
@@ -275,4 +275,4 @@ def _is_bundle(path: Path) -> bool:
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a run folder written by `compressor compress`")
-    return load_json_file(path, path.name)
+    return load_json_file(path, path.name, limit=RUN_FILE_BYTES)

@@ -17,6 +17,7 @@ import click
 from compressor import __version__
 from compressor.runtime.errors import UserError
 from compressor.runtime.exit_codes import GATE_FAILED, outcome
+from compressor.runtime.safe_load import parse_yaml
 
 state = {"debug": False, "quiet": False}
 
@@ -90,14 +91,12 @@ def cli():
 
 
 def parse_params(items: tuple[str, ...]) -> dict:
-    import yaml
-
     out = {}
     for item in items:
         if "=" not in item:
             raise UserError(f"--param {item!r}: expected NAME=VALUE, e.g. --param filters=16")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = parse_yaml(v, f"--param {k.strip()}")
     return out
 
 

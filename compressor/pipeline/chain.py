@@ -23,7 +23,7 @@ from compressor.recipes.base import progress
 from compressor.recipes.stepio import save_step_model, step_load_scope, step_model_path
 from compressor.runtime.atomic import write_json
 from compressor.runtime.errors import UserError
-from compressor.runtime.safe_load import load_json_file
+from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
 def run_chain(
@@ -72,7 +72,7 @@ def _write_meta(workdir: Path, step_type: str, index: int, params: dict, seconds
     for key in ("info", "history"):  # figures the step wrote: merged so one file tells the whole step
         path = workdir / f"{key}.json"
         if path.is_file():
-            meta[key] = load_json_file(path, f"step {key}")
+            meta[key] = load_json_file(path, f"step {key}", limit=RUN_FILE_BYTES)
     write_json(workdir / "meta.json", meta)  # written last: its presence marks the step as finished
     return meta
 
@@ -82,7 +82,7 @@ def _finished(workdir: Path, params: dict) -> dict | None:
     if not meta_path.is_file():
         return None
     try:
-        meta = load_json_file(meta_path, "step meta.json")
+        meta = load_json_file(meta_path, "step meta.json", limit=RUN_FILE_BYTES)
     except UserError:  # damaged: the step runs again
         return None
     return meta if meta.get("complete") and meta.get("params") == params else None

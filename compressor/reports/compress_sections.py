@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
+from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
 def status(row: dict) -> str:
@@ -144,7 +144,7 @@ def quant_sections(debug: Any, run_dir: Path, prefix: str) -> list[Section]:
         rows = summary.get("worst") or []
         full = run_dir / recipe / "quant_debug.json"
         if full.is_file():
-            rows = json.loads(full.read_text()).get("tensors") or rows
+            rows = load_json_file(full, str(full), limit=RUN_FILE_BYTES).get("tensors") or rows
         rows = [r for r in rows if isinstance(r, dict) and "layer" in r][:QUANT_TOP]
         metric = next((k for k in ("rmse_over_scale", "rmse", "max_abs_error") if rows and k in rows[0]), None)
         if not rows or metric is None:

@@ -8,7 +8,6 @@ instead of failing the run: the figures in the JSON are the record, the plots on
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from compressor.reports.search_sections import search_sections
 from compressor.reports.tune_sections import tune_sections
 from compressor.runtime.atomic import write_text
 from compressor.runtime.errors import UserError
+from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
 def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = None, *, name: str | None = None) -> Path:
@@ -56,9 +56,6 @@ def write_html(run_dir: str | Path, progress: Callable[[str], None] | None = Non
 
 def _read(kind: str, path: Path) -> dict:
     """The JSON of ``path``, refused in one line when it is not valid JSON or not a ``kind`` report."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError for a binary file
-        raise UserError(f"{path} is not valid JSON ({str(e).splitlines()[0][:200]})") from None
+    data = load_json_file(path, str(path), limit=RUN_FILE_BYTES)
     check_shape(kind, path, data)
     return data

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from compressor.pipeline.layout import StudyLayout
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
+from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
 def search_sections(data: dict, run_dir: Path) -> list[Section]:
@@ -44,7 +44,11 @@ def search_sections(data: dict, run_dir: Path) -> list[Section]:
     if best_report.is_file():
         out += guarded(
             "best/report.json",
-            lambda: compress_sections(json.loads(best_report.read_text()), best.root, prefix="chosen artifact: "),
+            lambda: compress_sections(
+                load_json_file(best_report, str(best_report), limit=RUN_FILE_BYTES),
+                best.root,
+                prefix="chosen artifact: ",
+            ),
         )
     return out
 

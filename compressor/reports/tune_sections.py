@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from compressor.pipeline.layout import StudyLayout
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, img, pct, table
+from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
 def _fmt(v: Any) -> str:
@@ -57,7 +57,9 @@ def tune_sections(data: dict, run_dir: Path) -> list[Section]:
     if best_report.is_file():
         out += guarded(
             "best/report.json",
-            lambda: compress_sections(json.loads(best_report.read_text()), best.root, prefix="tuned recipe: "),
+            lambda: compress_sections(
+                load_json_file(best_report, str(best_report), limit=RUN_FILE_BYTES), best.root, prefix="tuned recipe: "
+            ),
         )
     return out
 
