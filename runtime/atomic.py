@@ -11,12 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# mkstemp/mkdtemp create 0600/0700 entries; a finished output gets the permissions any other
+# file the user creates gets (0666/0777 less the umask), or a bundle could not be shared.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -66,6 +72,7 @@ def output_dir(
     path.parent.mkdir(parents=True, exist_ok=True)
     if partial is None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        tmp.chmod(0o777 & ~_UMASK)
     else:
         tmp = Path(partial)
         if os.path.lexists(tmp) and not resume:

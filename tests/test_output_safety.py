@@ -171,3 +171,15 @@ def test_tune_folder_is_marked_and_released(tmp_path):
     out, _ = prepare(out, "tune", None, "tune", overwrite=True)  # marked (and empty): may be replaced
     release(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tuned"]
+
+
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path):
+    """Temporary files are created 0600/0700; a finished output must not stay that private."""
+    from compressor.runtime.atomic import output_dir, write_bytes
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (write_bytes(tmp_path / "a.bin", b"x").stat().st_mode & 0o777) == 0o666 & ~umask
+    with output_dir(tmp_path / "run") as work:
+        write_bytes(work / "f", b"y")
+    assert ((tmp_path / "run").stat().st_mode & 0o777) == 0o777 & ~umask
