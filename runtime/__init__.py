@@ -5,3 +5,9 @@ It NEVER imports tensorflow, tf_keras or tensorflow_model_optimization. Modules 
 relative imports only, so the same files work as ``compressor.runtime`` (inside the full
 toolchain) and as the stand-alone device distribution.
 """
+
+import os as _os
+
+# ONNX Runtime (1.32) writes a telemetry device id and database under ~/.cache/Microsoft when a
+# session starts, even with telemetry events disabled; we write nothing outside the output folder.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -155,21 +156,31 @@ class _TFLiteRunner(Runner):
         self.batchable = self.inputs[0].shape[0] in (1, -1)
 
     def invoke_only(self) -> None:
-        with native_stderr_silenced():  # lazy kernel/delegate setup may still log on the first call
+        with native_stderr_silenced(), self._model_errors("run"):  # lazy kernel setup may still log here
             self._interp.invoke()
         self.invoke_only = self._interp.invoke  # later calls (the timed ones) go straight to LiteRT
+
+    @contextmanager
+    def _model_errors(self, doing: str) -> Iterator[None]:
+        """A kernel that refuses the model's tensors (a crafted or damaged file) is the file's fault."""
+        try:
+            yield
+        except RuntimeError as e:
+            raise UserError(f"{self.path} cannot be {doing} by {self.backend}: {_first_line(e)}") from None
 
     def _bind(self, x: np.ndarray) -> None:
         if len(x) != self._batch:
             self._batch = -1  # unknown until allocation succeeds
-            self._interp.resize_tensor_input(self._in_index, [len(x), *self._sample_shape], strict=False)
-            self._interp.allocate_tensors()
+            with self._model_errors("prepared for a batch"):
+                self._interp.resize_tensor_input(self._in_index, [len(x), *self._sample_shape], strict=False)
+                self._interp.allocate_tensors()
             self._batch = len(x)
         self._interp.set_tensor(self._in_index, x)
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         self._bind(x)
-        self.invoke_only()
+        with self._model_errors("run"):
+            self.invoke_only()
         return self._interp.get_tensor(self._out_index)
 
 

@@ -72,7 +72,10 @@ def parse_yaml(text: str, source: str, max_depth: int = MAX_DEPTH) -> Any:
     """YAML ``text`` with safe types only, no aliases, at most ``max_depth`` levels, no duplicate keys."""
     import yaml  # not a dependency of the device package, which reads JSON only
 
-    loader = _bounded_loader(yaml, max_depth)(text)
+    try:
+        loader = _bounded_loader(yaml, max_depth)(text)  # its reader already rejects control characters
+    except yaml.YAMLError as e:
+        raise UserError(f"{source} is not valid YAML: {str(e).splitlines()[0]}") from None
     try:
         return loader.get_single_data()
     except _Refused as e:

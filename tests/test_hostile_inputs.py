@@ -392,3 +392,28 @@ def test_hostile_manifest_json_in_a_bundle(tmp_path: Path, text: str, fragment: 
     with pytest.raises(UserError) as error:
         open_bundle(_bundle(tmp_path / "b.zip", manifest_text=text))
     assert f"manifest.json in b.zip: {fragment}" in one_line(error)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x7f"])
+def test_yaml_with_a_control_character_is_a_user_error(char: str):
+    """PyYAML's reader rejects these while the loader is built: found by make fuzz (exit 70 before)."""
+    with pytest.raises(UserError, match="is not valid YAML: unacceptable character"):
+        parse_yaml(f"name: a{char}b\n", "recipe file r.yaml")
+
+
+def test_onnx_runtime_writes_nothing_under_home(tmp_path: Path, tiny_run):
+    """ONNX Runtime 1.32 drops a telemetry device id in ~/.cache unless told not to (found by make fuzz)."""
+    from compressor.export.onnx import tflite_to_onnx
+    from compressor.export.tflite import export_float32
+    from compressor.pipeline.model_io import load_model
+
+    onnx_path = tflite_to_onnx(
+        export_float32(load_model(tiny_run[1]["model_path"]), tmp_path / "m.tflite"), tmp_path / "m.onnx"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    code = "from compressor.runtime.interpreters import open_model; import sys; open_model(sys.argv[1])"
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code, str(onnx_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list(home.rglob("*")) == []
