@@ -165,7 +165,7 @@ class _TFLiteRunner(Runner):
         """A kernel that refuses the model's tensors (a crafted or damaged file) is the file's fault."""
         try:
             yield
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:  # LiteRT raises both ("Tensor data is null" is a ValueError)
             raise UserError(f"{self.path} cannot be {doing} by {self.backend}: {_first_line(e)}") from None
 
     def _bind(self, x: np.ndarray) -> None:
@@ -175,13 +175,14 @@ class _TFLiteRunner(Runner):
                 self._interp.resize_tensor_input(self._in_index, [len(x), *self._sample_shape], strict=False)
                 self._interp.allocate_tensors()
             self._batch = len(x)
-        self._interp.set_tensor(self._in_index, x)
+        with self._model_errors("given its input"):
+            self._interp.set_tensor(self._in_index, x)
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         self._bind(x)
         with self._model_errors("run"):
             self.invoke_only()
-        return self._interp.get_tensor(self._out_index)
+            return self._interp.get_tensor(self._out_index)
 
 
 def _tflite_api() -> tuple[Any, str]:

@@ -417,3 +417,13 @@ def test_onnx_runtime_writes_nothing_under_home(tmp_path: Path, tiny_run):
     done = subprocess.run([sys.executable, "-c", code, str(onnx_path)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert list(home.rglob("*")) == []
+
+
+def test_search_space_whose_steps_are_not_a_list(tmp_path: Path):
+    """Found by make fuzz: `steps: .nan` reached a loop over the steps (TypeError, exit 70)."""
+    from compressor.tuning.recipe_space import load_search_space
+
+    space = tmp_path / "space.yaml"
+    space.write_text("steps: .nan\nconvert:\n  int8: {}\n")
+    with pytest.raises(UserError, match=r"steps: must be a valid list"):
+        load_search_space(str(space))

@@ -73,20 +73,22 @@ def _with_params(raw: dict) -> dict:
         }
 
     out = dict(raw)
-    out["steps"] = [
-        {
-            **b,
-            "params": conv(b.get("params", {}), ("steps", i, "params")),
-            **(
-                {"variants": {n: conv(v, ("steps", i, "variants", n)) for n, v in b["variants"].items()}}
-                if isinstance(b.get("variants"), dict)
-                else {}
-            ),
-        }
-        if isinstance(b, dict)
-        else b
-        for i, b in enumerate(raw.get("steps") or [])
-    ]
+    steps = raw.get("steps") or []
+    if isinstance(steps, list):  # anything else is left for the schema to name
+        out["steps"] = [
+            {
+                **b,
+                "params": conv(b.get("params", {}), ("steps", i, "params")),
+                **(
+                    {"variants": {n: conv(v, ("steps", i, "variants", n)) for n, v in b["variants"].items()}}
+                    if isinstance(b.get("variants"), dict)
+                    else {}
+                ),
+            }
+            if isinstance(b, dict)
+            else b
+            for i, b in enumerate(steps)
+        ]
     if isinstance(raw.get("convert"), dict):
         out["convert"] = {k: conv(v or {}, ("convert", k)) for k, v in raw["convert"].items()}
     return out
