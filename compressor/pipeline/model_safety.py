@@ -131,7 +131,7 @@ def _saved_metadata_strings(path: Path, data: bytes) -> Iterator[bytes]:
 
 
 class _BadProto(Exception):
-    pass
+    """keras_metadata.pb is not the protobuf it claims to be; reported as a corrupt model."""
 
 
 def _proto_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:

@@ -95,7 +95,7 @@ def run_subprocess(argv: list[str], box: Sandbox) -> Outcome:
 
 
 class _Alarm(BaseException):
-    pass
+    """An in-process target ran past its time limit (a BaseException, so no handler swallows it)."""
 
 
 def _on_alarm(signum, frame):
