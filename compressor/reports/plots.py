@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -26,22 +27,9 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def pareto_scatter(
-    xs: Sequence[float],
-    ys: Sequence[float],
-    labels: Sequence[str],
-    front: Sequence[bool],
-    xlabel: str,
-    ylabel: str,
-    title: str,
-    feasible: Sequence[bool] | None = None,
-    hline: float | None = None,
-    hline_label: str = "",
-    logx: bool = False,
-    keys: Sequence[str] | None = None,
-) -> bytes:
-    """Points, the Pareto front joined by a step line, and an optional constraint line (e.g. min accuracy)."""
-    return _png(pareto_figure(xs, ys, labels, front, xlabel, ylabel, title, feasible, hline, hline_label, logx, keys))
+def pareto_scatter(*args: Any, **kwargs: Any) -> bytes:
+    """:func:`pareto_figure` as PNG bytes."""
+    return _png(pareto_figure(*args, **kwargs))
 
 
 def pareto_figure(
