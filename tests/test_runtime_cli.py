@@ -372,13 +372,22 @@ def test_report_file_the_os_refuses_is_a_user_error_and_leaves_nothing(capsys, b
 
 
 def test_ctrl_c_during_bench_is_130_without_traceback(bundle):
-    """A real SIGINT while the latency loop runs (a million runs would take minutes)."""
+    """A real SIGINT while the latency loop runs: sent once the loop has started, whatever the CPU's speed.
+
+    A billion runs cannot finish first on any machine (a fixed sleep raced a million runs, which a
+    fast CPU finishes in under three seconds on this small model).
+    """
     runtime = str(Path(sys.executable).parent / "compressor-runtime")
     proc = subprocess.Popen(
-        [runtime, "bench", str(bundle), "--runs", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [runtime, "bench", str(bundle), "--runs", str(10**9)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == INTERRUPTED and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == "interrupted" and out == ""
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("latency: 10 warm-up"), first
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == INTERRUPTED and "Traceback" not in err, first + err
+    assert (first + err).strip().splitlines()[-1] == "interrupted" and out == ""
