@@ -37,6 +37,7 @@ from compressor.runtime.exit_codes import (
     outcome,
     user_os_error,
 )
+from tests.signals import popen_interruptible
 
 COMPRESSOR = str(Path(sys.executable).parent / "compressor")
 TINY_SPACE = {
@@ -216,7 +217,7 @@ def test_ctrl_c_during_tune_is_130_without_traceback_and_says_what_was_kept(tmp_
     layout = StudyLayout(out, "tune")
     args = ["tune", "--model", "digits_cnn", "--space", _space(tmp_path), "--trials", "50", "--out", out]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
+    proc = popen_interruptible(
         [COMPRESSOR, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
     )
     lines: list[str] = []

@@ -19,6 +19,7 @@ import pytest
 from compressor.runtime import cli
 from compressor.runtime.exit_codes import GATE_FAILED, INTERRUPTED
 from compressor.runtime.reference_bench import agrees, run_litert_benchmark
+from tests.signals import popen_interruptible
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +379,7 @@ def test_ctrl_c_during_bench_is_130_without_traceback(bundle):
     fast CPU finishes in under three seconds on this small model).
     """
     runtime = str(Path(sys.executable).parent / "compressor-runtime")
-    proc = subprocess.Popen(
+    proc = popen_interruptible(
         [runtime, "bench", str(bundle), "--runs", str(10**9)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
