@@ -5,7 +5,8 @@ than any structural check can follow (values inside option tables, kernel-specif
 So the first time this process opens a model, a child loads it, allocates it and invokes it once
 on zeros, exactly as the runner is about to; if the child is killed by a signal, the model is
 refused and the signal named. Measured cost: ~0.1 s per model (a Python start, numpy and
-ai-edge-litert imports, one invoke), paid once per file per process.
+ai-edge-litert imports, one invoke), paid once per file per process. Files this process's own
+converter has just written (every export of a compress run) are vouched for and skip it.
 
 The child is plain ``python -c`` with a self-contained script (it imports only numpy and the
 interpreter), so it works wherever this runtime is installed, as ``compressor.runtime`` or alone.
@@ -46,13 +47,29 @@ except Exception:
 """
 
 _tried: set[tuple] = set()  # (path, size, mtime, threads, xnnpack) already run without a crash
+_vouched: set[tuple] = set()  # (path, size, mtime) this process's own converter wrote
+
+
+def _identity(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def vouch(path: Path) -> None:
+    """``path`` was just written by this process's own TFLite converter: it needs no trial run.
+
+    The trial run guards against files from outside; a model converted here a moment ago (each
+    export, each candidate of a selective-quantization search) is not one. The vouch holds for this
+    exact file only: moved, rewritten or opened by another process, it is tried again.
+    """
+    _vouched.add(_identity(path))
 
 
 def trial_run(path: Path, threads: int = 1, xnnpack: bool = True) -> None:
     """Load and invoke ``path`` once in a child process; UserError naming the signal if the child dies."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, threads, xnnpack)
-    if key in _tried:
+    identity = _identity(path)
+    key = (*identity, threads, xnnpack)
+    if key in _tried or identity in _vouched:
         return
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-c", _PROBE, str(path), str(threads), "1" if xnnpack else "0"]

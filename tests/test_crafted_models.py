@@ -8,6 +8,7 @@ show as a signal, not kill the test run.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from compressor.pipeline.model_io import detect_kind, load_model
 from compressor.pipeline.model_safety import refuse_untrusted_code
 from compressor.runtime.errors import UserError
 from compressor.runtime.flatbuffer import root
-from compressor.runtime.sandbox import trial_run
+from compressor.runtime.sandbox import trial_run, vouch
 from compressor.runtime.tflite_check import check_tflite_file
 
 RUNTIME = str(Path(sys.executable).with_name("compressor-runtime"))
@@ -137,6 +138,21 @@ def test_a_crash_in_the_trial_run_is_a_one_line_error(crafted):
     with pytest.raises(UserError, match=r"crashed the TFLite interpreter \(SIGSEGV\) in a trial run") as err:
         trial_run(crafted["constant_input"][0])
     assert "\n" not in str(err.value)
+
+
+def test_a_vouch_covers_only_the_file_this_process_wrote(crafted, tmp_path):
+    """The converter's own output skips the trial run; the same bytes moved or touched are tried again."""
+    own = tmp_path / "own.tflite"
+    own.write_bytes(crafted["constant_input"][0].read_bytes())
+    vouch(own)
+    trial_run(own)  # vouched: no child, so the crash inside is not reached
+    stat = own.stat()
+    os.utime(own, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # rewritten since the vouch
+    with pytest.raises(UserError, match=r"\(SIGSEGV\) in a trial run"):
+        trial_run(own)
+    moved = own.rename(tmp_path / "moved.tflite")
+    with pytest.raises(UserError, match=r"\(SIGSEGV\) in a trial run"):
+        trial_run(moved)
 
 
 def test_absurd_dims_are_refused(dense_tflite, tmp_path):

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compressor.export.tflite import convert
+from compressor.export.tflite import convert, write_tflite
 from compressor.pipeline.validation import FLOAT16_ATOL
 from compressor.recipes.ptq import CalibratedParams, Int8Params
 from compressor.recipes.stepio import write_info
-from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
 
 
@@ -86,4 +85,4 @@ def run_conversion(step_type: str, model: Any, data: Any, params: Any, workdir: 
     flatbuffer, info = CONVERSIONS[step_type].convert(model, data, params)
     if info:
         write_info(workdir, info)  # the chain copies it into the step's meta.json
-    return write_bytes(workdir / "model.tflite", flatbuffer)
+    return write_tflite(workdir / "model.tflite", flatbuffer)

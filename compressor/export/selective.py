@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from compressor.export.quant_debug import QuantDebugger, layer_label
+from compressor.export.tflite import write_tflite
 from compressor.pipeline.validation import gate_failures
-from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
 
 
@@ -99,7 +99,7 @@ def fall_back(
     ref_accuracy = float(np.mean(predict(open_model(f32_tflite), x).argmax(1) == y))
 
     def evaluate(content: bytes, name: str) -> float:
-        path = write_bytes(folder / "selective" / f"{name}.tflite", content)
+        path = write_tflite(folder / "selective" / f"{name}.tflite", content)
         return float(np.mean(predict(open_model(path), x).argmax(1) == y))
 
     def holds(accuracy: float) -> bool:

@@ -18,10 +18,18 @@ from compressor.recipes.ptq import check_calibration
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
 from compressor.runtime.quiet import native_stderr_silenced
+from compressor.runtime.sandbox import vouch
 
 
 def export_float32(model: LoadedModel, out: Path) -> Path:
-    return write_bytes(out, convert(model, "float32"))
+    return write_tflite(out, convert(model, "float32"))
+
+
+def write_tflite(out: Path, flatbuffer: bytes) -> Path:
+    """Write a flatbuffer this process converted (atomically) and vouch for it: no trial run when opened."""
+    path = write_bytes(out, flatbuffer)
+    vouch(path)
+    return path
 
 
 def convert(model: Any, mode: str, calibration: np.ndarray | None = None, io_dtype: str = "float32") -> bytes:
