@@ -8,6 +8,10 @@ toolchain) and as the stand-alone device distribution.
 
 import os as _os
 
+# The one place the runtime's version is written: runtime/pyproject.toml reads it, bundles name it
+# as the least version that reads them (manifest min_runtime).
+__version__ = "0.2.0"
+
 # ONNX Runtime (1.32) writes a telemetry device id and database under ~/.cache/Microsoft when a
 # session starts, even with telemetry events disabled; we write nothing outside the output folder.
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

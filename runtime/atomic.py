@@ -17,15 +17,22 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None, exclusive: bool = False) -> Path:
+    """``mode``: the finished file's permissions (default 0666 less the umask; 0600 for a secret).
+    ``exclusive``: never replace an existing file (FileExistsError), still atomically: a hard link
+    of the finished temporary file, which fails if ``path`` exists."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.fchmod(fd, 0o666 & ~_UMASK if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

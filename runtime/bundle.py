@@ -19,12 +19,14 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from .errors import UserError
 from .manifest import MANIFEST, check_manifest
 from .safe_load import parse_json
+from .signing import SIGNATURE, SIGNATURE_BYTES, key_id, verify_signature
 
 _MAX_MANIFEST_BYTES = 1 << 20
 _MAX_TOTAL_BYTES = 4 << 30  # a bundle for a phone app is far smaller; refuse zip bombs
@@ -46,6 +48,8 @@ class Bundle:
     path: Path
     dir: Path
     manifest: dict
+    # {"key_id", "verified"}: verified is True once checked against the caller's key; None if unsigned
+    signature: dict | None = None
 
     def file(self, name: str) -> Path:
         return self.dir / name
@@ -80,8 +84,11 @@ class Bundle:
         self.close()
 
 
-def open_bundle(path: str | os.PathLike, workdir: str | os.PathLike | None = None) -> Bundle:
-    """Check and extract ``path``; raises ``UserError`` naming the first problem found."""
+def open_bundle(path: str | os.PathLike, workdir: str | os.PathLike | None = None, key: Any = None) -> Bundle:
+    """Check and extract ``path``; raises ``UserError`` naming the first problem found.
+
+    With ``key`` (an Ed25519 public key, see signing.load_public_key) the bundle must carry that
+    key's signature of its manifest: it is checked on the manifest's raw bytes before they are parsed."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"bundle {path} does not exist" if not path.exists() else f"bundle {path} is not a file")
@@ -91,9 +98,9 @@ def open_bundle(path: str | os.PathLike, workdir: str | os.PathLike | None = Non
         raise UserError(f"{path} is not a bundle: not a readable zip archive ({e})") from None
     with archive:
         entries = _checked_entries(archive, path)
-        manifest = _read_manifest(archive, entries, path)
+        manifest, signature = _read_manifest(archive, entries, path, key)
         files = manifest["files"]
-        unlisted = sorted(set(entries) - set(files) - {MANIFEST})
+        unlisted = sorted(set(entries) - set(files) - {MANIFEST} - ({SIGNATURE} if signature else set()))
         if unlisted:
             raise UserError(
                 f"bundle {path.name} contains {unlisted[0]}, which manifest.json does not list; "
@@ -111,7 +118,7 @@ def open_bundle(path: str | os.PathLike, workdir: str | os.PathLike | None = Non
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
-    return Bundle(path, dest, manifest)
+    return Bundle(path, dest, manifest, signature)
 
 
 def _checked_entries(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
@@ -151,13 +158,34 @@ def _check_readable(info: zipfile.ZipInfo, path: Path) -> None:
         raise UserError(f"bundle {path.name} is corrupt: entry {name!r} expands to {info.file_size} bytes")
 
 
-def _read_manifest(archive: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], path: Path) -> dict:
+def _read_manifest(
+    archive: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], path: Path, key: Any
+) -> tuple[dict, dict | None]:
+    """The checked manifest and its signature state; with ``key``, only a manifest that key signed."""
     info = entries.get(MANIFEST)
     if info is None:
         raise UserError(f"{path.name} is not a bundle: it has no {MANIFEST}")
     if info.file_size > _MAX_MANIFEST_BYTES:
         raise UserError(f"{MANIFEST} in {path.name} is {info.file_size} bytes; refusing more than 1 MiB")
-    return check_manifest(parse_json(_read_limited(archive, info, _MAX_MANIFEST_BYTES), f"{MANIFEST} in {path.name}"))
+    raw = _read_limited(archive, info, _MAX_MANIFEST_BYTES)
+    if key is not None:
+        if SIGNATURE not in entries:
+            raise UserError(
+                f"bundle {path.name} is not signed and a key was given; refusing it "
+                "(sign it with `compressor package --sign KEY`)"
+            )
+        verify_signature(key, raw, _read_limited(archive, entries[SIGNATURE], SIGNATURE_BYTES), path.name)
+    manifest = check_manifest(parse_json(raw, f"{MANIFEST} in {path.name}"))
+    block = manifest.get("signature")  # /1 manifests have none
+    if block is None:
+        if key is not None:
+            raise UserError(f"bundle {path.name}: {MANIFEST} declares no signature; refusing it")
+        return manifest, None
+    if SIGNATURE not in entries:
+        raise UserError(f"bundle {path.name} is damaged: {MANIFEST} declares a signature but {SIGNATURE} is missing")
+    if key is not None and block["key_id"] != key_id(key):
+        raise UserError(f"bundle {path.name}: {MANIFEST} names signing key {block['key_id']}, not {key_id(key)}")
+    return manifest, {"key_id": block["key_id"], "verified": key is not None}
 
 
 def _read_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:

@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("-v", "--verbose", action="store_true", help="show the interpreters' native log lines")
+    common.add_argument(
+        "--key",
+        metavar="PUB",
+        help="Ed25519 public key (PEM): refuse a bundle it did not sign (default: $COMPRESSOR_RUNTIME_KEY if set)",
+    )
 
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("target", metavar="BUNDLE_OR_MODEL", help="bundle .zip, or a .tflite/.onnx file")
@@ -115,10 +120,13 @@ def run(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, progress) -> dict:
     from . import commands
     from .gates import Gates
+    from .signing import default_key
 
+    key = default_key(args.key)
     if args.command == "verify":
-        return commands.verify(args.target)
+        return commands.verify(args.target, key=key)
     options = dict(
+        key=key,
         fmt=args.fmt,
         threads=args.threads,
         xnnpack=not args.no_xnnpack,
@@ -141,7 +149,7 @@ def format_report(r: dict) -> str:
         model = r["model"]
         return (
             f"ok: {r['target']} ({r['bundle_schema']}): {model['name']} v{model['version']}, "
-            f"recipe {model['recipe']}\n  sha256 verified: {files}"
+            f"recipe {model['recipe']}\n  signature: {_signature_line(r['signature'])}\n  sha256 verified: {files}"
         )
     m = r["model"]
     lines = [
@@ -149,6 +157,8 @@ def format_report(r: dict) -> str:
         + (", no XNNPACK" if r.get("xnnpack") is False else "")
         + "]"
     ]
+    if r.get("signature") is not None:
+        lines.append(f"  signature    {_signature_line(r['signature'])}")
     if "self_test" in r:
         s = r["self_test"]
         lines.append(
@@ -180,6 +190,14 @@ def format_report(r: dict) -> str:
         )
     lines += [f"  GATE FAILED  {f}" for f in r["gates"]["failed"]]
     return "\n".join(lines)
+
+
+def _signature_line(signature: dict | None) -> str:
+    if signature is None:
+        return "none (unsigned bundle)"
+    if signature["verified"]:
+        return f"verified, Ed25519 key {signature['key_id']}"
+    return f"present (key {signature['key_id']}), NOT checked: pass --key PUB to require it"
 
 
 def main(argv: list[str] | None = None) -> None:

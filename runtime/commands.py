@@ -43,26 +43,38 @@ class Target:
 
 
 @contextmanager
-def open_target(path: str | Path, fmt: str | None = None, threads: int = 1, xnnpack: bool = True) -> Iterator[Target]:
+def open_target(
+    path: str | Path, fmt: str | None = None, threads: int = 1, xnnpack: bool = True, key: str | Path | None = None
+) -> Iterator[Target]:
     path = Path(path)
     if threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
     if path.suffix.lower() in (".tflite", ".onnx"):
+        if key is not None:
+            raise UserError(f"--key checks a bundle's signature; {path.name} is a bare model (package it first)")
         if fmt is not None and path.suffix.lower() != f".{fmt}":
             raise UserError(f"--model {fmt} picks a model inside a bundle; {path.name} is a model file itself")
         runner = open_model(path, threads=threads, xnnpack=xnnpack)  # first: it names a corrupt file best
         meta = compressor_metadata(path) if path.suffix.lower() == ".tflite" else None
         yield Target(path, runner, info=meta)
         return
-    with open_bundle(path) as bundle:
+    with open_bundle(path, key=_public_key(key)) as bundle:
         entry = bundle.model(fmt)
         runner = open_model(bundle.file(entry["file"]), threads=threads, xnnpack=xnnpack)
         yield Target(bundle.file(entry["file"]), runner, bundle, entry, bundle.manifest)
 
 
-def verify(path: str | Path) -> dict:
-    """Check a bundle's schema and every file's sha256 (plus the model files' own headers)."""
-    with open_bundle(path) as bundle:
+def _public_key(key: str | Path | None):
+    if key is None:
+        return None
+    from .signing import load_public_key
+
+    return load_public_key(key)
+
+
+def verify(path: str | Path, key: str | Path | None = None) -> dict:
+    """Check a bundle's signature (with ``key``), schema and every file's sha256 (plus the model files' headers)."""
+    with open_bundle(path, key=_public_key(key)) as bundle:
         m = bundle.manifest
         for entry in m["models"]:
             if entry["format"] == "tflite":
@@ -73,6 +85,7 @@ def verify(path: str | Path) -> dict:
             "target": str(path),
             "bundle_schema": m["schema"],
             "model": m["model"],
+            "signature": bundle.signature,
             "files": {n: {**f, "ok": True} for n, f in sorted(m["files"].items())},
             "passed": True,
         }
@@ -99,11 +112,12 @@ def validate(
     warmup: int = 10,
     gates: Gates = NO_GATES,
     progress: Progress = lambda msg: None,
+    key: str | Path | None = None,
 ) -> dict:
     """Self-test (bundles), accuracy on ``data`` (raw x_test, y_test), latency, size, then gates."""
     if gates.need_accuracy and data is None:
         raise UserError("accuracy gates need labelled data: pass --data test.npz")
-    with open_target(path, fmt, threads, xnnpack) as t:
+    with open_target(path, fmt, threads, xnnpack, key) as t:
         report = _header("validate", path, t, xnnpack)
         sample = None
         # Data mistakes are found before anything runs: a wrong file should not cost a self-test.
@@ -135,11 +149,12 @@ def bench(
     gates: Gates = NO_GATES,
     reference: bool = False,
     progress: Progress = lambda msg: None,
+    key: str | Path | None = None,
 ) -> dict:
     """Latency, init time, peak memory and size; optionally next to litert-benchmark's figures."""
     if gates.need_accuracy:
         raise UserError("bench measures latency only; use validate --data for accuracy gates")
-    with open_target(path, fmt, threads, xnnpack) as t:
+    with open_target(path, fmt, threads, xnnpack, key) as t:
         report = _header("bench", path, t, xnnpack)
         if t.bundle is not None:
             sample = t.bundle.samples()[t.bundle.manifest["samples"]["inputs"]][:1]
@@ -223,6 +238,7 @@ def _header(command: str, path: str | Path, t: Target, xnnpack: bool) -> dict:
         "inputs": [i.to_dict() for i in t.runner.inputs],
         "outputs": [o.to_dict() for o in t.runner.outputs],
         "labels": (t.info or {}).get("labels"),
+        "signature": t.bundle.signature if t.bundle is not None else None,
         "versions": versions(),
     }
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 import re
 
+from . import __version__ as RUNTIME_VERSION
 from .errors import UserError
+from .signing import ALGORITHM, SIGNATURE
 
 SCHEMA_NAME = "compressor.bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # /2 adds the signature block and min_runtime; bundles of /1 are still read
+READS = ("1", "2")
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+MIN_RUNTIME = "0.2.0"  # the first compressor-runtime that reads SCHEMA: what the packager writes as min_runtime
 MANIFEST = "manifest.json"
 FORMATS = ("tflite", "onnx")
 LAYOUTS = ("NHWC", "NC")
@@ -63,6 +67,8 @@ MAX_FLOAT_ATOL = 1e-2
 RAW_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float16", "float32", "float64")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # bundles are flat: no folders, no ".."
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+_VERSION = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,4}){0,3}$")
 
 
 def check_manifest(manifest: object) -> dict:
@@ -73,12 +79,15 @@ def check_manifest(manifest: object) -> dict:
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_NAME + "/"):
         raise UserError(f"{MANIFEST}: schema is {schema!r}, expected {SCHEMA!r}; this is not a compressor bundle")
     version = schema.split("/", 1)[1]
-    if version != str(SCHEMA_VERSION):
+    if version not in READS:
+        readable = ", ".join(f"{SCHEMA_NAME}/{v}" for v in READS)
         raise UserError(
-            f"{MANIFEST}: bundle schema {schema} is not supported by this runtime (it reads {SCHEMA}); "
+            f"{MANIFEST}: bundle schema {schema} is not supported by this runtime (it reads {readable}); "
             "install the compressor-runtime version that matches the packager"
         )
     _check(manifest, _SPEC, "")
+    if version != "1":
+        _check_v2(manifest)
     _check_finite(manifest)
     _check_values(manifest)
     _check_ranges(manifest)
@@ -106,11 +115,44 @@ def _check(value: object, spec: object, path: str) -> None:
             raise UserError(f"{MANIFEST}: {where}: expected {_names(types)}, got {_kind(value)}")
 
 
+def _check_v2(m: dict) -> None:
+    """What /2 adds: the runtime version it needs, and the signature block (null when unsigned)."""
+    needed = m.get("min_runtime")
+    if not isinstance(needed, str) or not _VERSION.match(needed):
+        raise UserError(f'{MANIFEST}: min_runtime: expected a version such as "0.2.0", got {needed!r}')
+    if _version_tuple(needed) > _version_tuple(RUNTIME_VERSION):
+        raise UserError(
+            f"{MANIFEST}: this bundle needs compressor-runtime >= {needed}, this is {RUNTIME_VERSION}; "
+            "upgrade the runtime on the device"
+        )
+    if "signature" not in m:
+        raise UserError(f"{MANIFEST}: the top level: missing field 'signature' (null for an unsigned bundle)")
+    block = m["signature"]
+    if block is None:
+        return
+    expected = {"algorithm": ALGORITHM, "file": SIGNATURE}
+    if (
+        not isinstance(block, dict)
+        or set(block) != {"algorithm", "key_id", "file"}
+        or any(block.get(k) != v for k, v in expected.items())
+        or not isinstance(block.get("key_id"), str)
+        or not _KEY_ID.match(block["key_id"])
+    ):
+        raise UserError(
+            f'{MANIFEST}: signature: expected null or {{"algorithm": "{ALGORITHM}", '
+            f'"key_id": 16 hex digits, "file": "{SIGNATURE}"}}'
+        )
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
 def _check_values(m: dict) -> None:
     """What types cannot say: known enums, references to listed files, well-formed hashes."""
     files = m["files"]
     for name, entry in files.items():
-        if not _SAFE_NAME.match(name) or name == MANIFEST:
+        if not _SAFE_NAME.match(name) or name in (MANIFEST, SIGNATURE):
             raise UserError(f"{MANIFEST}: files: {name!r} is not a plain file name; bundles hold no folders")
         if (
             not isinstance(entry, dict)

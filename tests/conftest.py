@@ -37,3 +37,15 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_path(tiny_run) -> str:
     return tiny_run[1]["model_path"]
+
+
+@pytest.fixture(scope="session")
+def int8_run(tiny_model_path, tmp_path_factory):
+    """A `compress` run of the tiny model with the int8 recipe (float32 + int8, TFLite + ONNX).
+
+    Shared read-only: modules that package it write their bundles under their own names."""
+    from compressor.pipeline.compress import compress
+
+    out = tmp_path_factory.mktemp("int8-run") / "run"
+    compress(tiny_model_path, ["int8"], out, latency_runs=5)
+    return out

@@ -82,7 +82,7 @@ def test_bundle_contents_and_manifest(built, report, run_dir):
             assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         assert z.read("labels.txt").decode() == "".join(f"{label}\n" for label in LABELS)
         assert z.read("model.onnx") == (run_dir / "int8" / "model.onnx").read_bytes()
-    assert manifest == built["manifest"] and manifest["schema"] == SCHEMA == "compressor.bundle/1"
+    assert manifest == built["manifest"] and manifest["schema"] == SCHEMA == "compressor.bundle/2"
     assert manifest["model"]["name"] == "digits_cnn" and manifest["model"]["version"] == "1"
     assert manifest["model"]["recipe"] == "int8" and manifest["model"]["recipe_steps"] == ["int8"]
     assert manifest["tool"]["name"] == "compressor" and manifest["versions"]["ai-edge-litert"]

@@ -25,7 +25,7 @@ from compressor.datasets import load_dataset
 from compressor.recipes.schema import load_recipe
 from compressor.runtime.bundle import open_bundle
 from compressor.runtime.errors import UserError
-from compressor.runtime.manifest import SCHEMA, check_manifest
+from compressor.runtime.manifest import MIN_RUNTIME, SCHEMA, check_manifest
 from compressor.runtime.safe_load import parse_json, parse_yaml
 from compressor.tuning.space_file import read_space_file
 
@@ -228,6 +228,8 @@ def _manifest(files: dict[str, bytes]) -> dict:
     tensor = {"name": "x", "shape": [1, 8, 8, 1], "dtype": "float32", "scale": 0.0, "zero_point": 0}
     return {
         "schema": SCHEMA,
+        "min_runtime": MIN_RUNTIME,
+        "signature": None,
         "created": "2024-01-01T00:00:00Z",
         "model": {"name": "m", "version": "1", "recipe": "float32"},
         "tool": {"name": "compressor", "version": "0"},

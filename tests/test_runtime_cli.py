@@ -23,12 +23,8 @@ from tests.signals import popen_interruptible
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_model_path, tmp_path_factory):
-    from compressor.pipeline.compress import compress
-
-    out = tmp_path_factory.mktemp("rt-run") / "run"
-    compress(tiny_model_path, ["int8"], out, latency_runs=5)
-    return out
+def run_dir(int8_run):
+    return int8_run
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +75,7 @@ def int8_row(report):
 
 def test_verify(capsys, bundle):
     code, out, _ = run(capsys, "verify", bundle)
-    assert code == 0 and out.startswith(f"ok: {bundle} (compressor.bundle/1): digits_cnn v1, recipe int8")
+    assert code == 0 and out.startswith(f"ok: {bundle} (compressor.bundle/2): digits_cnn v1, recipe int8")
     code, r = run_json(capsys, "verify", bundle)
     assert code == 0 and r["passed"] and set(r["files"]) == {"labels.txt", "model.onnx", "model.tflite", "samples.npz"}
     assert all(f["ok"] and len(f["sha256"]) == 64 for f in r["files"].values())
@@ -252,8 +248,8 @@ def test_refuses_tampered_and_escaping_bundles(capsys, bundle, tmp_path):
             "manifest.json: models[0].file: expected a string, got int",
         ),
         "newer": (
-            rezip(bundle, tmp_path / "v.zip", manifest=lambda m: m.update(schema="compressor.bundle/2")),
-            "bundle schema compressor.bundle/2 is not supported",
+            rezip(bundle, tmp_path / "v.zip", manifest=lambda m: m.update(schema="compressor.bundle/3")),
+            "bundle schema compressor.bundle/3 is not supported",
         ),
         "folder": (
             rezip(

@@ -3,7 +3,8 @@
 Contents (flat zip): model.tflite (labels + preprocessing embedded as TFLite metadata),
 model.onnx when the recipe exported one, labels.txt, samples.npz (raw + preprocessed test inputs,
 labels and each model's own host outputs, for the device self-test) and manifest.json (schema
-``compressor.bundle/1``, documented in README.md) with the sha256 of every other file.
+``compressor.bundle/2``, documented in README.md) with the sha256 of every other file; with a
+signing key, also manifest.sig (Ed25519 over manifest.json's bytes, see compressor/bundle/signing.py).
 
 No TensorFlow here: the test set is reloaded with the run's data spec and seed, and checked to
 reproduce the run's measured accuracy before a single expected output is recorded.
@@ -23,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from compressor import __version__
+from compressor.bundle.signing import load_private_key, signature_block
+from compressor.bundle.signing import sign as signature_bytes
 from compressor.bundle.tflite_metadata import write_metadata
 from compressor.pipeline.layout import REFERENCE, RunLayout
 from compressor.pipeline.output_guard import check_file_output
@@ -31,8 +34,9 @@ from compressor.runtime.atomic import write_bytes
 from compressor.runtime.bundle import sha256_file
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
-from compressor.runtime.manifest import MANIFEST, SCHEMA, check_manifest
+from compressor.runtime.manifest import MANIFEST, MIN_RUNTIME, SCHEMA, check_manifest
 from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
+from compressor.runtime.signing import SIGNATURE
 
 FLOAT_ATOL = 1e-4  # float32/float16 graphs: only summation order may differ between CPUs
 MIXED_ATOL = 1e-2  # float I/O around integer kernels (dynamic range): rounding can move a few steps
@@ -49,13 +53,16 @@ def package(
     data_dir: str | None = None,
     seed: int | None = None,
     overwrite: bool = False,
+    sign: str | Path | None = None,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
     """Build the bundle; returns {"bundle", "artifact", "reason", "manifest"}.
 
     The test set is reloaded as the run recorded it in run.json (data spec, data folder, seed);
-    ``data``, ``data_dir`` and ``seed`` override what was recorded."""
+    ``data``, ``data_dir`` and ``seed`` override what was recorded. ``sign``: an Ed25519 private key
+    (compressor keygen) whose signature of manifest.json goes into the bundle as manifest.sig."""
     run_dir, out = Path(run_dir), Path(out)
+    key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
     layout = RunLayout(run_dir)
     report, run = _read_json(layout.report_json), _read_json(layout.run_record)
     if samples < 1:
@@ -68,10 +75,13 @@ def package(
     model_name = name or _card(run).get("model") or Path(run["model"]).name
     bundle = _Bundle(layout, report, run, chosen, dataset, model_name, str(version))
     with tempfile.TemporaryDirectory(prefix="compressor-package-") as tmp:
-        manifest = bundle.write(Path(tmp), samples, reason)
+        manifest = bundle.write(Path(tmp), samples, reason, signature_block(key) if key else None)
+        manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
         zipped = io.BytesIO()
         with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            archive.writestr(MANIFEST, manifest_bytes)
+            if key is not None:  # over the exact bytes stored: the device verifies these, not a re-encoding
+                archive.writestr(SIGNATURE, signature_bytes(key, manifest_bytes))
             for f in sorted(manifest["files"]):
                 archive.write(Path(tmp) / f, f)
     write_bytes(out, zipped.getvalue())
@@ -88,7 +98,7 @@ class _Bundle:
         self.prep, self.labels = report["data"]["preprocessing"], list(report["data"]["labels"])
         self.raw_input = {"shape": list(dataset.raw_test.shape[1:]), "dtype": dataset.raw_test.dtype.name}
 
-    def write(self, tmp: Path, samples: int, reason: str) -> dict:
+    def write(self, tmp: Path, samples: int, reason: str, signature: dict | None) -> dict:
         chosen, dataset = self.chosen, self.dataset
         write_metadata(
             _artifact_file(self.layout, chosen),
@@ -113,7 +123,7 @@ class _Bundle:
         np.savez(buf, **arrays)
         (tmp / "samples.npz").write_bytes(buf.getvalue())
         files = sorted(p.name for p in tmp.iterdir())
-        return check_manifest(self._manifest(entries, n, reason, tmp, files))
+        return check_manifest({**self._manifest(entries, n, reason, tmp, files), "signature": signature})
 
     def _onnx_row(self) -> dict | None:
         """The chosen recipe's ONNX, shipped beside the .tflite when its export checks passed."""
@@ -130,6 +140,7 @@ class _Bundle:
         report, recipe = self.report, self.recipe
         return {
             "schema": SCHEMA,
+            "min_runtime": MIN_RUNTIME,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": {
                 "name": self.name,
