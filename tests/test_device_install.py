@@ -1,7 +1,8 @@
-"""The device distribution: `pip install ./runtime` into a fresh venv pulls numpy + ai-edge-litert, never TF.
+"""The device distribution: `pip install ./runtime` into a fresh venv pulls numpy + ai-edge-litert +
+cryptography, never TF, and checks a signed bundle there.
 
 One test, because it is slow (~30 s: a venv, a wheel build, an install from the package registry or
-pip's cache). It records the installed size, which the README quotes.
+pip's cache). It prints the installed size, which the README quotes (run with -s to see it).
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ from pathlib import Path
 
 import pytest
 
+from compressor.runtime import __version__ as RUNTIME_VERSION
+
 RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 NEVER = {"tensorflow", "tensorflow-cpu", "tf-keras", "keras", "tensorflow-model-optimization", "tflite-support"}
 PACKAGING = {"pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils-precedence.pth"}
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_model_path, tmp_path_factory):
-    from compressor.bundle.package import package
-    from compressor.pipeline.compress import compress
+def keys(tmp_path_factory):
+    from compressor.bundle.signing import keygen
 
-    out = tmp_path_factory.mktemp("device") / "run"
-    compress(tiny_model_path, ["int8"], out, latency_runs=5)
-    return Path(package(out, out.parent / "bundle.zip")["bundle"])
+    return keygen(tmp_path_factory.mktemp("device-keys") / "release.key")
+
+
+@pytest.fixture(scope="module")
+def bundle(int8_run, keys):
+    from compressor.bundle.package import package
+
+    return Path(package(int8_run, int8_run.parent / "device-bundle.zip", sign=keys["private_key"])["bundle"])
 
 
 def sh(*cmd, timeout=600):
@@ -45,7 +52,7 @@ def du_mb(path: Path, skip=frozenset()) -> float:
     return total / 2**20
 
 
-def test_pip_install_runtime_on_a_device_without_tensorflow(bundle, tmp_path):
+def test_pip_install_runtime_on_a_device_without_tensorflow(bundle, keys, tmp_path):
     source = tmp_path / "runtime"  # a copy: an in-tree build would leave build/ and *.egg-info in the repo
     shutil.copytree(RUNTIME, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     venv = tmp_path / "device-venv"
@@ -60,24 +67,26 @@ def test_pip_install_runtime_on_a_device_without_tensorflow(bundle, tmp_path):
     installed = {
         d["name"].lower().replace("_", "-") for d in json.loads(sh(py, "-m", "pip", "list", "--format", "json").stdout)
     }
-    assert {"compressor-runtime", "numpy", "ai-edge-litert"} <= installed
+    assert {"compressor-runtime", "numpy", "ai-edge-litert", "cryptography"} <= installed
     assert not NEVER & installed and "onnxruntime" not in installed  # onnxruntime only with [onnx]
     requires = json.loads(
         sh(py, "-c", "import json, importlib.metadata as m; print(json.dumps(m.requires('compressor-runtime')))").stdout
     )
-    assert sorted(requires) == ["ai-edge-litert>=2.3", "numpy", 'onnxruntime; extra == "onnx"']
+    assert sorted(requires) == ["ai-edge-litert>=2.3", "cryptography", "numpy", 'onnxruntime; extra == "onnx"']
     for module in ("tensorflow", "compressor"):  # stand-alone: neither TF nor the toolchain is there
         probe = sh(py, "-c", f"import {module}")
         assert probe.returncode == 1 and f"No module named '{module}'" in probe.stderr
 
-    assert sh(bin_dir / "compressor-runtime", "verify", bundle).returncode == 0
+    verified = sh(bin_dir / "compressor-runtime", "verify", bundle, "--key", keys["public_key"])
+    assert verified.returncode == 0 and f"signature: verified, Ed25519 key {keys['key_id']}" in verified.stdout
     started = time.perf_counter()
-    done = sh(bin_dir / "compressor-runtime", "validate", bundle, "--json", "--quiet")
+    done = sh(bin_dir / "compressor-runtime", "validate", bundle, "--json", "--quiet", "--key", keys["public_key"])
     validate_s = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["self_test"]["passed"] and report["self_test"]["max_abs_diff"] == 0.0
-    assert report["versions"]["compressor-runtime"] == "0.1.0" and "compressor" not in report["versions"]
+    assert report["signature"] == {"key_id": keys["key_id"], "verified": True}
+    assert report["versions"]["compressor-runtime"] == RUNTIME_VERSION and "compressor" not in report["versions"]
     no_onnx = sh(bin_dir / "compressor-runtime", "validate", bundle, "--model", "onnx")
     assert no_onnx.returncode == 2 and "pip install onnxruntime" in no_onnx.stderr and "Traceback" not in no_onnx.stderr
 
