@@ -26,7 +26,22 @@ def render(bench: dict) -> str:
     out = _header(bench) + _targets(bench) + _models(models)
     out += _compress_rows(s.get("compress", {}).get("data") or {}, s.get("latency", {}).get("data") or {}, models)
     out += _section_figures(s)
+    out += _backends(s)
     return "\n".join(out)
+
+
+def _backends(s: dict) -> list[str]:
+    from .backend_sections import render as render_backends
+
+    sec = s.get("quant_backends", {})
+    if not sec.get("data"):
+        return []
+    rerun = f"Rerun alone (`python -m benchmarks.run --only quant_backends`) {sec['date']}, {sec['seconds']:.0f} s."
+    return (
+        ["## Quantization backends and formats", ""]
+        + ([rerun, ""] if sec.get("alone") else [])
+        + render_backends(sec["data"])
+    )
 
 
 def _header(bench: dict) -> list[str]:

@@ -27,7 +27,9 @@ def compress_job(
     return {
         "reference_accuracy": report["reference_accuracy"],
         "passed": report["passed"],
-        "artifacts": [{k: r[k] for k in keep} for r in report["artifacts"]],
+        "artifacts": [
+            {**{k: r[k] for k in keep}, "latency_median_ms": r["latency"]["median_ms"]} for r in report["artifacts"]
+        ],
         "steps": {
             name: [{"step": m["step"], "info": m.get("info", {})} for m in metas]
             for name, metas in report.get("steps", {}).items()
@@ -35,10 +37,12 @@ def compress_job(
     }
 
 
-def train_job(model: str, out: str, data: str = "digits", epochs: int = 20, seed: int = 0) -> dict:
+def train_job(
+    model: str, out: str, data: str = "digits", epochs: int = 20, seed: int = 0, model_params: dict | None = None
+) -> dict:
     from compressor.pipeline.train import train
 
-    card = train(model, out, data=data, epochs=epochs, seed=seed, overwrite=True)
+    card = train(model, out, data=data, epochs=epochs, seed=seed, model_params=model_params, overwrite=True)
     return {"model_path": card["model_path"], "test_accuracy": card["test_accuracy"], "parameters": card["parameters"]}
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from compressor.recipes import load_recipe, preset_names
 
+from .backend_sections import quant_backends
 from .context import Context
 from .latency_matrix import artifact_latency
 from .measure import ratio, run_job
@@ -244,11 +245,12 @@ ALL = [
     ("footprint", footprint),
     ("workers", workers),
     ("tune_budget", tune_budget),
+    ("quant_backends", quant_backends),
     ("demo", demo),
 ]
 
 # Sections that read nothing from earlier sections (ctx.models / ctx.runs): `--only` may rerun them alone.
-STANDALONE = ("footprint", "workers", "tune_budget", "demo")
+STANDALONE = ("footprint", "workers", "tune_budget", "quant_backends", "demo")
 
 
 def targets(bench: dict) -> list[dict]:

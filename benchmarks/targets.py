@@ -57,6 +57,7 @@ def evaluate(bench: dict) -> list[dict]:
     _compression_targets(bench, out.check)
     _runtime_targets(bench, out)
     _tuning_and_cost_targets(bench, out.check)
+    _backend_targets(bench, out.check)
     d = _get(bench, "demo")
     out.check("#2", "make demo wall time after set-up (s)", lambda: (d["wall_s"], d["wall_s"] < 120), "< 120 s")
     return list(out)
@@ -179,3 +180,27 @@ def _tuning_and_cost_targets(bench: dict, check: Check) -> None:
             gap,
             ">= 0",
         )
+
+
+def _backend_targets(bench: dict, check: Check) -> None:
+    """#19: float16 ONNX really float16; int4 blockwise weights a sixth of float32 where weights dominate."""
+    q = _get(bench, "quant_backends") or {}
+    for model in ("digits_cnn", "digits_cnn_x4"):  # both over 100 KB of weights
+        check(
+            "#19",
+            f"{model} float16 ONNX size / float32 ONNX size",
+            lambda model=model: (
+                q[model]["float16_onnx_over_float32_onnx"],
+                q[model]["float16_onnx_over_float32_onnx"] <= 0.55,
+            ),
+            "<= 0.55",
+        )
+    check(
+        "#19",
+        "digits_cnn_x4 aeq-int4 TFLite size / float32 TFLite size",
+        lambda: (
+            q["digits_cnn_x4"]["int4_over_float32_tflite"],
+            q["digits_cnn_x4"]["int4_over_float32_tflite"] <= 0.16,
+        ),
+        "<= 0.16",
+    )
