@@ -128,14 +128,14 @@ def test_internal_error_is_exit_70_one_line_and_debug_shows_the_traceback(tmp_pa
 def test_runtime_cli_internal_and_os_errors(tmp_path, monkeypatch, capsys):
     import compressor.runtime.commands as commands
 
-    monkeypatch.setattr(commands, "verify", lambda target: {}["no such key"])
+    monkeypatch.setattr(commands, "verify", lambda target, key=None: {}["no such key"])
     assert runtime_cli.run(["verify", "bundle.zip"]) == INTERNAL_ERROR
     err = capsys.readouterr().err
     assert err.startswith("error: internal error (a bug): KeyError") and "Traceback" not in err
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    monkeypatch.setattr(commands, "verify", lambda target: open(Path(target) / "manifest.json").read())  # noqa: SIM115
+    monkeypatch.setattr(commands, "verify", lambda target, key=None: open(Path(target) / "manifest.json").read())  # noqa: SIM115
     assert runtime_cli.run(["verify", str(blocker)]) == USER_ERROR  # a real ENOTDIR from open()
     err = capsys.readouterr().err
     assert err.startswith(f"error: {blocker / 'manifest.json'}: ")
