@@ -5,6 +5,7 @@ import the Keras shim inside ``apply``).
 """
 
 from compressor.recipes import (  # noqa: F401  (registers distill, regularize)  # noqa: F401  (registers cluster, prune, qat)
+    aeq,  # noqa: F401  (registers aeq_int8, aeq_a16w8, aeq_int4)
     cluster,
     distill,
     prune,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from compressor.export import onnx_quant
-from compressor.export.conversions import CONVERSIONS
+from compressor.export.conversions import CONVERSIONS, measure_conversion
 from compressor.pipeline import validation
 from compressor.pipeline.chain import run_chain
 from compressor.pipeline.int8_followups import int8_followups
@@ -64,8 +64,11 @@ def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
     steps = ctx.layout.steps(recipe.name)
     tflite, outcome.steps = run_chain(ctx.model, ctx.data, recipe, steps, ctx.resume, ctx.trust_code)
     final = shutil.copyfile(tflite, ctx.layout.artifact(recipe.name, "tflite"))
-    result = ctx.measure(final, recipe.name, "tflite")
     conversion = CONVERSIONS[recipe.steps[-1].type]
+    result = measure_conversion(ctx, final, recipe.name, conversion)
+    if "error" in result.metrics["latency"]:  # LiteRT could not run it: its failed row is all there is
+        outcome.results.append(result)
+        return outcome
     if conversion.keras_atol is not None:
         validation.check_against(result, "keras", ctx.reference, atol=conversion.keras_atol)
     if conversion.int8_diagnostics:
@@ -75,7 +78,10 @@ def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
             "skipped": f"the quantization debugger covers int8 only, not {recipe.steps[-1].type}"
         }
     outcome.results.append(result)
-    if "onnx" in recipe.export.formats:
+    no_onnx = conversion.onnx_reason(recipe.steps[-1].params)
+    if "onnx" in recipe.export.formats and no_onnx:
+        ctx.progress(f"  no ONNX for {recipe.name}: {no_onnx}")  # also in its meta.json
+    elif "onnx" in recipe.export.formats:
         _export_onnx(ctx, recipe, result, outcome, conversion.onnx_quantizers)
     return outcome
 
