@@ -39,7 +39,18 @@ def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Sec
     return out
 
 
-_RESULTS_HEADER = ["artifact", "format", "size", "gzip", "accuracy", "Δ vs float32", "agreement", "p50 ms", "p90 ms"]
+_RESULTS_HEADER = [
+    "artifact",
+    "format",
+    "size",
+    "gzip",
+    "accuracy",
+    "Δ vs float32",
+    "agreement",
+    "p50 ms",
+    "p90 ms",
+    "quantized by",
+]
 
 
 def _results_table(report: dict, ship: dict | None) -> str:
@@ -56,6 +67,7 @@ def _results_table(report: dict, ship: dict | None) -> str:
             pct((r.get("agreement") or {}).get("top1_agreement")),
             ms(r["latency"]["median_ms"]),
             ms(r["latency"]["p90_ms"]),
+            _quantized_by(report, r),
             status(r),
         ]
         for r in rows
@@ -72,6 +84,21 @@ def _results_table(report: dict, ship: dict | None) -> str:
         f"{html.escape(str(data.get('name')))}; highlighted: the artifact to ship "
         "(smallest compressed .tflite, passing ones first)</p>"
     )
+
+
+def _quantized_by(report: dict, row: dict) -> str:
+    """The tool that quantized an artifact, as its recipe's conversion step recorded it in meta.json
+    ("converter": the TFLite converter, or "ai-edge-quantizer X.Y"); an ONNX from its .tflite (tf2onnx)
+    keeps those integers; one made by ONNX Runtime's own quantizer (--onnx-quant) says so."""
+    steps = report.get("steps") or {}
+    name, kept = row["artifact"], None
+    if name not in steps and row["format"] == "onnx":  # an ONNX variant not kept: "<recipe>.<tag>"
+        name, _, kept = name.rpartition(".")
+    kept = kept or (report.get("onnx_quant") or {}).get(name, {}).get("kept")
+    if row["format"] == "onnx" and kept == "ort":
+        return "onnxruntime"
+    metas = steps.get(name) or [{}]
+    return str((metas[-1].get("info") or {}).get("backend", ""))
 
 
 def _tradeoff_plots(rows: list[dict]) -> str:
