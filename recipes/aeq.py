@@ -22,7 +22,7 @@ from compressor.recipes.ptq import CalibratedParams
 SCOPE_HELP = (
     "regular expressions searched (re.search) in each op's output tensor names in the float32 .tflite, "
     "joined by ';' (e.g. 'digits_cnn/dense/MatMul;digits_cnn/dense/Relu;'): a Keras layer name "
-    "like 'dense/' usually matches its op; see `compressor inspect` on the float32 model"
+    "like 'dense/' usually matches its op; a regex that matches no op is refused, listing them"
 )
 
 
@@ -31,8 +31,8 @@ def _compiled(patterns: list[str]) -> list[str]:
     for pattern in patterns:
         try:
             re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
+        except (re.error, OverflowError, RecursionError) as e:  # "a{99999999999}", 2000 nested groups
+            raise ValueError(f"{pattern[:80]!r} is not a regular expression: {e}") from None
     return patterns
 
 
