@@ -100,3 +100,8 @@ def get_step(name: str) -> StepType:
 
 def step_types() -> dict[str, StepType]:
     return dict(sorted(_REGISTRY.items()))
+
+
+def conversion_names() -> list[str]:
+    """The post-training conversion step types, in registration order (the converter's first)."""
+    return [name for name, step in _REGISTRY.items() if step.kind == "convert"]

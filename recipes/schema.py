@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from compressor.recipes.base import get_step
+from compressor.recipes.base import conversion_names, get_step
 from compressor.recipes.overrides import apply_override
 from compressor.runtime.errors import UserError
 from compressor.runtime.gates import Gates as RuntimeGates
@@ -96,7 +96,7 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
     if kinds[-1] != "convert":
         raise UserError(
             f"{source}: steps[{len(steps) - 1}].type: the last step must be a post-training "
-            "conversion (float16, dynamic, int8, int16x8)"
+            f"conversion ({', '.join(conversion_names())})"
         )
     if "convert" in kinds[:-1]:
         i = kinds.index("convert")

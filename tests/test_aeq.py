@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -103,6 +104,23 @@ def test_int4_is_a_fifth_of_float32_and_blockwise(run):
     scales = {t["name"].removesuffix("_scales"): t["shape"] for t in tensors if t["name"].endswith("_scales")}
     assert scales["mlp/dense1/MatMul"] == [128, 64 // 32]  # one scale per 32 inputs of each output row
     assert _info(report, "aeq-int4")["int4_per_channel_fully_connected"] == []
+
+
+def test_inspect_reads_int4_weights_as_the_interpreter_does(run):
+    from compressor.inspection.tflite import inspect_tflite
+    from compressor.inspection.weights import layer_name, tflite_kernels
+
+    path = run[0] / "aeq-int4" / "model.tflite"
+    info, stored = inspect_tflite(path), tflite_kernels(path)
+    assert info["weight_dtype"] == "int4" and {k["dtype"] for k in info["kernels"]} == {"int4"}
+    f = TFLiteFile(path.read_bytes())
+    for t in (t for t in f.tensors if t["dtype"] == "INT4"):  # unpacked by us == unpacked by LiteRT
+        values = f.data(t)
+        assert values.min() >= -8 and values.max() <= 7 and len(np.unique(values)) > 8
+        assert np.array_equal(values, stored[layer_name(t["name"])])
+        assert f.stored_bytes(t) == (values.size + 1) // 2  # two values per byte
+    biggest = info["largest_tensors"][0]
+    assert biggest["dtype"] == "int4" and biggest["bytes"] == (np.prod(biggest["shape"]) + 1) // 2
 
 
 def test_block_size_that_does_not_divide_a_layer_falls_back_to_per_channel(run):

@@ -66,7 +66,11 @@ def _convert(fn, out: Path, what: str, rewrite=None) -> Path:
 
     if rewrite is not None:
         rewrite(proto)
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:  # tf2onnx wrote a graph ONNX itself rejects: not a bug of ours
+        first = (str(e).strip().splitlines() or ["invalid graph"])[0]
+        raise UserError(f"ONNX export of {what} failed: tf2onnx wrote an invalid ONNX graph ({first[:300]})") from None
     record_io_quantization(proto)
     return write_bytes(out, proto.SerializeToString())
 

@@ -63,12 +63,20 @@ class TFLiteFile:
         self.ops = [(codes[op.opcode], list(op.inputs), list(op.outputs)) for op in self.graph.operators]
 
     def data(self, tensor: dict) -> np.ndarray | None:
-        """The constant data of a tensor, or None for activations (and sparse or packed constants)."""
+        """The constant data of a tensor (int4 unpacked to int8), or None for activations and sparse constants."""
         raw = self.model.buffer_bytes(self.content, tensor["buffer"])
-        dtype = _NUMPY.get(tensor["dtype"])
-        if raw is None or dtype is None or tensor["sparse"]:
+        shape = [max(d, 1) for d in tensor["shape"]] or [-1]
+        if raw is None or tensor["sparse"]:
             return None
-        return np.frombuffer(raw, dtype=dtype).reshape([max(d, 1) for d in tensor["shape"]] or [-1])
+        if tensor["dtype"] == "INT4":
+            return unpack_int4(raw, int(np.prod(shape)) if shape != [-1] else 2 * len(raw)).reshape(shape)
+        dtype = _NUMPY.get(tensor["dtype"])
+        return None if dtype is None else np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+    def stored_bytes(self, tensor: dict) -> int:
+        """What the constant takes in the file (int4 packs two values per byte)."""
+        raw = self.model.buffer_bytes(self.content, tensor["buffer"])
+        return 0 if raw is None else len(raw)
 
     def float_ops(self) -> dict[str, int]:
         """Compute ops with float inputs: only meaningful in a quantized model (int8/int16x8)."""
@@ -105,6 +113,15 @@ _NUMPY = {
     "INT64": np.int64,
     "BOOL": np.bool_,
 }
+
+
+def unpack_int4(raw: bytes, count: int) -> np.ndarray:
+    """TFLite's packed int4: two values per byte, the first in the low nibble, two's complement."""
+    packed = np.frombuffer(raw, dtype=np.uint8)
+    nibbles = np.stack([packed & 0x0F, packed >> 4], axis=1).ravel()[:count].astype(np.int8)
+    if nibbles.size != count:
+        raise UserError(f"an int4 tensor holds {nibbles.size} values, its shape needs {count}: the file is corrupt")
+    return (nibbles ^ 8) - 8
 
 
 def float_ops(content: bytes) -> dict[str, int]:
@@ -151,16 +168,20 @@ def inspect_tflite(path: Path) -> dict:
         if values is not None:
             constants.append((t, values))
     total = len(content)
-    largest = sorted(constants, key=lambda tv: -tv[1].nbytes)[:10]
+    largest = sorted(constants, key=lambda tv: -f.stored_bytes(tv[0]))[:10]
     # int32/int64 constants are shapes and axes, except the int32 biases of quantized layers
     biases = {ins[2] for op, ins, _ in f.ops if op in _KERNEL_OPS and len(ins) > 2 and ins[2] >= 0}
     bias_names = {f.tensors[i]["name"] for i in biases}
     weights = [v for t, v in constants if t["dtype"] not in ("INT32", "INT64") or t["name"] in bias_names]
-    from compressor.inspection.weights import tflite_kernels
+    from compressor.inspection.weights import layer_name, tflite_kernels
 
     # TFLite layouts put the output channel first, except depthwise kernels [1, h, w, out].
     stored = tflite_kernels(path)
     kernels = [kernel_stats(name, "", v, 3 if v.ndim == 4 and v.shape[0] == 1 else 0) for name, v in stored.items()]
+    # The interpreter hands int4 kernels back unpacked to int8: the file's own type names them.
+    packed = {layer_name(t["name"]) for t in f.tensors if t["dtype"] == "INT4"}
+    for k in kernels:
+        k["dtype"] = "int4" if k["name"].split("#")[0] in packed else k["dtype"]
     quantized = {t["dtype"] for t in f.tensors if len(t["scales"]) and t["dtype"] in ("INT8", "INT16", "UINT8")}
     metadata = [name for name, _ in f.model.metadata]
     return {
@@ -175,14 +196,14 @@ def inspect_tflite(path: Path) -> dict:
         "operators": dict(sorted(Counter(op for op, _, _ in f.ops).items())),
         "operator_total": len(f.ops),
         "parameters": int(sum(v.size for v in weights)),
-        "constant_bytes": int(sum(v.nbytes for _, v in constants)),
+        "constant_bytes": int(sum(f.stored_bytes(t) for t, _ in constants)),
         "largest_tensors": [
             {
                 "name": t["name"],
                 "dtype": t["dtype"].lower(),
                 "shape": t["shape"],
-                "bytes": int(v.nbytes),
-                "share": v.nbytes / total,
+                "bytes": f.stored_bytes(t),
+                "share": f.stored_bytes(t) / total,
             }
             for t, v in largest
         ],

@@ -6,6 +6,7 @@ from typing import Any
 
 from compressor.pipeline.layout import REFERENCE
 from compressor.recipes import Recipe, get_step
+from compressor.recipes.base import conversion_names
 from compressor.runtime.errors import UserError
 
 
@@ -31,7 +32,7 @@ def check_trainable(model: Any, recipes: list[Recipe]) -> None:
             raise UserError(
                 f"recipe {recipe.name} has training steps ({', '.join(training)}) but {model.path} is "
                 "a plain SavedModel without Keras metadata, which cannot be trained; use a "
-                "post-training recipe (float16, dynamic, int8, int16x8) or a tf_keras model"
+                f"post-training recipe ({', '.join(conversion_names())}) or a tf_keras model"
             )
 
 
