@@ -127,9 +127,25 @@ def _first_line(error: BaseException) -> str:
     return lines[0][:300] if lines else type(error).__name__
 
 
+def _refuse_blockwise_int4(model, path: Path) -> None:
+    """Blockwise int4 weights (ai-edge-quantizer's aeq_int4: an INT4 kernel with no per-channel scales,
+    its block scales in a separate tensor) are computed correctly only by XNNPACK. ai-edge-litert
+    2.3's builtin kernels run them without an error and return wrong outputs (digits_cnn: 83% with
+    the optimized kernels, 10% with the reference ones, 98.3% with XNNPACK), so they are refused."""
+    for graph in model.subgraphs:
+        for t in graph.tensors:
+            if t.type_name == "INT4" and not t.scales:
+                raise UserError(
+                    f"{path.name} has blockwise int4 weights ({t.name}), which LiteRT computes correctly "
+                    "only with XNNPACK; drop --no-xnnpack"
+                )
+
+
 class _TFLiteRunner(Runner):
     def __init__(self, path: Path, threads: int, xnnpack: bool):
-        check_tflite_file(path)  # LiteRT's C++ trusts the file: structural faults are refused first
+        model = check_tflite_file(path)  # LiteRT's C++ trusts the file: structural faults are refused first
+        if not xnnpack:
+            _refuse_blockwise_int4(model, path)
         trial_run(path, threads, xnnpack)  # what no check can rule out crashes a child, not us
         self._xnnpack = xnnpack
         super().__init__(path, threads)

@@ -211,3 +211,15 @@ def test_an_aeq_output_litert_cannot_run_fails_its_check_not_the_run(mlp_path, d
     assert "INT2" in mismatch.detail and "\n" not in mismatch.detail and lines[-1] == f"  int2: {mismatch.detail}"
     with pytest.raises(UserError, match="cannot be prepared"):  # the converter's own outputs must run
         measure_conversion(ctx, path, "int2", CONVERSIONS["int8"])
+
+
+def test_blockwise_int4_refused_without_xnnpack(run):
+    """LiteRT 2.3's builtin kernels return wrong outputs for blockwise int4 (measured: 83% and 10%
+    where XNNPACK gives 98.6% on digits_cnn): the runtime refuses instead of measuring them."""
+    from compressor.runtime.interpreters import open_model
+
+    path = run[0] / "aeq-int4" / "model.tflite"
+    with pytest.raises(UserError, match=r"has blockwise int4 weights .* only with XNNPACK; drop --no-xnnpack"):
+        open_model(path, xnnpack=False)
+    assert open_model(path, xnnpack=True).outputs[0].shape[-1] == 10
+    assert open_model(run[0] / "aeq-int8" / "model.tflite", xnnpack=False).outputs[0].shape[-1] == 10
