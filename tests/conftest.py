@@ -17,6 +17,14 @@ def seed() -> int:
 
 
 @pytest.fixture(scope="session")
+def digits():
+    """The embedded digits, split with seed 0 (read-only: tests must not modify its arrays)."""
+    from compressor.datasets import load_dataset
+
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """digits_cnn at small width, trained 3 epochs on the embedded digits: (run folder, card)."""
     from compressor.pipeline.train import train

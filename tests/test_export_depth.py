@@ -19,13 +19,6 @@ from compressor.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from compressor.datasets import load_dataset
-
-    return load_dataset("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
 def outlier_model(digits, tmp_path_factory):
     from compressor.keras_shim import set_seed
     from compressor.models import build_model

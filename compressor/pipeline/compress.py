@@ -167,7 +167,7 @@ def _run(ctx: RunContext, recipes: list[Recipe]) -> dict:
     float_results, keras_reference = _reference(ctx, needs_onnx=any("onnx" in r.export.formats for r in recipes))
     results = list(float_results)
     steps: dict[str, list[dict]] = {}
-    extras: dict[str, dict] = {"quant_debug": {}, "selective": {}, "onnx_quant": {}}
+    extras: dict[str, dict] = {"quant_debug": {}, "selective": {}, "onnx_quant": {}, "onnx_skipped": {}}
     converted: list[tuple] = []  # (tflite result, ONNX converted from it): parity pairs
     for recipe in recipes:
         outcome = run_recipe(ctx, recipe)

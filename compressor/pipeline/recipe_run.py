@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from compressor.export import onnx_quant
-from compressor.export.conversions import CONVERSIONS, measure_conversion
+from compressor.export.conversions import CONVERSIONS, CONVERTER, measure_conversion
 from compressor.pipeline import validation
 from compressor.pipeline.chain import run_chain
 from compressor.pipeline.int8_followups import int8_followups
 from compressor.pipeline.layout import RunLayout
 from compressor.pipeline.model_io import LoadedModel
 from compressor.recipes import Recipe
+from compressor.runtime.errors import UserError
 
 
 @dataclass
@@ -79,10 +80,17 @@ def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
         }
     outcome.results.append(result)
     no_onnx = conversion.onnx_reason(recipe.steps[-1].params)
+    if "onnx" in recipe.export.formats and not no_onnx:
+        try:
+            _export_onnx(ctx, recipe, result, outcome, conversion.onnx_quantizers)
+        except UserError as e:
+            if conversion.backend == CONVERTER:  # our converter's graphs always convert: a failure is news
+                raise
+            why = str(e).split(" failed: ", 1)[-1].removeprefix("make_sure failure: ")  # no partial-folder path
+            no_onnx = f"tf2onnx failed on this {conversion.backend} graph: {why}"
     if "onnx" in recipe.export.formats and no_onnx:
-        ctx.progress(f"  no ONNX for {recipe.name}: {no_onnx}")  # also in its meta.json
-    elif "onnx" in recipe.export.formats:
-        _export_onnx(ctx, recipe, result, outcome, conversion.onnx_quantizers)
+        ctx.progress(f"  no ONNX for {recipe.name}: {no_onnx}")
+        outcome.extras["onnx_skipped"] = no_onnx  # the report's onnx_skipped section
     return outcome
 
 
