@@ -45,7 +45,7 @@ def summarise(result: dict) -> dict:
             "backend": backends.get(artifact, "converter" if artifact == "float32" else None),
             "size_bytes": a["size_bytes"],
             "accuracy": a["accuracy"],
-            "drop_points": round(-a["accuracy_delta"] * 100, 2),
+            "delta_points": round(a["accuracy_delta"] * 100, 2) + 0.0,  # + 0.0: no "-0.0"
             "latency_median_ms": a.get("latency_median_ms"),
             "problems": a["gates_failed"] + a["export_mismatches"],
         }
@@ -57,7 +57,8 @@ def summarise(result: dict) -> dict:
         "artifacts": table,
         "float16_onnx_over_float32_onnx": ratio(f16_onnx["size_bytes"], f32_onnx["size_bytes"]) if f16_onnx else None,
         "int4_over_float32_tflite": ratio(int4["size_bytes"], f32["size_bytes"]) if int4 else None,
-        "int4_drop_points": table["aeq-int4/tflite"]["drop_points"] if int4 else None,
+        "int4_delta_points": table["aeq-int4/tflite"]["delta_points"] if int4 else None,
+        "onnx_skipped": result.get("onnx_skipped", {}),
     }
 
 
@@ -72,16 +73,18 @@ def render(data: dict) -> list[str]:
         out += [
             f"**{model}** ({d['parameters']:,} parameters, float {d['float_accuracy']:.2%}): float16 ONNX / float32 "
             f"ONNX size {d['float16_onnx_over_float32_onnx']}, int4 / float32 TFLite size "
-            f"{d['int4_over_float32_tflite']} at {d['int4_drop_points']} points drop.",
+            f"{d['int4_over_float32_tflite']} at {d['int4_delta_points']:+.2f} points accuracy.",
             "",
-            "| artifact | backend | size KB | accuracy | drop pt | latency ms | problems |",
+            "| artifact | backend | size KB | accuracy | Δ pt | latency ms | problems |",
             "|---|---|---|---|---|---|---|",
         ]
         for key, a in d["artifacts"].items():
             lat = a["latency_median_ms"]
             out.append(
                 f"| {key} | {a['backend'] or ''} | {a['size_bytes'] / 1024:.1f} | {a['accuracy']:.2%} | "
-                f"{a['drop_points']:.2f} | {'' if lat is None else f'{lat:.3f}'} | {'; '.join(a['problems'])} |"
+                f"{a['delta_points']:+.2f} | {'' if lat is None else f'{lat:.3f}'} | {'; '.join(a['problems'])} |"
             )
         out.append("")
+        out += [f"No ONNX for {recipe}: {why}.  " for recipe, why in d["onnx_skipped"].items()]
+        out += [""] if d["onnx_skipped"] else []
     return out

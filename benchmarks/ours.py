@@ -27,6 +27,7 @@ def compress_job(
     return {
         "reference_accuracy": report["reference_accuracy"],
         "passed": report["passed"],
+        "onnx_skipped": report.get("onnx_skipped", {}),
         "artifacts": [
             {**{k: r[k] for k in keep}, "latency_median_ms": r["latency"]["median_ms"]} for r in report["artifacts"]
         ],
