@@ -16,16 +16,20 @@ from compressor.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def models(tiny_model_path, tmp_path_factory) -> dict[str, bytes]:
-    """cluster-qat-int8 (1 epoch per training step) and plain int8 .tflite files, as bytes."""
-    out = tmp_path_factory.mktemp("mcu-wc")
-    tflite_only = "export.formats=[tflite]"
-    fast = ["steps.0.params.epochs=1", "steps.1.params.epochs=1", tflite_only]
-    compress(tiny_model_path, ["cluster-qat-int8"], out / "clustered", latency_runs=3, overrides=fast)
-    compress(tiny_model_path, ["int8"], out / "plain", latency_runs=3, overrides=[tflite_only])
+def clustered_run(tiny_model_path, tmp_path_factory):
+    """A cluster-qat-int8 run (1 epoch per training step, TFLite only)."""
+    out = tmp_path_factory.mktemp("mcu-wc") / "clustered"
+    fast = ["steps.0.params.epochs=1", "steps.1.params.epochs=1", "export.formats=[tflite]"]
+    compress(tiny_model_path, ["cluster-qat-int8"], out, latency_runs=3, overrides=fast)
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(clustered_run, int8_run) -> dict[str, bytes]:
+    """The clustered and a plain int8 .tflite, as bytes."""
     return {
-        "clustered": (out / "clustered" / "cluster-qat-int8" / "model.tflite").read_bytes(),
-        "plain": (out / "plain" / "int8" / "model.tflite").read_bytes(),
+        "clustered": (clustered_run / "cluster-qat-int8" / "model.tflite").read_bytes(),
+        "plain": (int8_run / "int8" / "model.tflite").read_bytes(),
     }
 
 
@@ -96,3 +100,29 @@ def test_float_inputs_are_a_user_error(models, clustered, digits):
         check_compressed(models["clustered"], clustered[0], digits.x_test)
     with pytest.raises(UserError, match="do not match"):
         check_compressed(models["clustered"], clustered[0], np.zeros((2, 4, 4, 1), np.int8))
+
+
+def test_package_mcu_ships_the_compressed_weights_on_request(clustered_run, int8_run, tmp_path):
+    from compressor.mcu.package_mcu import package_mcu
+
+    offered = package_mcu(clustered_run, tmp_path / "plain")
+    lut = offered["weight_compression"]
+    assert not lut["applied"] and lut["outputs_identical"] and lut["flash_bytes_after"] < lut["flash_bytes_before"]
+    assert offered["flash"]["model_bytes"] == lut["flash_bytes_before"] and "TFLM_DECODE" not in offered["ops"]
+    shipped = package_mcu(clustered_run, tmp_path / "lut", compress_weights=True)
+    assert shipped["weight_compression"]["applied"] and "TFLM_DECODE" in shipped["ops"]
+    assert (
+        shipped["flash"]["model_bytes"]
+        == lut["flash_bytes_after"]
+        == (tmp_path / "lut" / "model.tflite").stat().st_size
+    )
+    assert (
+        shipped["arena"]["measured_bytes"]
+        == lut["decode_ram"]["arena_bytes_after"]
+        > offered["arena"]["measured_bytes"]
+    )
+    assert "resolver.AddDecode()" in (tmp_path / "lut" / "op_resolver.h").read_text()
+    assert shipped["accuracy"] == offered["accuracy"]  # the outputs are identical: so is every figure
+    with pytest.raises(UserError, match="--compress-weights: .*distinct values"):
+        package_mcu(int8_run, tmp_path / "refused", compress_weights=True)
+    assert not (tmp_path / "refused").exists()

@@ -64,14 +64,14 @@ def package(
     run_dir, out = Path(run_dir), Path(out)
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
     layout = RunLayout(run_dir)
-    report, run = _read_json(layout.report_json), _read_json(layout.run_record)
+    report, run = read_run_file(layout.report_json), read_run_file(layout.run_record)
     if samples < 1:
         raise UserError(f"--samples must be >= 1, got {samples}")
     chosen, reason = choose_artifact(report, artifact)
-    inputs = [layout.report_json, layout.run_record, run.get("model"), data, data_dir, _artifact_file(layout, chosen)]
+    inputs = [layout.report_json, layout.run_record, run.get("model"), data, data_dir, artifact_file(layout, chosen)]
     check_file_output(out, inputs, overwrite, replaceable=_is_bundle)  # never a folder, an input or a foreign file
     progress(f"packaging {chosen['artifact']}: {reason}")
-    dataset = _reload_dataset(run_dir, run, report, data, data_dir, seed)
+    dataset = reload_dataset(run_dir, run, report, data, data_dir, seed)
     model_name = name or _card(run).get("model") or Path(run["model"]).name
     bundle = _Bundle(layout, report, run, chosen, dataset, model_name, str(version))
     with tempfile.TemporaryDirectory(prefix="compressor-package-") as tmp:
@@ -101,7 +101,7 @@ class _Bundle:
     def write(self, tmp: Path, samples: int, reason: str, signature: dict | None) -> dict:
         chosen, dataset = self.chosen, self.dataset
         write_metadata(
-            _artifact_file(self.layout, chosen),
+            artifact_file(self.layout, chosen),
             tmp / "model.tflite",
             labels=self.labels,
             preprocessing=self.prep,
@@ -116,7 +116,7 @@ class _Bundle:
         entries = [_model_entry(tmp / "model.tflite", "tflite", chosen, dataset, arrays, self.recipe, check=True)]
         onnx_row = self._onnx_row()
         if onnx_row is not None:
-            shutil.copyfile(_artifact_file(self.layout, onnx_row), tmp / "model.onnx")
+            shutil.copyfile(artifact_file(self.layout, onnx_row), tmp / "model.onnx")
             entries.append(_model_entry(tmp / "model.onnx", "onnx", onnx_row, dataset, arrays, self.recipe, False))
         (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in self.labels), encoding="utf-8")
         buf = io.BytesIO()
@@ -233,7 +233,7 @@ def _model_entry(path: Path, fmt: str, row: dict, dataset, arrays: dict, recipe:
     }
 
 
-def _artifact_file(layout: RunLayout, row: dict) -> Path:
+def artifact_file(layout: RunLayout, row: dict) -> Path:
     """The row's file inside the run folder (the recorded absolute path is stale once a run folder moves)."""
     path = layout.recipe_dir(row["artifact"]) / Path(row.get("path") or f"model.{row['format']}").name
     if not path.is_file():
@@ -241,7 +241,7 @@ def _artifact_file(layout: RunLayout, row: dict) -> Path:
     return path
 
 
-def _reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int | None):
+def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int | None):
     """The run's test set, from what run.json recorded; the arguments given override it. Runs made
     before run.json recorded its data fall back to the model card's data set and seed 0."""
     from compressor.datasets import DATASET_NAMES, load_dataset
@@ -283,7 +283,7 @@ def _is_bundle(path: Path) -> bool:
         return False
 
 
-def _read_json(path: Path) -> dict:
+def read_run_file(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a run folder written by `compressor compress`")
     return load_json_file(path, path.name, limit=RUN_FILE_BYTES)

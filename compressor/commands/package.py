@@ -9,7 +9,29 @@ from compressor.commands.app import cli, common, emit, progress
 
 @cli.command("package")
 @click.argument("run_dir", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Bundle .zip to write.")
+@click.option("--out", required=True, type=click.Path(), help="Bundle .zip to write (--target mcu: a folder).")
+@click.option(
+    "--target",
+    type=click.Choice(["app", "mcu"]),
+    default="app",
+    show_default=True,
+    help="app: a bundle .zip for phones and edge boards; mcu: C sources for TFLite Micro, proven on its interpreter.",
+)
+@click.option(
+    "--arena-limit-kb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="--target mcu: refuse a model whose tensor arena (measured + margin) exceeds this.",
+)
+@click.option(
+    "--compress-weights",
+    is_flag=True,
+    help="--target mcu: ship the weights as TFLite Micro lookup tables (clustered models; outputs checked identical).",
+)
+@click.option(
+    "--flash-limit-kb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="--target mcu: refuse a model whose flatbuffer is larger than this.",
+)
 @click.option(
     "--artifact", default=None, help="Recipe artifact to ship (default: the smallest TFLite whose gates passed)."
 )
@@ -31,25 +53,26 @@ from compressor.commands.app import cli, common, emit, progress
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @common
-def package_cmd(
-    run_dir, out, artifact, samples, name, model_version, data, data_dir, seed, sign_key, overwrite, as_json
-):
-    """Bundle a compress run for mobile apps: model(s), labels, manifest, self-test samples."""
+def package_cmd(run_dir, out, target, artifact, data, data_dir, seed, overwrite, as_json, **options):
+    """Bundle a compress run: for apps (model(s), labels, manifest, self-test samples) or for a
+    microcontroller (--target mcu: model_data.cc, settings and op-resolver headers, checked on TFLite Micro)."""
+    common_args = dict(artifact=artifact, data=data, data_dir=data_dir, seed=seed, overwrite=overwrite)
+    mcu_only = ("arena_limit_kb", "flash_limit_kb", "compress_weights")
+    if target == "mcu":
+        return _package_mcu(run_dir, out, as_json, **common_args, **{k: options[k] for k in mcu_only})
+    if any(options[k] for k in mcu_only):
+        raise click.UsageError("--arena-limit-kb, --flash-limit-kb and --compress-weights apply to --target mcu")
     from compressor.bundle.package import package
 
     result = package(
         run_dir,
         out,
-        artifact=artifact,
-        samples=samples,
-        name=name,
-        version=model_version,
-        data=data,
-        data_dir=data_dir,
-        seed=seed,
-        overwrite=overwrite,
-        sign=sign_key,
+        samples=options["samples"],
+        name=options["name"],
+        version=options["model_version"],
+        sign=options["sign_key"],
         progress=progress,
+        **common_args,
     )
     files = ", ".join(result["manifest"]["files"])
     signed = result["manifest"]["signature"]
@@ -61,6 +84,32 @@ def package_cmd(
         + (f", manifest.sig (Ed25519, key {signed['key_id']})" if signed else " (unsigned)")
         + f"\ncheck it on the device: compressor-runtime verify {out}{key} && compressor-runtime validate {out}{key}",
     )
+
+
+def _package_mcu(run_dir, out, as_json, **args):
+    from compressor.mcu.package_mcu import package_mcu
+
+    info = package_mcu(run_dir, out, progress=progress, **args)
+    acc, arena = info["accuracy"], info["arena"]
+    emit(
+        info,
+        as_json,
+        f"wrote {out}: {info['artifact']} for TFLite Micro {info['tflite_micro']}: accuracy {acc['tflm']:.2%} on its "
+        f"interpreter ({acc['litert']:.2%} on LiteRT, top-1 agreement {acc['top1_agreement']:.2%}); flash "
+        f"{info['flash']['model_bytes'] / 1024:.1f} KB, arena {arena['measured_bytes'] / 1024:.1f} KB measured, "
+        f"{arena['recommended_bytes'] / 1024:.0f} KB recommended; ops: {', '.join(info['ops'])}\n"
+        f"weight compression (lookup tables): {_lut_line(info['weight_compression'])}",
+    )
+
+
+def _lut_line(lut: dict) -> str:
+    if "flash_bytes_after" not in lut:
+        return f"not offered: {lut['reason']}"
+    sizes = f"flash {lut['flash_bytes_before'] / 1024:.1f} -> {lut['flash_bytes_after'] / 1024:.1f} KB"
+    ram = f"+{lut['decode_ram']['decode_ram_bytes'] / 1024:.1f} KB arena to decode"
+    if lut["applied"]:
+        return f"applied: {sizes}, {ram}, outputs identical"
+    return lut.get("reason") or f"available with --compress-weights: {sizes}, {ram}, outputs identical"
 
 
 @cli.command("keygen")

@@ -220,7 +220,8 @@ def _smallest(fits, what: str) -> int:
         high *= 2
         if high > _MAX_ARENA:
             raise UserError(f"the model does not run in TFLite Micro with {_MAX_ARENA >> 20} MiB of {what}")
-    low = high // 2 if high > 1024 else 0
+    # Never below 1 KiB: TFLM's allocator segfaults, rather than failing, on a few hundred bytes.
+    low = high // 2 if high > 1024 else 1023
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if fits(middle) else (middle, high)
