@@ -31,17 +31,21 @@ def render(bench: dict) -> str:
 
 
 def _backends(s: dict) -> list[str]:
+    """The sections that render their own tables (the others are JSON figures)."""
     from .backend_sections import render as render_backends
+    from .mcu_sections import render as render_mcu
 
-    sec = s.get("quant_backends", {})
-    if not sec.get("data"):
-        return []
-    rerun = f"Rerun alone (`python -m benchmarks.run --only quant_backends`) {sec['date']}, {sec['seconds']:.0f} s."
-    return (
-        ["## Quantization backends and formats", ""]
-        + ([rerun, ""] if sec.get("alone") else [])
-        + render_backends(sec["data"])
-    )
+    out: list[str] = []
+    for key, title, render_section in (
+        ("quant_backends", "Quantization backends and formats", render_backends),
+        ("mcu", "Microcontrollers: TFLite Micro", render_mcu),
+    ):
+        sec = s.get(key, {})
+        if not sec.get("data"):
+            continue
+        rerun = f"Rerun alone (`python -m benchmarks.run --only {key}`) {sec['date']}, {sec['seconds']:.0f} s."
+        out += [f"## {title}", ""] + ([rerun, ""] if sec.get("alone") else []) + render_section(sec["data"])
+    return out
 
 
 def _header(bench: dict) -> list[str]:

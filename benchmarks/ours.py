@@ -82,3 +82,11 @@ def package_job(run_dir: str, out: str) -> dict:
 
     result = package(run_dir, out, overwrite=True)
     return {"artifact": result["artifact"], "files": sorted(result["manifest"]["files"])}
+
+
+def package_mcu_job(run_dir: str, out: str, artifact: str, compress_weights: bool = False) -> dict:
+    from compressor.mcu.package_mcu import package_mcu
+
+    info = package_mcu(run_dir, out, artifact=artifact, compress_weights=compress_weights, overwrite=True)
+    keep = ("artifact", "accuracy", "arena", "flash", "ops", "weight_compression", "tflite_micro")
+    return {k: info[k] for k in keep}

@@ -9,6 +9,7 @@ from compressor.recipes import load_recipe, preset_names
 from .backend_sections import quant_backends
 from .context import Context
 from .latency_matrix import artifact_latency
+from .mcu_sections import mcu
 from .measure import ratio, run_job
 from .runtime_sections import footprint, latency_parity, validation_throughput
 
@@ -246,11 +247,12 @@ ALL = [
     ("workers", workers),
     ("tune_budget", tune_budget),
     ("quant_backends", quant_backends),
+    ("mcu", mcu),
     ("demo", demo),
 ]
 
 # Sections that read nothing from earlier sections (ctx.models / ctx.runs): `--only` may rerun them alone.
-STANDALONE = ("footprint", "workers", "tune_budget", "quant_backends", "demo")
+STANDALONE = ("footprint", "workers", "tune_budget", "quant_backends", "mcu", "demo")
 
 
 def targets(bench: dict) -> list[dict]:

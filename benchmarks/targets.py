@@ -58,6 +58,7 @@ def evaluate(bench: dict) -> list[dict]:
     _runtime_targets(bench, out)
     _tuning_and_cost_targets(bench, out.check)
     _backend_targets(bench, out.check)
+    _mcu_targets(bench, out.check)
     d = _get(bench, "demo")
     out.check("#2", "make demo wall time after set-up (s)", lambda: (d["wall_s"], d["wall_s"] < 120), "< 120 s")
     return list(out)
@@ -203,4 +204,28 @@ def _backend_targets(bench: dict, check: Check) -> None:
             q["digits_cnn_x4"]["int4_over_float32_tflite"] <= 0.16,
         ),
         "<= 0.16",
+    )
+
+
+def _mcu_targets(bench: dict, check: Check) -> None:
+    """#14: TFLite Micro computes what LiteRT computes; clustering pays in flash through lookup tables."""
+    m = _get(bench, "mcu") or {}
+    for key in ("int8", "cluster-qat-int8"):
+        check(
+            "#14",
+            f"digits_cnn {key}: TFLite Micro accuracy - LiteRT accuracy (points)",
+            lambda key=key: (
+                round((m[key]["accuracy"]["tflm"] - m[key]["accuracy"]["litert"]) * 100, 2),
+                m[key]["accuracy"]["tflm"] == m[key]["accuracy"]["litert"],
+            ),
+            "0",
+        )
+    check(
+        "#14",
+        "digits_cnn cluster-qat-int8 flash with TFLM lookup tables / without",
+        lambda: (
+            round(m["cluster-qat-int8"]["weight_compression"]["ratio"], 3),
+            m["cluster-qat-int8"]["weight_compression"]["ratio"] < 1,
+        ),
+        "< 1",
     )

@@ -92,7 +92,7 @@ def test_no_feasible_trial_says_so_and_shows_the_closest():
         0,
     )
     assert result["chosen"] is None and result["closest"]["number"] == 1
-    assert result["verdict"].startswith("no trial met --max-accuracy-drop 1.00%: the closest is trial 1")
+    assert result["verdict"].startswith("no trial met --max-accuracy-drop 1.00%: the closest in accuracy is trial 1")
     assert [c["front"] for c in result["candidates"]] == [False, True, True]
     assert result["failed"] == [{"number": 3, "error": "boom"}]
 
@@ -160,3 +160,27 @@ def test_a_limit_the_validation_split_cannot_show_is_refused_before_the_search(t
     assert not (tmp_path / "s").exists()
     with pytest.raises(UserError, match="--confidence is between 0.5"):
         search(tiny_model_path, tmp_path / "s", confidence=1.0)
+
+
+def test_microcontroller_limits_are_constraints_measured_on_tflite_micro(tiny_model_path, tmp_path):
+    """--max-arena-kb / --max-flash-kb: each trial's artifact runs on TFLite Micro; a dynamic-range
+    model (float input) cannot, and one over a limit is infeasible whatever its accuracy."""
+    from compressor.tuning.search import search
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"convert": {"int8": {"calibration_samples": 50}, "dynamic": {}},
+                                     "export": {"formats": ["tflite"]}}))  # fmt: skip
+    fits = search(tiny_model_path, tmp_path / "fits", space=str(space), max_accuracy_drop=0.05, n_trials=2,
+                  max_arena_kb=64, max_flash_kb=64, final=False)  # fmt: skip
+    for c in fits["candidates"]:
+        mcu = c["mcu"]
+        assert mcu["flash_bytes"] == c["size_bytes"]
+        if mcu["full_int8"]:
+            assert 1024 < mcu["arena_bytes"] < mcu["recommended_arena_bytes"] <= 64 * 1024
+        else:  # dynamic range: float input, not an MCU model
+            assert mcu["arena_bytes"] is None and not c["feasible"]
+    assert fits["chosen"] is not None and fits["chosen"]["mcu"]["full_int8"]
+    tight = search(tiny_model_path, tmp_path / "tight", space=str(space), max_accuracy_drop=0.05, n_trials=2,
+                   max_arena_kb=1, final=False)  # fmt: skip
+    assert tight["chosen"] is None and not any(c["feasible"] for c in tight["candidates"])
+    assert "and the microcontroller limits" in tight["verdict"]

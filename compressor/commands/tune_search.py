@@ -142,6 +142,15 @@ def tune_cmd(
     help="The constraint holds for the upper bound of the drop at this one-sided confidence "
     "(0.5 = the point estimate): a small validation split must not let a lucky trial in.",
 )
+@click.option(
+    "--max-arena-kb",
+    type=float,
+    default=None,
+    help="Constraint for a microcontroller: the tensor arena on TFLite Micro (measured + 10%%) at most this.",
+)
+@click.option(
+    "--max-flash-kb", type=float, default=None, help="Constraint for a microcontroller: the model file at most this."
+)
 @click.option("--data", default=None)
 @click.option("--data-dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path())
@@ -156,6 +165,8 @@ def search_cmd(
     space,
     max_accuracy_drop,
     confidence,
+    max_arena_kb,
+    max_flash_kb,
     data,
     data_dir,
     out,
@@ -180,6 +191,8 @@ def search_cmd(
         space=space,
         max_accuracy_drop=max_accuracy_drop,
         confidence=confidence,
+        max_arena_kb=max_arena_kb,
+        max_flash_kb=max_flash_kb,
         data=data,
         data_dir=data_dir,
         n_trials=n_trials,

@@ -52,12 +52,18 @@ def search(
     overwrite: bool = False,
     progress: Any = None,
     confidence: float = DEFAULT_CONFIDENCE,
+    max_arena_kb: float | None = None,
+    max_flash_kb: float | None = None,
 ) -> dict:
-    """Run (or resume) the search, then export and test its choice; returns search.json's content."""
+    """Run (or resume) the search, then export and test its choice; returns search.json's content.
+
+    ``max_arena_kb`` / ``max_flash_kb``: constraints on a microcontroller (the trial's artifact on the
+    TFLite Micro interpreter: recommended arena, flatbuffer size; see compressor/mcu/fit.py)."""
     progress = from_callable(progress)
     _check_arguments(model_path, max_accuracy_drop, confidence)
     the_space = load_search_space(space)
     settings = _settings(model_path, the_space, max_accuracy_drop, data, data_dir, trust_code, confidence)
+    settings["mcu_limits"] = _mcu_limits(max_arena_kb, max_flash_kb)
     _check_certifiable(settings, seed)
     inputs = [model_path, space, data, data_dir]
     with rundir.study_folder(out, "search", storage, study, overwrite, inputs) as (out, url):
@@ -122,6 +128,20 @@ def _check_arguments(model_path: str | Path, max_accuracy_drop: float, confidenc
             f"{model_path} is a plain SavedModel without Keras metadata: the search's training steps "
             "need a tf_keras model"
         )
+
+
+def _mcu_limits(max_arena_kb: float | None, max_flash_kb: float | None) -> dict | None:
+    if max_arena_kb is None and max_flash_kb is None:
+        return None
+    for name, value in (("--max-arena-kb", max_arena_kb), ("--max-flash-kb", max_flash_kb)):
+        if value is not None and not value > 0:
+            raise UserError(f"{name} must be > 0, got {value}")
+    from compressor.mcu.tflm import available
+
+    missing = available()
+    if missing:
+        raise UserError(f"--max-arena-kb/--max-flash-kb measure on TFLite Micro: {missing}")
+    return {"arena_kb": max_arena_kb, "flash_kb": max_flash_kb}
 
 
 def _settings(model_path, space, max_accuracy_drop, data, data_dir, trust_code, confidence) -> dict:

@@ -60,7 +60,8 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
             for key in ("result", "history", "reference_val_accuracy", "feasible"):
                 trial.set_user_attr(key, same.user_attrs.get(key))
             trial.set_user_attr("reused_from", same.user_attrs.get("reused_from", same.number))
-            trial.set_constraint("accuracy_drop", same.constraints["accuracy_drop"])
+            for name, value in same.constraints.items():
+                trial.set_constraint(name, value)
             progress.line(f"trial {trial.number}: {label}: same recipe as trial {same.number}, result reused")
             return tuple(same.values)
         return _run_trial(trial, recipe, label, model, data, reference, ref_acc, cfg, progress)
@@ -94,7 +95,8 @@ def _run_trial(
     result["drop_bound"] = bound
     trial.set_user_attr("reference_val_accuracy", base)
     trial.set_constraint("accuracy_drop", bound - s["max_accuracy_drop"])  # feasible when <= 0
-    trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9))
+    over = _mcu_constraints(trial, result, cfg, data)
+    trial.set_user_attr("feasible", bool(bound <= s["max_accuracy_drop"] + 1e-9 and all(v <= 0 for v in over)))
     record_result(trial, result, t0)
     progress.line(
         f"trial {trial.number}: val_accuracy {result['val_accuracy']:.4f} (drop {drop * 100:+.2f} pt, "
@@ -103,6 +105,24 @@ def _run_trial(
         f"({time.time() - t0:.1f} s)"
     )
     return result["val_accuracy"], float(result["gzip_bytes"]), result["latency_ms"]
+
+
+def _mcu_constraints(trial: Any, result: dict, cfg: Any, data: Any) -> list[float]:
+    """With --max-arena-kb / --max-flash-kb: the trial's artifact on TFLite Micro, one constraint per limit
+    (KB over it; a model that is not full-int8 cannot run on the MCU: infinitely over)."""
+    limits = cfg.settings.get("mcu_limits")
+    if not limits:
+        return []
+    from compressor.mcu.fit import excess_kb, mcu_fit
+    from compressor.pipeline.layout import TrialLayout
+
+    artifact = TrialLayout(StudyLayout(cfg.run_dir, "search").trial(trial.number)).artifact
+    fit = mcu_fit(artifact, data.x_val[0])
+    result["mcu"] = fit
+    over = excess_kb(fit, limits.get("arena_kb"), limits.get("flash_kb"))
+    for name, value in over.items():
+        trial.set_constraint(name, min(value, 1e9))  # NSGA-II compares violations: keep them finite
+    return list(over.values())
 
 
 def earlier_run(trial: Any, raw: dict) -> Any:

@@ -61,6 +61,7 @@ def _candidate(r: dict) -> dict:
         "feasible": bool(r["feasible"]),
         "seconds": r["seconds"],
         "ran_in": r["reused_from"] if r.get("reused_from") is not None else r["number"],
+        "mcu": res.get("mcu"),  # with --max-arena-kb / --max-flash-kb: arena and flash on TFLite Micro
     }
 
 
@@ -72,10 +73,11 @@ def _verdict(chosen: dict | None, near: dict | None, base: dict | None, max_drop
     if not n:
         return "no trial completed: nothing to compare (see the failed trials)"
     if chosen is None:
+        limits = " and the microcontroller limits" if near.get("mcu") else ""
         return (
-            f"no trial met --max-accuracy-drop {max_drop:.2%}: the closest is trial {near['number']} "
-            f"({near['label']}) with a drop of {near['accuracy_drop']:.2%} (upper bound {near['drop_bound']:.2%}); "
-            "every result is kept in search.json"
+            f"no trial met --max-accuracy-drop {max_drop:.2%}{limits}: the closest in accuracy is trial "
+            f"{near['number']} ({near['label']}) with a drop of {near['accuracy_drop']:.2%} (upper bound "
+            f"{near['drop_bound']:.2%}); every result is kept in search.json"
         )
     text = (
         f"chosen: trial {chosen['number']} ({chosen['label']}): validation accuracy {chosen['val_accuracy']:.2%} "
