@@ -141,3 +141,17 @@ def test_limits_and_wrong_artifacts_are_one_line_errors(int8_run, mcu, tmp_path)
     ok = runner.invoke(cli, ["package", str(int8_run), "--target", "mcu", "--out", str(tmp_path / "fits"),
                              "--arena-limit-kb", str(arena_kb), "--flash-limit-kb", "1000", "--json"])  # fmt: skip
     assert ok.exit_code == 0 and json.loads(ok.stdout)["arena"] == info["arena"]
+
+
+def test_recipe_arena_gate_is_measured_on_tflite_micro(tiny_model_path, mcu, tmp_path):
+    from compressor.pipeline.compress import compress
+
+    report = compress(tiny_model_path, ["int8", "dynamic"], tmp_path / "run", latency_runs=3,
+                      overrides=["gates.max_arena_kb=2", "export.formats=[tflite]"])  # fmt: skip
+    rows = {r["artifact"]: r for r in report["artifacts"] if r["format"] == "tflite"}
+    int8, dynamic = rows["int8"], rows["dynamic"]
+    assert int8["mcu"]["full_int8"] and int8["mcu"]["arena_bytes"] == mcu[1]["arena"]["measured_bytes"]
+    kb = int8["mcu"]["recommended_arena_bytes"] / 1024
+    assert kb > 2 and int8["gates_failed"] == [f"arena {kb:.1f} KB > 2 KB (TFLite Micro)"]
+    assert dynamic["gates_failed"] == ["not full-int8: does not run on TFLite Micro"]
+    assert "mcu" not in rows["float32"] and not report["passed"]

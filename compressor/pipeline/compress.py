@@ -28,7 +28,7 @@ from compressor.pipeline.fingerprint import check_resume, fingerprint
 from compressor.pipeline.layout import REFERENCE, RunLayout, mark_output
 from compressor.pipeline.model_io import load_model, read_card, resolve_model_path
 from compressor.pipeline.output_guard import check_output, check_replaceable, out_path
-from compressor.pipeline.preflight import check_fits, check_recipe_names, check_trainable
+from compressor.pipeline.preflight import check_fits, check_mcu_gates, check_recipe_names, check_trainable
 from compressor.pipeline.recipe_run import RunContext, run_recipe
 from compressor.pipeline.run_lock import RunLock
 from compressor.recipes import Recipe, load_recipe
@@ -77,6 +77,7 @@ def compress(
         _check_partial(final.partial, started_from, resume)
         model = load_model(model_path, trust_code=trust_code)
         check_trainable(model, resolved)
+        check_mcu_gates(resolved)
         dataset = load_dataset(data_spec, data_dir=data_dir, seed=seed)
         check_fits(model, dataset)
         set_step_progress(progress)

@@ -36,6 +36,17 @@ def check_trainable(model: Any, recipes: list[Recipe]) -> None:
             )
 
 
+def check_mcu_gates(recipes: list[Recipe]) -> None:
+    """A max_arena_kb gate is measured on TFLite Micro: refuse before any step runs if it is not installed."""
+    gated = [r.name for r in recipes if r.gates.max_arena_kb is not None]
+    if gated:
+        from compressor.mcu.tflm import available
+
+        missing = available()
+        if missing:
+            raise UserError(f"recipe {gated[0]} has a max_arena_kb gate, measured on TFLite Micro: {missing}")
+
+
 def check_fits(model: Any, data: Any) -> None:
     """The data's sample shape and class count must fit the model's input and output."""
     expected = tuple(model.input_shape)

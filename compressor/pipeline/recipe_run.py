@@ -70,6 +70,10 @@ def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
     if "error" in result.metrics["latency"]:  # LiteRT could not run it: its failed row is all there is
         outcome.results.append(result)
         return outcome
+    if recipe.gates.max_arena_kb is not None:  # the arena gate: measured on the TFLite Micro interpreter
+        from compressor.mcu.fit import mcu_fit
+
+        result.metrics["mcu"] = mcu_fit(final, ctx.data.x_test[0])
     if conversion.keras_atol is not None:
         validation.check_against(result, "keras", ctx.reference, atol=conversion.keras_atol)
     if conversion.int8_diagnostics:

@@ -55,6 +55,7 @@ class ArtifactResult:
             "accuracy_delta": m["accuracy"]["top1"] - reference_accuracy,
             "agreement": m["accuracy"].get("agreement", {}),
             "latency": m["latency"],
+            **({"mcu": m["mcu"]} if "mcu" in m else {}),  # TFLite Micro arena and flash (max_arena_kb gate)
         }
 
 
@@ -113,7 +114,22 @@ def gate_failures(row: dict, gates: dict | Gates) -> list[str]:
     (``recipe.gates.to_runtime()``). ``row`` needs accuracy and accuracy_delta; size_bytes when
     a size gate is set.
     """
+    arena_limit = None
     if isinstance(gates, dict):
+        gates = dict(gates)
+        arena_limit = gates.pop("max_arena_kb", None)
         gates = Gates(**gates)
     reference = row["accuracy"] - row["accuracy_delta"]
-    return [f.brief() for f in gates.check(row["accuracy"], reference, size_bytes=row.get("size_bytes"))]
+    failed = [f.brief() for f in gates.check(row["accuracy"], reference, size_bytes=row.get("size_bytes"))]
+    return failed + _arena_failures(row, arena_limit)
+
+
+def _arena_failures(row: dict, limit_kb: float | None) -> list[str]:
+    """The max_arena_kb gate: only .tflite rows are measured on TFLite Micro (recipe_run)."""
+    if limit_kb is None or row["format"] != "tflite":
+        return []
+    fit = row.get("mcu")
+    if fit is None or not fit["full_int8"]:
+        return ["not full-int8: does not run on TFLite Micro"]
+    arena_kb = fit["recommended_arena_bytes"] / 1024
+    return [f"arena {arena_kb:.1f} KB > {limit_kb:g} KB (TFLite Micro)"] if arena_kb > limit_kb else []
