@@ -15,7 +15,7 @@ from compressor.mcu import ops, tflm
 from compressor.mcu.package_mcu import package_mcu
 from compressor.runtime.errors import UserError
 
-CXX = shutil.which("c++") or shutil.which("g++")
+CC, CXX = shutil.which("cc"), shutil.which("c++") or shutil.which("g++")
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,11 @@ def test_arena_is_the_least_that_runs(mcu):
     assert recommended % 1024 == 0 and measured * 1.1 <= recommended < measured * 1.1 + 1024
 
 
-@pytest.mark.skipif(CXX is None, reason="no C++ compiler on this machine")
+@pytest.mark.skipif(CC is None or CXX is None, reason="no C/C++ compiler on this machine")
 def test_generated_sources_compile_and_hold_the_model(mcu, tmp_path):
     out, info = mcu
-    subprocess.run([CXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-c", out / "model_data.cc", "-o",
+    # `cc -c`, the system C compiler driver, as firmware builds invoke it (it compiles .cc as C++).
+    subprocess.run([CC, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-c", out / "model_data.cc", "-o",
                     tmp_path / "model_data.o"], check=True)  # fmt: skip
     (tmp_path / "main.cc").write_text(
         '#include <cstdio>\n#include "model_data.h"\n#include "model_settings.h"\n'
@@ -155,3 +156,23 @@ def test_recipe_arena_gate_is_measured_on_tflite_micro(tiny_model_path, mcu, tmp
     assert kb > 2 and int8["gates_failed"] == [f"arena {kb:.1f} KB > 2 KB (TFLite Micro)"]
     assert dynamic["gates_failed"] == ["not full-int8: does not run on TFLite Micro"]
     assert "mcu" not in rows["float32"] and not report["passed"]
+
+
+def test_without_tflite_micro_the_app_path_works_and_mcu_says_what_to_install(int8_run, tmp_path):
+    """tflite-micro is an optional extra: a Python where it cannot be imported still packages for apps."""
+    import sys
+
+    script = (
+        "import sys; sys.modules['tflite_micro'] = None\n"  # import tflite_micro now raises ImportError
+        "from compressor.commands.cli import main; main()\n"
+    )
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", script, "package", str(int8_run), *args],
+                              capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+
+    app = run("--out", str(tmp_path / "b.zip"))
+    assert app.returncode == 0 and (tmp_path / "b.zip").is_file(), app.stderr
+    micro = run("--target", "mcu", "--out", str(tmp_path / "m"))
+    assert micro.returncode == 2 and "pip install 'compressor[mcu]'" in micro.stderr and "Traceback" not in micro.stderr
+    assert not (tmp_path / "m").exists()
