@@ -167,16 +167,21 @@ class _Bundle:
         }
 
 
+def tflite_row(report: dict, artifact: str) -> dict:
+    """The report's TFLite row of ``artifact``; a one-line error listing the others when there is none."""
+    rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
+    row = next((r for r in rows if r["artifact"] == artifact), None)
+    if row is None:
+        available = ", ".join(r["artifact"] for r in rows)
+        raise UserError(f"no TFLite artifact named {artifact!r} in this run; available: {available}")
+    return row
+
+
 def choose_artifact(report: dict, artifact: str | None) -> tuple[dict, str]:
     """The TFLite row to ship: ``artifact`` if named, else the smallest whose gates and export checks passed."""
     rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
     if artifact is not None:
-        row = next((r for r in rows if r["artifact"] == artifact), None)
-        if row is None:
-            raise UserError(
-                f"no TFLite artifact named {artifact!r} in this run; available: "
-                f"{', '.join(r['artifact'] for r in rows)}"
-            )
+        row = tflite_row(report, artifact)
         problems = row["gates_failed"] + row["export_mismatches"]
         return row, "chosen with --artifact" + (f" (its checks FAILED: {'; '.join(problems)})" if problems else "")
     passed = [r for r in rows if not r["gates_failed"] and not r["export_mismatches"]]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.bundle.package import artifact_file, read_run_file, reload_dataset
+from compressor.bundle.package import artifact_file, read_run_file, reload_dataset, tflite_row
 from compressor.inspection.tflite import TFLiteFile
 from compressor.mcu import csource, ops, tflm
 from compressor.mcu.readme import readme
@@ -84,14 +84,9 @@ def package_mcu(
 
 def choose_int8(report: dict, layout: RunLayout, artifact: str | None) -> dict:
     """The full-int8 TFLite row to ship: ``artifact`` if named, else the smallest one whose checks passed."""
-    rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
     if artifact is not None:
-        row = next((r for r in rows if r["artifact"] == artifact), None)
-        if row is None:
-            raise UserError(
-                f"no TFLite artifact named {artifact!r}; available: {', '.join(r['artifact'] for r in rows)}"
-            )
-        return row
+        return tflite_row(report, artifact)
+    rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
     passed = [r for r in rows if not r["gates_failed"] and not r["export_mismatches"]]
     int8 = [r for r in passed if _full_int8(artifact_file(layout, r))]
     if not int8:
