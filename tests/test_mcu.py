@@ -52,6 +52,14 @@ def test_tflm_accuracy_equals_litert_on_the_test_split(mcu, int8_run):
     assert acc["tflm"] == acc["litert"] and acc["top1_agreement"] >= 0.99
     assert 0 <= acc["max_abs_diff_int8"] <= 2 and 0 <= acc["outputs_differing"] <= acc["samples"]
     assert json.loads((out / "mcu.json").read_text()) == json.loads(json.dumps(info))
+    if acc["outputs_differing"]:  # traced op by op on one sample that differs
+        explanation = acc["explanation"]
+        rows, first = explanation["ops"], explanation["first_divergence"]
+        assert [r["op"] for r in rows][-1] == "SOFTMAX" and all(r["values"] > 0 for r in rows)
+        assert first is None or (first["max_abs_diff"] > 0 and first == next(r for r in rows if r["max_abs_diff"]))
+        assert "where they part ways | sample" in (out / "README.md").read_text()
+    else:
+        assert "explanation" not in acc
 
 
 def test_arena_is_the_least_that_runs(mcu):

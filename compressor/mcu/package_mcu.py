@@ -19,6 +19,7 @@ import numpy as np
 from compressor.bundle.package import artifact_file, read_run_file, reload_dataset, tflite_row
 from compressor.inspection.tflite import TFLiteFile
 from compressor.mcu import csource, ops, tflm
+from compressor.mcu.explain import explain
 from compressor.mcu.readme import readme
 from compressor.mcu.weight_compression import check_compressed, compress_weights
 from compressor.pipeline.layout import RunLayout, mark_output
@@ -118,6 +119,7 @@ def _measure(model_path: Path, dataset, row: dict) -> tuple[dict, Any]:
     y = dataset.y_test
     tflm_top1, litert_top1 = micro.outputs.argmax(axis=1), litert.argmax(axis=1)
     diff = np.abs(micro.outputs.astype(np.int32) - litert.astype(np.int32))
+    explanation = _explain_difference(model_path, x_int8, diff, tflm_top1 != litert_top1)
     return {
         "tflite_micro": micro.version,
         "accuracy": {
@@ -127,6 +129,7 @@ def _measure(model_path: Path, dataset, row: dict) -> tuple[dict, Any]:
             "top1_agreement": float(np.mean(tflm_top1 == litert_top1)),
             "max_abs_diff_int8": int(diff.max()),
             "outputs_differing": int(np.count_nonzero(diff.max(axis=1))),
+            **({"explanation": explanation} if explanation else {}),
         },
         "arena": {
             "measured_bytes": micro.arena_bytes,
@@ -174,6 +177,16 @@ def _ship_compressed(figures: dict, compressed: bytes) -> bytes:
     }
     figures["ops"] = sorted({*figures["ops"], "TFLM_DECODE"})
     return compressed
+
+
+def _explain_difference(model_path: Path, x_int8: np.ndarray, diff: np.ndarray, flipped: np.ndarray) -> dict | None:
+    """Where the interpreters part ways, traced op by op on one sample: the first whose top-1 differs,
+    else the first whose outputs differ at all; None when every output is identical."""
+    candidates = np.flatnonzero(flipped) if flipped.any() else np.flatnonzero(diff.max(axis=1))
+    if len(candidates) == 0:
+        return None
+    sample = int(candidates[0])
+    return {"sample": sample, "top1_differs": bool(flipped[sample]), **explain(model_path, x_int8[sample])}
 
 
 def _batch_of_one(shape) -> list[int]:

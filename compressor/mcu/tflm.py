@@ -55,29 +55,45 @@ def available() -> str | None:
 
 def run_micro(model: Path, inputs: np.ndarray) -> MicroRun:
     """Every row of ``inputs`` (already int8, shaped like the model input without its batch dim) through TFLM."""
+    with tempfile.TemporaryDirectory(prefix="compressor-tflm-") as tmp:
+        result = _child(model, inputs, Path(tmp))
+        return MicroRun(np.load(Path(tmp) / "outputs.npy"), result["arena_bytes"], result["tflite_micro"])
+
+
+def trace_micro(model: Path, sample: np.ndarray, tensors: list[int]) -> dict[int, np.ndarray]:
+    """The listed tensors after TFLM runs ``sample`` (one int8 input, no batch dim), every tensor kept."""
+    with tempfile.TemporaryDirectory(prefix="compressor-tflm-") as tmp:
+        np.save(Path(tmp) / "tensors.npy", np.asarray(tensors, dtype=np.int64))
+        _child(model, sample[None, ...], Path(tmp), Path(tmp) / "tensors.npy")
+        with np.load(Path(tmp) / "trace.npz", allow_pickle=False) as traced:
+            return {int(k): traced[k] for k in traced.files}
+
+
+def _child(model: Path, inputs: np.ndarray, tmp: Path, tensors: Path | None = None) -> dict:
+    """Run tflm_child on ``inputs`` in ``tmp``; its result.json, or a one-line error."""
     missing = available()
     if missing:
         raise UserError(missing)
-    with tempfile.TemporaryDirectory(prefix="compressor-tflm-") as tmp:
-        np.save(Path(tmp) / "inputs.npy", np.ascontiguousarray(inputs))
-        command = [sys.executable, "-m", "compressor.mcu.tflm_child", str(model), str(Path(tmp) / "inputs.npy"), tmp]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise UserError(f"TFLite Micro did not finish {model.name} within {TIMEOUT_S:.0f} s") from None
-        log = done.stdout + done.stderr
-        if done.returncode < 0:
-            raise UserError(
-                f"TFLite Micro crashed on {model.name} (signal {-done.returncode}); the model is not one it can run"
-            )
-        result_file = Path(tmp) / "result.json"
-        if done.returncode != 0 or not result_file.is_file():
-            last = (log.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"the TFLite Micro child failed (exit {done.returncode}): {last[:300]}")
-        result = json.loads(result_file.read_text())
-        if "error" in result:
-            raise UserError(f"{model.name}: {_reason(result['error'], log)}")
-        return MicroRun(np.load(Path(tmp) / "outputs.npy"), result["arena_bytes"], result["tflite_micro"])
+    np.save(tmp / "inputs.npy", np.ascontiguousarray(inputs))
+    command = [sys.executable, "-m", "compressor.mcu.tflm_child", str(model), str(tmp / "inputs.npy"), str(tmp)]
+    command += [str(tensors)] if tensors is not None else []
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"TFLite Micro did not finish {model.name} within {TIMEOUT_S:.0f} s") from None
+    log = done.stdout + done.stderr
+    if done.returncode < 0:
+        raise UserError(
+            f"TFLite Micro crashed on {model.name} (signal {-done.returncode}); the model is not one it can run"
+        )
+    result_file = tmp / "result.json"
+    if done.returncode != 0 or not result_file.is_file():
+        last = (log.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the TFLite Micro child failed (exit {done.returncode}): {last[:300]}")
+    result = json.loads(result_file.read_text())
+    if "error" in result:
+        raise UserError(f"{model.name}: {_reason(result['error'], log)}")
+    return result
 
 
 def _reason(error: str, log: str) -> str:

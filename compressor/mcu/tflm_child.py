@@ -1,4 +1,4 @@
-"""The TFLite Micro run, in a child process: ``python -m compressor.mcu.tflm_child MODEL INPUTS OUT``.
+"""The TFLite Micro run, in a child process: ``python -m compressor.mcu.tflm_child MODEL INPUTS OUT [TENSORS]``.
 
 TFLite Micro's C++ trusts the model and the arena size it is given: an arena far too small for the
 allocator's own bookkeeping (a few hundred bytes) segfaults instead of failing, and so may a crafted
@@ -7,7 +7,9 @@ model. So the whole run happens here, and the parent turns a signal into a one-l
 What it does: the smallest arena that allocates (binary search: the interpreter either constructs
 and allocates every tensor or raises), confirmed by one invoke at that size, the recording
 allocator's own breakdown of it, then every input through the interpreter one sample at a time.
-Writes OUT/outputs.npy and OUT/result.json. Imports numpy and tflite_micro only.
+Writes OUT/outputs.npy and OUT/result.json. With TENSORS (a .npy of tensor indices) it traces
+instead: the first input alone, every tensor preserved, those tensors written to OUT/trace.npz.
+Imports numpy and tflite_micro only.
 """
 
 from __future__ import annotations
@@ -90,5 +92,32 @@ def _version() -> str:
     return re.sub(r"-g[0-9a-f]+$", "", tflite_micro.__version__)
 
 
+def trace(model_path: str, inputs_path: str, out: str, tensors_path: str) -> None:
+    """Every listed tensor after one invoke, with TFLM keeping all of them (no arena reuse)."""
+    from tflite_micro import runtime
+
+    model = Path(model_path).read_bytes()
+    sample = np.load(inputs_path, allow_pickle=False)[:1]
+    keep = runtime.InterpreterConfig.kPreserveAllTensors
+    arena = 64 << 10
+    while True:  # preserving every tensor needs more than the measured arena: grow until it fits
+        try:
+            interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena, intrepreter_config=keep)
+            break
+        except RuntimeError:
+            if arena >= MAX_ARENA:
+                raise
+            arena *= 2
+    interpreter.set_input(sample, 0)
+    interpreter.invoke()
+    indices = np.load(tensors_path, allow_pickle=False)
+    arrays = {str(int(i)): np.asarray(interpreter.GetTensor(int(i), 0)["tensor_data"]) for i in indices}
+    np.savez(Path(out, "trace.npz"), **arrays)
+    Path(out, "result.json").write_text(json.dumps({"tflite_micro": _version(), "traced": len(arrays)}))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if len(sys.argv) > 4:
+        trace(*sys.argv[1:5])
+    else:
+        main(*sys.argv[1:4])
