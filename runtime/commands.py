@@ -25,6 +25,7 @@ from .gates import Gates
 from .interpreters import Runner, open_model
 from .model_metadata import compressor_metadata, read_metadata
 from .selftest import run_self_test
+from .signing import KEY_ENV
 
 REPORT_SCHEMA = "compressor.runtime-report/1"
 _LIBRARIES = ("compressor-runtime", "compressor", "numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime")
@@ -51,7 +52,10 @@ def open_target(
         raise UserError(f"--threads must be >= 1, got {threads}")
     if path.suffix.lower() in (".tflite", ".onnx"):
         if key is not None:
-            raise UserError(f"--key checks a bundle's signature; {path.name} is a bare model (package it first)")
+            raise UserError(
+                f"a signing key is set (--key or ${KEY_ENV}): only signed bundles run, and {path.name} is a bare "
+                "model; package and sign it, or unset the key"
+            )
         if fmt is not None and path.suffix.lower() != f".{fmt}":
             raise UserError(f"--model {fmt} picks a model inside a bundle; {path.name} is a model file itself")
         runner = open_model(path, threads=threads, xnnpack=xnnpack)  # first: it names a corrupt file best
