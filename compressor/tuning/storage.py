@@ -13,10 +13,22 @@ where SQLite's locking is unreliable.
 Heartbeats: a worker that is killed (power loss, ``kill -9``) leaves its trial RUNNING for ever;
 with a heartbeat, Optuna marks it FAIL after ``grace_period`` and the retry callback re-queues
 its parameters, so the study finishes its budget. Ctrl-C is handled by Optuna itself (FAIL).
+A worker beats every ``HEARTBEAT_SECONDS`` (30); a trial whose last beat is ``GRACE_SECONDS`` (120)
+old is stale. Two environment variables shorten (or lengthen) both, in whole seconds, e.g. for tests
+or for a cluster that should re-queue a dead machine's trial sooner; every worker of a study should
+use the same values (the grace must exceed the interval, or live trials would be taken as dead):
+- ``COMPRESSOR_HEARTBEAT_SECONDS``: seconds between a running trial's heartbeats (>= 1);
+- ``COMPRESSOR_HEARTBEAT_GRACE_SECONDS``: seconds without a beat before a trial is failed and re-queued.
+
+PostgreSQL: a plain ``postgresql://`` URL means SQLAlchemy's default driver psycopg2, which we do not
+install; without it the URL is opened with psycopg 3 (``postgresql+psycopg://``, the extra
+``compressor[distributed]``). An explicit ``postgresql+DRIVER://`` is used as given.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +40,35 @@ if TYPE_CHECKING:
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 SQLITE_BUSY_TIMEOUT = 120  # seconds a writer waits for the SQLite lock before failing
+HEARTBEAT_ENV = "COMPRESSOR_HEARTBEAT_SECONDS"
+GRACE_ENV = "COMPRESSOR_HEARTBEAT_GRACE_SECONDS"
+DRIVER_HINT = "pip install 'compressor[distributed]' (psycopg 3, PostgreSQL) or PyMySQL (MySQL)"
+
+
+def heartbeat() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: the defaults, or the environment's (validated)."""
+    beat, grace = _env_seconds(HEARTBEAT_ENV, HEARTBEAT_SECONDS), _env_seconds(GRACE_ENV, GRACE_SECONDS)
+    if grace <= beat:
+        raise UserError(f"{GRACE_ENV}={grace} must be longer than {HEARTBEAT_ENV}={beat} (seconds)")
+    return beat, grace
+
+
+def _env_seconds(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"{name}={raw!r}: expected a whole number of seconds >= 1")
+    return int(raw)
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://`` with psycopg 3 when psycopg2 (SQLAlchemy's default) is absent; others unchanged."""
+    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg2") is not None:
+        return url
+    if importlib.util.find_spec("psycopg") is None:
+        raise UserError(f"--storage {redact(url)}: no PostgreSQL driver installed; {DRIVER_HINT}")
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://")
 
 
 def default_url(layout: StudyLayout) -> str:
@@ -59,19 +100,18 @@ def open_storage(url: str) -> Any:
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    beat, grace = heartbeat()
     try:
         return RDBStorage(
-            url,
+            driver_url(url),
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
+            heartbeat_interval=beat,
+            grace_period=grace,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
-    except ImportError as e:  # e.g. postgresql:// without psycopg2 installed
-        raise UserError(
-            f"--storage {redact(url)}: missing database driver ({e}); "
-            "pip install psycopg2-binary (PostgreSQL) or PyMySQL (MySQL)"
-        ) from None
+    except ImportError as e:  # e.g. postgresql+psycopg2:// without psycopg2 installed
+        cause = str(e.__cause__ or e).splitlines()[0]
+        raise UserError(f"--storage {redact(url)}: missing database driver ({cause}); {DRIVER_HINT}") from None
     except optuna.exceptions.StorageInternalError as e:
         raise UserError(f"--storage {redact(url)}: cannot open the database ({str(e).splitlines()[0]})") from None
     except Exception as e:  # SQLAlchemy's connection errors share no narrower base we can rely on
