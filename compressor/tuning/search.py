@@ -27,6 +27,7 @@ from compressor.tuning.progress import Progress, from_callable
 from compressor.tuning.recipe_space import load_search_space
 from compressor.tuning.search_objective import DIRECTIONS
 from compressor.tuning.search_summary import summarize
+from compressor.tuning.storage import open_storage
 from compressor.tuning.trial_rows import trial_rows
 from compressor.tuning.workers import StudyConfig, kept_on_interrupt, open_study, run_workers
 
@@ -86,7 +87,7 @@ def search(
                 f"(upper bound at confidence {confidence:g}), "
                 f"{workers} worker(s); storage {rundir.redact(url)}"
             )
-            seconds = run_workers(cfg, progress)
+            seconds = run_workers(cfg, progress, wait=final)  # one process concludes: after every trial
             return _conclude(the_study, cfg, layout, seconds, final, progress)
 
 
@@ -188,6 +189,7 @@ def _open(cfg: StudyConfig, layout: StudyLayout, space: Any) -> Any:
             "seed": cfg.seed,
         },
     )
+    created = _create(cfg)
     the_study = open_study(
         cfg,
         DIRECTIONS,
@@ -199,12 +201,24 @@ def _open(cfg: StudyConfig, layout: StudyLayout, space: Any) -> Any:
             "confidence": settings["confidence"],
         },
     )
-    _enqueue_baseline(the_study, space)
+    if created:  # machines opening a new shared study together must not each queue (and train) it
+        _enqueue_baseline(the_study, space)
     return the_study
 
 
+def _create(cfg: StudyConfig) -> bool:
+    """Whether this process created the study (the storage lets exactly one of many do so)."""
+    import optuna
+
+    try:
+        optuna.create_study(storage=open_storage(cfg.storage), study_name=cfg.study, directions=DIRECTIONS)
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True
+
+
 def _enqueue_baseline(study: Any, space: Any) -> None:
-    """Plain int8 PTQ as trial 0: what a user gets without the search, so every answer is compared with it."""
+    """Plain int8 PTQ as trial 0 (unless another machine asked first): every answer is compared with it."""
     if study.trials or "int8" not in space.convert:
         return
     params: dict[str, Any] = {b.type: False for b in space.steps if b.optional}
@@ -213,7 +227,7 @@ def _enqueue_baseline(study: Any, space: Any) -> None:
         if isinstance(p, Param):
             params[optuna_name(f"int8.{key}", p)] = 0 if key == "float_fallback" else first_value(p)
     study.enqueue_trial(params, user_attrs={"baseline": True})
-    study.set_user_attr("baseline_trial", 0)
+    study.set_user_attr("baseline_trial", next(t.number for t in study.trials if t.user_attrs.get("baseline")))
 
 
 def _export_best(chosen: dict, settings: dict, layout: StudyLayout, seed: int, progress: Progress) -> dict:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,12 +104,14 @@ def open_storage(url: str) -> Any:
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     beat, grace = heartbeat()
     try:
-        return RDBStorage(
-            driver_url(url),
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=beat,
-            grace_period=grace,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+        return _created_once(
+            lambda: RDBStorage(
+                driver_url(url),
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=beat,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
         )
     except ImportError as e:  # e.g. postgresql+psycopg2:// without psycopg2 installed
         cause = str(e.__cause__ or e).splitlines()[0]
@@ -118,6 +122,25 @@ def open_storage(url: str) -> Any:
         if type(e).__module__.startswith("sqlalchemy"):
             raise UserError(f"--storage {redact(url)}: cannot connect ({str(e).splitlines()[0][:200]})") from None
         raise
+
+
+def _created_once(make: Any, attempts: int = 5) -> Any:
+    """Workers started together all create Optuna's tables on a new database; PostgreSQL lets one
+    win and fails the others' concurrent CREATE TABLE (unique violation on its catalogue). The
+    tables then exist, so opening again succeeds."""
+    import sqlalchemy.exc
+    from optuna.exceptions import ExperimentalWarning
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeat/retry are "experimental": nothing a user can act on
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return make()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
 
 
 def redact(url: str) -> str:

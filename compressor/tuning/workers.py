@@ -94,11 +94,41 @@ def open_study(
     return study
 
 
-def run_workers(cfg: StudyConfig, progress: Progress) -> float:
-    """Run the study's remaining trials with ``cfg.workers`` processes; returns the wall time in seconds."""
+def run_workers(cfg: StudyConfig, progress: Progress, wait: bool = False) -> float:
+    """Run the study's remaining trials with ``cfg.workers`` processes; returns the wall time in seconds.
+    ``wait``: then also wait for other machines' running trials (the process that concludes the study)."""
     t0 = time.time()
     _run(cfg, progress)
+    if wait:
+        wait_for_others(cfg, progress)
     return time.time() - t0
+
+
+def wait_for_others(cfg: StudyConfig, progress: Progress, poll: float = 1.0) -> None:
+    """Our workers stop when finished + running trials reach the budget; the running ones may be
+    another machine's. Wait for them, and run the trials a dead machine leaves: its trial is failed
+    once its heartbeat is older than the grace period, and re-queued (storage.py)."""
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = open_storage(cfg.storage)
+    if not is_heartbeat_enabled(storage):  # journal: a dead worker's trial would be waited for for ever
+        return
+    said = False
+    while True:
+        study = optuna.load_study(study_name=cfg.study, storage=storage)
+        optuna.storages.fail_stale_trials(study)
+        finished, running = count(study, FINISHED), count(study, ("RUNNING",))
+        if count(study, ("WAITING",)) and finished < cfg.n_trials:
+            _run(cfg, progress)
+            if count(study, FINISHED) > finished:
+                continue
+        if not running:
+            return
+        if not said:
+            progress.line(f"waiting for {running} trial(s) running on other workers")
+            said = True
+        time.sleep(poll)
 
 
 @contextlib.contextmanager
