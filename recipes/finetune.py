@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from compressor.recipes.accumulate import accumulating
 from compressor.recipes.base import StepParams, epoch_hook, progress
 from compressor.recipes.epoch_log import epoch_callback, epoch_line, without_seconds
 from compressor.recipes.optimizers import make_optimizer
@@ -23,7 +24,14 @@ from compressor.runtime.errors import UserError
 
 class FineTuneParams(StepParams):
     epochs: int = Field(3, ge=1, le=10_000, description="fine-tuning epochs")
-    batch_size: int = Field(32, ge=1, le=65_536)
+    batch_size: int = Field(32, ge=1, le=65_536, description="samples per forward/backward pass (micro-batch)")
+    accumulate_steps: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="micro-batches whose mean gradient makes one optimizer update (effective batch "
+        "accumulate_steps * batch_size; schedule steps count updates); 1 = off",
+    )
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-4, gt=0, le=10, description="peak learning rate")
     lr_schedule: Literal["constant", "exponential", "cosine", "cyclical", "constant_then_exponential"] = Field(
@@ -107,7 +115,9 @@ def fit(
 
     With a mixed-precision policy the model is rebuilt with that compute dtype (softmax output
     kept float32 for numerical stability), trained, and its weights copied back: the model that
-    leaves the step is float32, as the converters expect.
+    leaves the step is float32, as the converters expect. With ``accumulate_steps`` N > 1 Keras
+    sees batches of N * batch_size, each one optimizer update made of N micro-batches
+    (recipes/accumulate.py); validation runs in micro-batches too, to stay within their memory.
     """
     from compressor.keras_shim import keras, set_seed
 
@@ -118,14 +128,17 @@ def fit(
         # compile() adds loss scaling only when the model's own policy is float16, but _with_policy
         # sets it per layer: without scaling, small float16 gradients underflow to zero.
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-    trained.compile(optimizer=optimizer, loss=loss, metrics=metrics or ["accuracy"])
+    steps = params.accumulate_steps
+    fitted = accumulating(trained, params.batch_size) if steps > 1 else trained  # shares trained's weights
+    fitted.compile(optimizer=optimizer, loss=loss, metrics=metrics or ["accuracy"])
     t0 = time.time()
-    history = trained.fit(
+    history = fitted.fit(
         data.x_train,
         data.y_train,
         validation_data=(data.x_val, data.y_val),
         epochs=params.epochs,
-        batch_size=params.batch_size,
+        batch_size=params.batch_size * steps,
+        validation_batch_size=params.batch_size,
         verbose=0,
         shuffle=True,
         callbacks=callbacks(params, extra_callbacks),
@@ -136,6 +149,8 @@ def fit(
     record["seconds"] = round(time.time() - t0, 3)
     record["epochs_run"] = len(history.epoch)
     record["mixed_precision"] = params.mixed_precision
+    record["accumulate_steps"] = steps
+    record["optimizer_updates"] = int(optimizer.iterations.numpy())
     write_json(workdir / "history.json", record)
     return record
 

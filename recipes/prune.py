@@ -15,13 +15,13 @@ leaves the step, so what follows sees a plain model whose kernels are ``sparsity
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from compressor.recipes.accumulate import updates_per_epoch
 from compressor.recipes.base import register
 from compressor.recipes.finetune import fit
 from compressor.recipes.stepio import write_info
@@ -147,7 +147,9 @@ def apply(model: Any, data: Any, params: PruneParams, workdir: Path) -> Any:
             "prune: no Dense or Conv2D layer left to prune "
             f"({', '.join(f'{k}: {v}' for k, v in left.items()) or 'the model has none'})"
         )
-    steps_per_epoch = math.ceil(len(data.x_train) / params.batch_size)
+    # A schedule step is one optimizer update (UpdatePruningStep counts fit's batches, which hold
+    # accumulate_steps micro-batches each): ceil(n / (accumulate_steps * batch_size)) per epoch.
+    steps_per_epoch = updates_per_epoch(len(data.x_train), params.batch_size, params.accumulate_steps)
     begin, end, frequency = schedule_steps(params, params.epochs * steps_per_epoch)
     if params.schedule == "polynomial" and end > begin:  # begin == end (one training step) would divide by 0
         schedule = sparse.PolynomialDecay(
