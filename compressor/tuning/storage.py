@@ -125,9 +125,9 @@ def open_storage(url: str) -> Any:
 
 
 def _created_once(make: Any, attempts: int = 5) -> Any:
-    """Workers started together all create Optuna's tables on a new database; PostgreSQL lets one
-    win and fails the others' concurrent CREATE TABLE (unique violation on its catalogue). The
-    tables then exist, so opening again succeeds."""
+    """Workers started together all create Optuna's tables on a new database; one wins and the others'
+    concurrent CREATE TABLE fails (PostgreSQL: unique violation on its catalogue; SQLite: "already
+    exists"). The tables then exist, so opening again succeeds."""
     import sqlalchemy.exc
     from optuna.exceptions import ExperimentalWarning
 
@@ -136,8 +136,11 @@ def _created_once(make: Any, attempts: int = 5) -> Any:
             with warnings.catch_warnings():  # heartbeat/retry are "experimental": nothing a user can act on
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 return make()
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == attempts - 1:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as e:
+            # SQLite says "table ... already exists"; an unreachable server is not retried
+            if attempt == attempts - 1 or (
+                isinstance(e, sqlalchemy.exc.OperationalError) and "already exists" not in str(e)
+            ):
                 raise
             time.sleep(0.2 * (attempt + 1))
     return None
