@@ -184,3 +184,28 @@ def test_microcontroller_limits_are_constraints_measured_on_tflite_micro(tiny_mo
                    max_arena_kb=1, final=False)  # fmt: skip
     assert tight["chosen"] is None and not any(c["feasible"] for c in tight["candidates"])
     assert "and the microcontroller limits" in tight["verdict"]
+
+
+def test_machines_sharing_a_study_sample_differently(tmp_path):
+    """Every machine numbers its workers from 0: on shared storage each process mixes in its host and
+    pid, or all machines would propose the same recipes in the same order; the run folder's own
+    SQLite study stays reproducible from --seed."""
+    import subprocess
+    import sys
+
+    from compressor.pipeline.layout import StudyLayout
+    from compressor.tuning.samplers import sampler_seed
+    from compressor.tuning.storage import default_url
+    from compressor.tuning.workers import StudyConfig
+
+    local = default_url(StudyLayout(tmp_path, "search"))
+    cfg = StudyConfig(kind="search_objective", run_dir=str(tmp_path), storage=local, study="s", n_trials=1, seed=3)
+    assert [sampler_seed(cfg, w) for w in (0, 1)] == [3, 1003]
+    script = (
+        "from compressor.tuning.samplers import sampler_seed; from compressor.tuning.workers import StudyConfig; "
+        f"print(sampler_seed(StudyConfig('search_objective', {str(tmp_path)!r}, 'postgresql://u@h/db', 's', 1, "
+        "seed=3), 0))"
+    )
+    seeds = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+             for _ in range(2)}  # fmt: skip
+    assert len(seeds) == 2 and "3\n" not in seeds

@@ -19,6 +19,28 @@ from typing import Any
 
 from compressor.runtime.errors import UserError
 
+
+def sampler_seed(cfg: Any, worker: int) -> int:
+    """The sampler seed of one worker process: ``seed + 1000 * worker`` within a machine.
+
+    Machines sharing a study through --storage all number their workers from 0: with that alone
+    every machine would propose the same trials in the same order, one trial apart. So when the
+    study is not in the run folder's own SQLite file, the machine's name and this process's id are
+    mixed in. The data split keeps ``cfg.seed``: every machine must judge on the same samples.
+    """
+    import os
+    import socket
+    import zlib
+
+    from compressor.pipeline.layout import StudyLayout
+    from compressor.tuning.storage import default_url
+
+    seed = cfg.seed + 1000 * worker
+    if cfg.storage == default_url(StudyLayout(cfg.run_dir, cfg.kind.split("_")[0])):
+        return seed
+    return seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000 * 1000
+
+
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "halving", "median", "none")
 MIN_RESOURCE, REDUCTION = 1, 3  # Hyperband: epochs of the shortest rung, and 1/eta of trials promoted per rung

@@ -22,7 +22,7 @@ from compressor.tuning.constraint import drop_upper_bound
 from compressor.tuning.progress import Progress
 from compressor.tuning.recipe_eval import record_result, run_recipe
 from compressor.tuning.recipe_space import sample_recipe, search_space_from_dict
-from compressor.tuning.samplers import make_nsga2
+from compressor.tuning.samplers import make_nsga2, sampler_seed
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 
@@ -35,7 +35,7 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
 
     s = cfg.settings
     space = search_space_from_dict(s["space"])
-    sampler = make_nsga2(cfg.seed + 1000 * worker, cfg.n_trials)
+    sampler = make_nsga2(sampler_seed(cfg, worker), cfg.n_trials)
     data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
     reference = reference_outputs(model, data.x_val)

@@ -20,7 +20,7 @@ from compressor.tuning import trainer
 from compressor.tuning.epoch_pruning import EpochReporter, recipe_epochs
 from compressor.tuning.hparam_space import grid, sample, space_from_dict
 from compressor.tuning.progress import Progress
-from compressor.tuning.samplers import brackets, make_pruner, make_sampler
+from compressor.tuning.samplers import brackets, make_pruner, make_sampler, sampler_seed
 
 
 def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
@@ -32,7 +32,9 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     # The trials the study will run: an epoch budget buys about max_epochs / epochs full trials.
     expected = cfg.n_trials if not cfg.max_epochs else min(cfg.n_trials, max(1, cfg.max_epochs // epochs))
     # Different seeds per worker: identical random streams would propose identical trials.
-    sampler = make_sampler(s["sampler"], cfg.seed + 1000 * worker, expected, grid(space), brackets(s["pruner"], epochs))
+    sampler = make_sampler(
+        s["sampler"], sampler_seed(cfg, worker), expected, grid(space), brackets(s["pruner"], epochs)
+    )
     from compressor.datasets import load_dataset
 
     data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
