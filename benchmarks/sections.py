@@ -12,6 +12,7 @@ from .latency_matrix import artifact_latency
 from .mcu_sections import mcu
 from .measure import ratio, run_job
 from .runtime_sections import footprint, latency_parity, validation_throughput
+from .scale_sections import mixed_precision, storage
 
 TRAINED = {"digits_cnn": 20, "mlp": 20}
 RANDOM = {
@@ -248,11 +249,13 @@ ALL = [
     ("tune_budget", tune_budget),
     ("quant_backends", quant_backends),
     ("mcu", mcu),
+    ("storage", storage),
+    ("mixed_precision", mixed_precision),
     ("demo", demo),
 ]
 
 # Sections that read nothing from earlier sections (ctx.models / ctx.runs): `--only` may rerun them alone.
-STANDALONE = ("footprint", "workers", "tune_budget", "quant_backends", "mcu", "demo")
+STANDALONE = ("footprint", "workers", "tune_budget", "quant_backends", "mcu", "storage", "mixed_precision", "demo")
 
 
 def targets(bench: dict) -> list[dict]:

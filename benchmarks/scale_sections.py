@@ -1,0 +1,35 @@
+"""Scale-out figures (issue #13): search throughput by storage and process count, mixed-precision epochs.
+
+Both stand-alone. The storage figures come from benchmarks/storage_bench.py (a throwaway loopback
+PostgreSQL server started and stopped by it), the epoch times from benchmarks/mixed_precision.py,
+run once with TensorFlow's oneDNN off (the shim's default: bit-stable float results) and once on,
+since TensorFlow's CPU bfloat16 kernels are fast only through oneDNN.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .context import Context
+from .measure import run_job
+
+
+def storage(ctx: Context) -> dict:
+    job = run_job("benchmarks.storage_bench:search_throughput", timeout=3600, work=str(ctx.work / "storage"))
+    return {"wall_s": round(job["wall_s"], 1), **job["result"]}
+
+
+def mixed_precision(ctx: Context) -> dict:
+    out = {}
+    saved = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    try:
+        for onednn in ("0", "1"):  # read by TensorFlow at import: each setting in its own job process
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = onednn
+            job = run_job("benchmarks.mixed_precision:epoch_times", work=str(ctx.work / f"mp-onednn{onednn}"))
+            out[f"onednn_{'on' if onednn == '1' else 'off'}"] = job["result"]
+    finally:
+        if saved is None:
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        else:
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = saved
+    return out
