@@ -36,7 +36,7 @@ def dense_tflite(tmp_path_factory) -> Path:
     from compressor.keras_shim import keras
     from compressor.pipeline.model_io import LoadedModel
 
-    inp = keras.Input((4,))
+    inp = keras.Input((4,), name="x")  # named: the auto-name counts every Input the session built
     model = keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(4)(keras.layers.Dense(4)(inp))))
     model.set_weights([w if w.ndim > 1 else np.ones(w.shape, "float32") for w in model.get_weights()])
     path = tmp_path_factory.mktemp("crafted") / "dense.tflite"
@@ -85,7 +85,7 @@ def _tensor_index_out_of_range(content, graph):
 
 
 CASES = {
-    "constant_input": (_constant_input, "graph input 'serving_default_input_1:0' is a constant tensor"),
+    "constant_input": (_constant_input, "graph input 'serving_default_x:0' is a constant tensor"),
     "inflated_shape": (_inflated_shape, "is FLOAT32 [4, 40000] (640000 bytes) but its buffer holds 64 bytes"),
     "missing_buffer": (_missing_buffer, "points at buffer 999, but the file has"),
     "opcode_out_of_range": (_opcode_out_of_range, "has opcode index 99, but the file has"),

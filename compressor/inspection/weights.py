@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,20 +36,7 @@ def tflite_kernels(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file; pass a .tflite file")
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    check_tflite_file(path)  # the interpreter's C++ trusts the file: structural faults are refused first
-    try:
-        with warnings.catch_warnings():  # preserve_all_tensors warns that it is a debugging aid: it is, here
-            warnings.simplefilter("ignore")
-            interpreter = Interpreter(
-                model_path=str(path),
-                experimental_preserve_all_tensors=True,
-                # No XNNPACK: a delegate may repack (and take over) the constant weights.
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            )
-    except ValueError as e:
-        raise UserError(f"{path} is not a readable TFLite model: {str(e).splitlines()[0][:200]}") from None
+    interpreter = tensor_keeping_interpreter(path)
     names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the public API lists tensors, not which op reads them
     # A constant is neither a model input nor any op's output (BATCH_MATMUL may multiply two activations).
@@ -67,6 +55,24 @@ def tflite_kernels(path: str | Path) -> dict[str, np.ndarray]:
         key = layer_name(names[index])
         kernels[key if key not in kernels else f"{key}#{index}"] = value
     return kernels
+
+
+def tensor_keeping_interpreter(path: Path) -> Any:
+    """A LiteRT interpreter that keeps every tensor readable after invoke, on the builtin kernels:
+    a delegate (XNNPACK) may repack constant weights and keeps its intermediates to itself."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    check_tflite_file(path)  # the interpreter's C++ trusts the file: structural faults are refused first
+    try:
+        with warnings.catch_warnings():  # preserve_all_tensors warns that it is a debugging aid: it is, here
+            warnings.simplefilter("ignore")
+            return Interpreter(
+                model_path=str(path),
+                experimental_preserve_all_tensors=True,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+    except ValueError as e:
+        raise UserError(f"{path} is not a readable TFLite model: {str(e).splitlines()[0][:200]}") from None
 
 
 def layer_name(tensor_name: str) -> str:

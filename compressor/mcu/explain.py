@@ -11,7 +11,6 @@ difference measured is XNNPACK's own rounding (LiteRT's default delegate), and f
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +47,9 @@ def explain(model_path: Path, sample: np.ndarray) -> dict:
 
 
 def _litert_trace(model_path: Path, sample: np.ndarray, tensors: list[int]) -> dict[int, np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from compressor.inspection.weights import tensor_keeping_interpreter
 
-    with warnings.catch_warnings():  # preserve_all_tensors warns that it is a debugging aid: it is, here
-        warnings.simplefilter("ignore")
-        interpreter = Interpreter(
-            model_path=str(model_path),
-            experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
+    interpreter = tensor_keeping_interpreter(Path(model_path))
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None, ...])
     interpreter.invoke()
