@@ -7,6 +7,7 @@ the study is read back from PostgreSQL with Optuna. The server is a throwaway on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -109,12 +110,10 @@ def _wait_for_running_trial(url: str, study: str, pid: int, deadline: float):
     from optuna.trial import TrialState
 
     while time.time() < deadline:
-        try:
+        with contextlib.suppress(KeyError):  # the study is not created yet
             for t in _study(url, study).get_trials(states=(TrialState.RUNNING,)):
                 if t.user_attrs.get("worker", "").endswith(f":{pid}"):
                     return t
-        except KeyError:  # the study is not created yet
-            pass
         time.sleep(0.2)
     raise AssertionError(f"process {pid} ran no trial in time")
 

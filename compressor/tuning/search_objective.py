@@ -125,14 +125,27 @@ def _mcu_constraints(trial: Any, result: dict, cfg: Any, data: Any) -> list[floa
     return list(over.values())
 
 
-def earlier_run(trial: Any, raw: dict) -> Any:
-    """A finished trial of this study that ran exactly this recipe, or None."""
+def earlier_run(trial: Any, raw: dict, poll_s: float = 1.0) -> Any:
+    """A finished trial of this study that ran exactly this recipe, or None.
+
+    One that another worker or machine started earlier (a lower number) and is still running is
+    waited for: training the same seeded recipe twice is the same work twice. Waiting only on lower
+    numbers cannot deadlock; a trial that dies instead is failed by its heartbeat and we train."""
+    import time
+
     from optuna.trial import TrialState
 
-    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("recipe") == raw and "accuracy_drop" in t.constraints:
-            return t
-    return None
+    while True:
+        running = False
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.number == trial.number or t.user_attrs.get("recipe") != raw:
+                continue
+            if t.state == TrialState.COMPLETE and "accuracy_drop" in t.constraints:
+                return t
+            running = running or (t.state == TrialState.RUNNING and t.number < trial.number)
+        if not running:
+            return None
+        time.sleep(poll_s)
 
 
 def worst_layers(model: Any, data: Any) -> list[str]:
