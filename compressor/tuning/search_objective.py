@@ -130,12 +130,19 @@ def earlier_run(trial: Any, raw: dict, poll_s: float = 1.0) -> Any:
 
     One that another worker or machine started earlier (a lower number) and is still running is
     waited for: training the same seeded recipe twice is the same work twice. Waiting only on lower
-    numbers cannot deadlock; a trial that dies instead is failed by its heartbeat and we train."""
+    numbers cannot deadlock; a trial that dies instead is failed by its heartbeat (checked here: no
+    new trial starts while we wait, and Optuna fails stale trials only then) and we train. Without
+    heartbeats (journal storage) a dead trial would be waited for for ever: no waiting there."""
     import time
 
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
 
+    can_wait = is_heartbeat_enabled(trial.study._storage)
     while True:
+        if can_wait:
+            optuna.storages.fail_stale_trials(trial.study)
         running = False
         for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
             if t.number == trial.number or t.user_attrs.get("recipe") != raw:
@@ -143,7 +150,7 @@ def earlier_run(trial: Any, raw: dict, poll_s: float = 1.0) -> Any:
             if t.state == TrialState.COMPLETE and "accuracy_drop" in t.constraints:
                 return t
             running = running or (t.state == TrialState.RUNNING and t.number < trial.number)
-        if not running:
+        if not (running and can_wait):
             return None
         time.sleep(poll_s)
 
