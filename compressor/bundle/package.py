@@ -249,7 +249,8 @@ def artifact_file(layout: RunLayout, row: dict) -> Path:
 def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int | None):
     """The run's test set, from what run.json recorded; the arguments given override it. Runs made
     before run.json recorded its data fall back to the model card's data set and seed 0."""
-    from compressor.datasets import DATASET_NAMES, load_dataset
+    from compressor.datasets import DATASET_NAMES, Preprocessing, load_dataset
+    from compressor.datasets.model_input import ModelInput
 
     recorded = run.get("data") if isinstance(run.get("data"), dict) else {}
     spec = data or recorded.get("spec") or _card(run).get("data")
@@ -259,8 +260,11 @@ def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, dat
         raise UserError(f"cannot tell which data set {run_dir} was compressed with; pass --data (and --data-dir)")
     data_dir = data_dir or (recorded.get("data_dir") if not data else None)
     seed = seed if seed is not None else int(recorded.get("seed", 0))
-    dataset = load_dataset(spec, data_dir=data_dir, seed=seed)
     expected = report["data"]
+    # The run's preprocessing (and image fitting) is replayed as recorded, for the run's input shape.
+    recorded_prep = Preprocessing.from_dict(expected["preprocessing"])
+    shape = ModelInput(shape=tuple(recorded["input_shape"])) if recorded.get("input_shape") else None
+    dataset = load_dataset(spec, data_dir=data_dir, seed=seed, model=shape, preprocess=recorded_prep)
     if (
         dataset.name != expected["name"]
         or len(dataset.y_test) != expected["test_samples"]

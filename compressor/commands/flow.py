@@ -11,6 +11,7 @@ import json
 import click
 
 from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress
+from compressor.commands.data_options import data_options
 from compressor.pipeline.layout import DemoLayout
 from compressor.recipes.optimizers import OPTIMIZERS
 
@@ -39,9 +40,23 @@ from compressor.recipes.optimizers import OPTIMIZERS
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@data_options
 @common
 def train(
-    model_name, data, data_dir, out, epochs, batch_size, learning_rate, optimizer, params, seed, overwrite, as_json
+    model_name,
+    data,
+    data_dir,
+    out,
+    epochs,
+    batch_size,
+    learning_rate,
+    optimizer,
+    params,
+    seed,
+    overwrite,
+    as_json,
+    preprocess,
+    image_fit,
 ):
     """Train a reference architecture and save it as a SavedModel."""
     from compressor.pipeline.train import train as run
@@ -59,6 +74,8 @@ def train(
         model_params=parse_params(params),
         overwrite=overwrite,
         progress=progress,
+        preprocess=preprocess,
+        image_fit=image_fit,
     )
     emit(
         card,
@@ -116,6 +133,7 @@ def train(
     help="int8 ONNX from the .tflite (tf2onnx QDQ), from ONNX Runtime's static quantization, or both "
     "(the better under the gates becomes model.onnx).",
 )
+@data_options
 @common
 def compress(
     model,
@@ -135,6 +153,8 @@ def compress(
     debug_quant,
     float_layers,
     onnx_quant,
+    preprocess,
+    image_fit,
 ):
     """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json."""
     if dry_run:
@@ -165,6 +185,8 @@ def compress(
         debug_quant=debug_quant,
         float_layers=float_layers,
         onnx_quant=onnx_quant,
+        preprocess=preprocess,
+        image_fit=image_fit,
     )
     from compressor.pipeline.layout import RunLayout
 
@@ -182,8 +204,11 @@ def compress(
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--trust-code", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
+@data_options
 @common
-def validate(artifact, data, data_dir, reference, threads, latency_runs, seed, trust_code, as_json):
+def validate(
+    artifact, data, data_dir, reference, threads, latency_runs, seed, trust_code, as_json, preprocess, image_fit
+):
     """Accuracy, agreement, latency and size of a .tflite or .onnx on its interpreter."""
     from compressor.pipeline.validate_artifact import format_validation, validate_artifact
 
@@ -196,6 +221,8 @@ def validate(artifact, data, data_dir, reference, threads, latency_runs, seed, t
         latency_runs=latency_runs,
         seed=seed,
         trust_code=trust_code,
+        preprocess=preprocess,
+        image_fit=image_fit,
     )
     emit(result, as_json, format_validation(result))
 

@@ -10,7 +10,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from compressor.datasets.choice import choose
 from compressor.datasets.dataset import Dataset
+from compressor.datasets.layout import arrange, channel_order_of, layout_of
+from compressor.datasets.model_input import ModelInput
 from compressor.datasets.preprocessing import Preprocessing
 from compressor.datasets.split import stratified_split
 from compressor.runtime.errors import UserError
@@ -40,9 +43,22 @@ class RawData:
     y_val: np.ndarray | None = None
 
 
-def assemble(name: str, raw: RawData, seed: int, val_fraction: float, normalize: bool) -> Dataset:
-    """Split off missing test/val sets, check everything, preprocess, optionally normalise."""
-    x = {"train": raw.x_train, "val": raw.x_val, "test": raw.x_test}
+def assemble(
+    name: str,
+    raw: RawData,
+    seed: int,
+    val_fraction: float,
+    model: ModelInput | None = None,
+    preprocess: str | Preprocessing = "auto",
+) -> Dataset:
+    """Arrange the arrays as the model reads them, split off missing test/val sets, check
+    everything, choose the preprocessing (a --preprocess mode, or a recorded Preprocessing that is
+    replayed as it is) and apply it."""
+    shape = model.shape if model is not None else None
+    x = {
+        s: None if a is None else arrange(f"x_{s}", a, shape)
+        for s, a in zip(SPLITS, (raw.x_train, raw.x_val, raw.x_test))
+    }
     y = {"train": raw.y_train, "val": raw.y_val, "test": raw.y_test}
     for split in SPLITS:
         if x[split] is not None:
@@ -58,10 +74,10 @@ def assemble(name: str, raw: RawData, seed: int, val_fraction: float, normalize:
     _check_shapes(x)
     for split in SPLITS:
         _check_labels(split, y[split], len(raw.labels))
-
-    preprocessing = raw.preprocessing
-    if normalize:
-        preprocessing = _normalized(preprocessing, x["train"])
+    if isinstance(preprocess, Preprocessing):
+        preprocessing, reason = preprocess, "replayed as recorded"
+    else:
+        preprocessing, reason = choose(preprocess, _laid_out(raw.preprocessing, x["train"]), model, x["train"])
     xs = {}
     for split in SPLITS:
         xs[split] = preprocessing.apply(x[split])
@@ -77,18 +93,14 @@ def assemble(name: str, raw: RawData, seed: int, val_fraction: float, normalize:
         labels=list(raw.labels),
         preprocessing=preprocessing,
         raw_test=x["test"],
+        preprocess_reason=reason,
     )
 
 
-def _normalized(base: Preprocessing, raw_train: np.ndarray) -> Preprocessing:
-    """Record per-channel mean/std of the preprocessed training split in the preprocessing."""
-    scaled = base.apply(raw_train)
-    axes = tuple(range(scaled.ndim - 1))
-    mean = scaled.mean(axis=axes, dtype=np.float64)
-    std = scaled.std(axis=axes, dtype=np.float64)
-    # A constant channel (e.g. an always-black border pixel in flat vectors) would divide by zero.
-    std = np.where(std > 0, std, 1.0)
-    return replace(base, mean=tuple(mean), std=tuple(std))
+def _laid_out(base: Preprocessing, x_train: np.ndarray) -> Preprocessing:
+    """The reader's preprocessing with the layout and channel order of the arrays as arranged."""
+    layout = layout_of(x_train.shape[1:])
+    return replace(base, layout=layout, channel_order=channel_order_of(layout, x_train.shape[-1], base.channel_order))
 
 
 def _check_pair(split: str, x: np.ndarray, y: np.ndarray | None) -> None:

@@ -17,6 +17,7 @@ class Dataset:
     x arrays are float32 and already preprocessed (NHWC for images, NC for flat vectors);
     y arrays are int64 class ids indexing ``labels``. ``raw_test`` keeps the test inputs as
     they were read, so a device self-test can run ``preprocessing.apply(raw_test)`` itself.
+    ``preprocess_reason`` says why this preprocessing was chosen (printed, recorded in run.json).
     """
 
     name: str
@@ -29,6 +30,7 @@ class Dataset:
     labels: list[str]
     preprocessing: Preprocessing
     raw_test: np.ndarray | None = None
+    preprocess_reason: str = ""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -49,4 +51,5 @@ class Dataset:
             "splits": {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)},
             "shapes": {split: list(getattr(self, f"x_{split}").shape) for split in ("train", "val", "test")},
             "preprocessing": self.preprocessing.to_dict(),
+            "preprocess_reason": self.preprocess_reason,
         }

@@ -1,7 +1,14 @@
-"""Image folders: one subfolder per class (sorted names are the labels), images of one size inside."""
+"""Image folders: one subfolder per class (sorted names are the labels), images of any size inside.
+
+Every image is fitted to the model's input (runtime/image_fit.py: EXIF orientation, colour mode,
+resize / centre crop / pad) and the settings are recorded in ``preprocessing.image``, so a device
+reproduces the same pixels. Without a model (``compressor train``) images keep their size when all
+share one, else they are fitted to the most common size.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,36 +16,50 @@ import numpy as np
 from compressor.datasets.assemble import RawData
 from compressor.datasets.preprocessing import Preprocessing
 from compressor.runtime.errors import UserError
+from compressor.runtime.image_fit import image_spec, load_image
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def read_image_folder(root: Path) -> RawData:
+def read_image_folder(root: Path, model_shape: tuple | None = None, fit: str | dict = "resize") -> RawData:
     """Read every image below ``root``/<class>/; all of them become the pool that is split.
 
-    The result is grayscale (1 channel) only if every image is mode "L"; otherwise all images
-    are converted to RGB so that one model input shape fits them all.
+    ``model_shape`` (height, width, channels) is what images are fitted to; ``fit`` is resize,
+    crop or pad, or a recorded spec (``compressor package`` replays the run's).
     """
     files, class_ids, classes = _list_images(root)
-    headers = [_read_header(path) for path in files]
-    size = headers[0][0]
-    for path, (other, _) in zip(files, headers):
-        if other != size:
-            raise UserError(
-                f"image {path} is {other[0]}x{other[1]} pixels but {files[0]} is {size[0]}x{size[1]} (width x height); "
-                "resize all images to the same size"
-            )
-    gray = all(mode == "L" for _, mode in headers)
-    images = np.empty((len(files), size[1], size[0], 1 if gray else 3), dtype=np.uint8)
+    spec = fit if isinstance(fit, dict) else _spec(files, model_shape, fit)
+    channels = len(spec["color"])  # "L", "RGB", "RGBA": one letter a channel
+    images = np.empty((len(files), *spec["size"], channels), dtype=np.uint8)
     for i, path in enumerate(files):
-        pixels = _read_pixels(path, "L" if gray else "RGB")
-        images[i] = pixels[..., np.newaxis] if gray else pixels
+        images[i] = load_image(path, spec)
+    order = {"L": "gray", "RGB": "RGB", "RGBA": "RGBA"}[spec["color"]]
     return RawData(
         x_train=images,
         y_train=np.asarray(class_ids, dtype=np.int64),
         labels=classes,
-        preprocessing=Preprocessing(scale=1 / 255, channel_order="gray" if gray else "RGB"),
+        preprocessing=Preprocessing(scale=1 / 255, channel_order=order, image=spec),
     )
+
+
+def _spec(files: list[Path], model_shape: tuple | None, fit: str) -> dict:
+    """Fit to the model's (height, width, channels); what the model leaves open, the images say."""
+    shape = tuple(model_shape) if model_shape is not None else (None, None, None)
+    if len(shape) != 3:
+        raise UserError(
+            f"the model takes inputs of shape {shape} but image folders give (height, width, channels) images; "
+            "pass the data as an .npz instead"
+        )
+    height, width, channels = shape
+    headers = None
+    if height is None or width is None or channels is None:
+        headers = [_read_header(path) for path in files]
+    if height is None or width is None:
+        sizes = Counter(size for size, _ in headers)
+        (width, height), _ = max(sizes.items(), key=lambda item: (item[1], item[0]))
+    if channels is None:
+        channels = 1 if all(mode == "L" for _, mode in headers) else 3
+    return image_spec(fit, height, width, channels)
 
 
 def _list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
@@ -69,15 +90,5 @@ def _read_header(path: Path) -> tuple[tuple[int, int], str]:
     try:
         with Image.open(path) as im:
             return im.size, im.mode
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"image {path} cannot be read ({e}); fix or remove it") from None
-
-
-def _read_pixels(path: Path, mode: str) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert(mode), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"image {path} cannot be read ({e}); fix or remove it") from None

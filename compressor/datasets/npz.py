@@ -89,12 +89,11 @@ def read_npz(path: Path) -> RawData:
 def _from_arrays(arrays: dict[str, np.ndarray]) -> RawData:
     """Build RawData from x_*/y_* arrays in any of the accepted shapes and label encodings."""
     splits = [s for s in ("train", "val", "test") if f"x_{s}" in arrays]
-    xs = {s: _with_channel_axis(f"x_{s}", arrays[f"x_{s}"]) for s in splits}
+    xs = {s: _numeric(f"x_{s}", arrays[f"x_{s}"]) for s in splits}
     ys = {s: _class_ids(f"y_{s}", arrays[f"y_{s}"]) for s in splits}
-    layout = "NC" if xs["train"].ndim == 2 else "NHWC"
-    channel_order = "RGB" if layout == "NHWC" and xs["train"].shape[-1] == 3 else "gray"
+    # Layout and channel order are set by assemble(), which knows the model's input shape.
     if all(x.dtype == np.uint8 for x in xs.values()):
-        preprocessing = Preprocessing(scale=1 / 255, layout=layout, channel_order=channel_order)
+        preprocessing = Preprocessing(scale=1 / 255)
     else:
         # Checked here already because NaN would poison the observed input range.
         for s, x in xs.items():
@@ -102,7 +101,7 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> RawData:
         nonempty = [x for x in xs.values() if x.size]
         low = min((float(x.min()) for x in nonempty), default=0.0)
         high = max((float(x.max()) for x in nonempty), default=0.0)
-        preprocessing = Preprocessing(layout=layout, channel_order=channel_order, input_range=(low, high))
+        preprocessing = Preprocessing(input_range=(low, high))
     num_classes = max((int(y.max()) + 1 for y, _ in ys.values() if y.size), default=0)
     # One-hot rows also tell the class count, even if the last classes never occur.
     num_classes = max([num_classes] + [width for _, width in ys.values()])
@@ -118,21 +117,12 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> RawData:
     )
 
 
-def _with_channel_axis(name: str, x: np.ndarray) -> np.ndarray:
-    """Return x as (N, F) flat vectors or (N, H, W, C) images with C in {1, 3}."""
+def _numeric(name: str, x: np.ndarray) -> np.ndarray:
     if x.dtype.kind not in NUMERIC_KINDS:
         raise UserError(f"{name} has dtype {x.dtype}; inputs must be numeric (uint8 or float)")
-    if x.ndim == 3:
-        return x[..., np.newaxis]
-    if x.ndim == 2 or (x.ndim == 4 and x.shape[-1] in (1, 3)):
-        return x
-    if x.ndim == 4 and x.shape[1] in (1, 3):
-        raise UserError(
-            f"{name} has shape {x.shape}, which looks channels-first; save it as NHWC with x.transpose(0, 2, 3, 1)"
-        )
-    if x.ndim == 4:
-        raise UserError(f"{name} has {x.shape[-1]} channels; images need 1 (grayscale) or 3 (RGB) channels, NHWC")
-    raise UserError(f"{name} has shape {x.shape}; expected (N, features), (N, H, W) or (N, H, W, C)")
+    if x.ndim < 2:
+        raise UserError(f"{name} has shape {x.shape}; expected (N, features), (N, steps, channels) or (N, H, W, C)")
+    return x
 
 
 def _class_ids(name: str, y: np.ndarray) -> tuple[np.ndarray, int]:

@@ -14,8 +14,12 @@ import numpy as np
 
 from compressor.runtime.errors import UserError
 
-LAYOUTS = ("NHWC", "NC")
-CHANNEL_ORDERS = ("gray", "RGB")
+# (N, H, W, C) images or stacked 2-D signals, (N, T, C) sequences, (N, F) vectors.
+LAYOUTS = ("NHWC", "NTC", "NC")
+# "channels": C values that are not colours (sensor axes, spectrogram stacks, 2 or 5+ planes).
+CHANNEL_ORDERS = ("gray", "RGB", "RGBA", "channels")
+# Fields recorded only when set, so runs recorded before they existed compare equal.
+OPTIONAL = ("mode", "image")
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,9 @@ class Preprocessing:
 
     ``mean`` and ``std`` hold one value (shared by all channels) or one per channel; for the
     flat "NC" layout a "channel" is a feature. ``input_range`` is the range of the RAW values,
-    which int8 calibration and on-device input checks rely on.
+    which int8 calibration and on-device input checks rely on. ``mode`` is the --preprocess
+    choice that produced this formula (why it was chosen is the Dataset's ``preprocess_reason``);
+    ``image`` how image files were fitted to the model input (runtime/image_fit.py).
     """
 
     scale: float = 1.0
@@ -33,6 +39,8 @@ class Preprocessing:
     layout: str = "NHWC"
     channel_order: str = "gray"
     input_range: tuple[float, float] = (0.0, 255.0)
+    mode: str = ""
+    image: dict | None = None
 
     def __post_init__(self) -> None:
         # Normalise to plain Python floats in tuples: the instance stays hashable and to_dict()
@@ -66,8 +74,9 @@ class Preprocessing:
         return (x * np.float32(self.scale) - mean) / std
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """A JSON-serialisable dict (tuples become lists; unset optional fields left out)."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in d.items() if k not in OPTIONAL or v}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:

@@ -58,6 +58,8 @@ def compress(
     float_layers: str | None = None,
     onnx_quant: str = "tflite",
     reuse_steps: dict[str, Path] | None = None,
+    preprocess: str = "auto",
+    image_fit: str = "resize",
 ) -> dict:
     """Apply each recipe to the model, export, validate; returns the report (also in OUT/report.json).
 
@@ -66,6 +68,7 @@ def compress(
     "a,b" or "auto[:N]" for the int8 steps (see export/selective.py); ``onnx_quant``: tflite |
     ort | both (export/onnx_quant.py). ``reuse_steps``: recipe name -> a steps folder made from the
     same model, data and seed (a search trial's), copied in so its finished steps are not retrained.
+    ``preprocess`` / ``image_fit``: how raw data becomes model inputs (compressor/datasets/choice.py).
     """
     resolved = _resolve_recipes(recipes, overrides, float_layers, onnx_quant)  # a typo fails before any work
     final = RunLayout(out_path(out))
@@ -78,7 +81,10 @@ def compress(
         model = load_model(model_path, trust_code=trust_code)
         check_trainable(model, resolved)
         check_mcu_gates(resolved)
-        dataset = load_dataset(data_spec, data_dir=data_dir, seed=seed)
+        dataset = load_dataset(
+            data_spec, data_dir=data_dir, seed=seed, model=model, preprocess=preprocess, image_fit=image_fit
+        )
+        progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
         check_fits(model, dataset)
         set_step_progress(progress)
         ctx = RunContext(model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs)

@@ -34,22 +34,35 @@ def train(
     model_params: dict | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] = lambda msg: None,
+    preprocess: str = "auto",
+    image_fit: str = "resize",
 ) -> dict:
     """Train ``model_name`` on ``data``, test it once, save it with its card; returns the card."""
     out = out_path(out)
     _check_arguments(epochs, batch_size, learning_rate, optimizer)
     check_output(out, [data, data_dir], overwrite)  # before the data is loaded
     training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
+    data_options = {"preprocess": preprocess, "image_fit": image_fit}
     with RunLock(out):
-        card = _train(model_name, out, data, data_dir, {**training, "seed": seed}, model_params or {}, progress)
+        card = _train(
+            model_name, out, data, data_dir, {**training, "seed": seed}, model_params or {}, progress, data_options
+        )
     return {**card, "model_path": str(TrainLayout(out).model)}
 
 
 def _train(
-    model_name: str, out: Path, data: str, data_dir: str | None, training: dict, model_params: dict, progress
+    model_name: str,
+    out: Path,
+    data: str,
+    data_dir: str | None,
+    training: dict,
+    model_params: dict,
+    progress,
+    data_options: dict | None = None,
 ) -> dict:
     """Load the data, build, fit and test the model, save it with its card (replacing ``out``)."""
-    dataset = load_dataset(data, data_dir=data_dir, seed=training["seed"])
+    dataset = load_dataset(data, data_dir=data_dir, seed=training["seed"], **(data_options or {}))
+    progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
     from compressor.keras_shim import set_seed
     from compressor.models import build_model
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.datasets import load_dataset
+from compressor.datasets.model_input import ModelInput
 from compressor.pipeline.preflight import check_fits
 from compressor.pipeline.validation import reference_outputs
 from compressor.runtime import accuracy, latency
@@ -27,9 +28,12 @@ def validate_artifact(
     latency_runs: int = 100,
     seed: int = 0,
     trust_code: bool = False,
+    preprocess: str = "auto",
+    image_fit: str = "resize",
 ) -> dict:
     runner = open_model(artifact, threads=threads)
-    dataset = load_dataset(data, data_dir=data_dir, seed=seed)
+    shape = ModelInput(shape=_Shapes(runner).input_shape)
+    dataset = load_dataset(data, data_dir=data_dir, seed=seed, model=shape, preprocess=preprocess, image_fit=image_fit)
     check_fits(_Shapes(runner), dataset)
     ref = _reference_outputs(reference, dataset.x_test, threads, trust_code) if reference else None
     outputs = accuracy.predict(runner, dataset.x_test)
@@ -37,6 +41,8 @@ def validate_artifact(
         "artifact": str(artifact),
         "backend": runner.backend,
         "data": dataset.name,
+        "preprocessing": dataset.preprocessing.to_dict(),
+        "preprocess_reason": dataset.preprocess_reason,
         "inputs": [t.to_dict() for t in runner.inputs],
         "outputs": [t.to_dict() for t in runner.outputs],
         "accuracy": accuracy.classification_metrics(outputs, dataset.y_test, reference=ref),
@@ -71,6 +77,7 @@ def format_validation(r: dict) -> str:
         f"  accuracy     top-1 {acc['top1']:.2%}"
         + (f", top-5 {acc['top5']:.2%}" if "top5" in acc else "")
         + f" on {acc['samples']} samples ({r['data']})",
+        f"  preprocess   {r['preprocessing'].get('mode', '?')} ({r['preprocess_reason']})",
         f"  size         {size['bytes'] / 1024:.1f} KB ({size['gzip_bytes'] / 1024:.1f} KB gzip)",
         f"  latency      p50 {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms, "
         f"init {lat['init_ms']:.1f} ms, {lat['threads']} thread(s)",
