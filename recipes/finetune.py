@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from compressor.recipes import distribute
 from compressor.recipes.accumulate import accumulating
 from compressor.recipes.base import StepParams, epoch_hook, progress
 from compressor.recipes.epoch_log import epoch_callback, epoch_line, without_seconds
@@ -85,7 +86,7 @@ def callbacks(params: FineTuneParams, extra: list | None = None) -> list:
     (base.set_epoch_hook), plus the step's own callbacks."""
     from compressor.keras_shim import keras
 
-    out = list(extra or [])
+    out = [*distribute.backup_callbacks(), *(extra or [])]  # restored first: the others see the resumed state
     if params.lr_schedule != "constant":
         # Per-epoch schedule: the value at epoch e is learning_rate_at(params, e).
         out.append(keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(params, epoch)))

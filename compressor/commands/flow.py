@@ -12,6 +12,7 @@ import click
 
 from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress
 from compressor.commands.data_options import data_options
+from compressor.commands.distribute_options import distribute_options, distributed
 from compressor.pipeline.layout import DemoLayout
 from compressor.recipes.optimizers import OPTIMIZERS
 
@@ -39,47 +40,33 @@ from compressor.recipes.optimizers import OPTIMIZERS
 @click.option("--param", "params", multiple=True, help="Architecture argument NAME=VALUE (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--resume", is_flag=True, help="--distribute: continue an interrupted training from its last epoch.")
+@distribute_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @data_options
 @common
-def train(
-    model_name,
-    data,
-    data_dir,
-    out,
-    epochs,
-    batch_size,
-    learning_rate,
-    optimizer,
-    params,
-    seed,
-    overwrite,
-    as_json,
-    preprocess,
-    image_fit,
-):
+def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, optimizer, params, seed, **flags):
     """Train a reference architecture and save it as a SavedModel."""
     from compressor.pipeline.train import train as run
 
-    card = run(
-        model_name,
-        out,
-        data=data,
-        data_dir=data_dir,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        optimizer=optimizer,
-        seed=seed,
-        model_params=parse_params(params),
-        overwrite=overwrite,
-        progress=progress,
-        preprocess=preprocess,
-        image_fit=image_fit,
-    )
+    training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
+    with distributed(flags["distribute"], flags["replicas"], out, flags["resume"], progress) as where:
+        card = run(
+            model_name,
+            where,
+            data=data,
+            data_dir=data_dir,
+            seed=seed,
+            model_params=parse_params(params),
+            overwrite=flags["overwrite"],
+            progress=progress,
+            preprocess=flags["preprocess"],
+            image_fit=flags["image_fit"],
+            **training,
+        )
     emit(
         card,
-        as_json,
+        flags["as_json"],
         f"saved {card['model_path']}  ({card['parameters']:,} parameters, test accuracy {card['test_accuracy']:.2%})",
     )
 
@@ -133,6 +120,7 @@ def train(
     help="int8 ONNX from the .tflite (tf2onnx QDQ), from ONNX Runtime's static quantization, or both "
     "(the better under the gates becomes model.onnx).",
 )
+@distribute_options()
 @data_options
 @common
 def compress(
@@ -153,6 +141,8 @@ def compress(
     debug_quant,
     float_layers,
     onnx_quant,
+    distribute,
+    replicas,
     preprocess,
     image_fit,
 ):
@@ -168,26 +158,27 @@ def compress(
     from compressor.pipeline.compress import compress as run
     from compressor.reports.summary import format_table
 
-    report = run(
-        model,
-        list(recipes),
-        out,
-        data=data,
-        data_dir=data_dir,
-        overrides=list(overrides),
-        overwrite=overwrite,
-        resume=resume,
-        threads=threads,
-        latency_runs=latency_runs,
-        seed=seed,
-        trust_code=trust_code,
-        progress=progress,
-        debug_quant=debug_quant,
-        float_layers=float_layers,
-        onnx_quant=onnx_quant,
-        preprocess=preprocess,
-        image_fit=image_fit,
-    )
+    with distributed(distribute, replicas, out, resume, progress) as where:
+        report = run(
+            model,
+            list(recipes),
+            where,
+            data=data,
+            data_dir=data_dir,
+            overrides=list(overrides),
+            overwrite=overwrite,
+            resume=resume,
+            threads=threads,
+            latency_runs=latency_runs,
+            seed=seed,
+            trust_code=trust_code,
+            progress=progress,
+            debug_quant=debug_quant,
+            float_layers=float_layers,
+            onnx_quant=onnx_quant,
+            preprocess=preprocess,
+            image_fit=image_fit,
+        )
     from compressor.pipeline.layout import RunLayout
 
     emit(report, as_json, format_table(report) + f"\nreport: {RunLayout(out).report_json}")

@@ -18,7 +18,7 @@ from typing import Any
 from compressor.export.conversions import run_conversion
 from compressor.pipeline.layout import step_dir
 from compressor.pipeline.model_io import LoadedModel, load_model
-from compressor.recipes import Recipe, get_step
+from compressor.recipes import Recipe, distribute, get_step
 from compressor.recipes.base import progress
 from compressor.recipes.stepio import save_step_model, step_load_scope, step_model_path
 from compressor.runtime.atomic import write_json
@@ -52,13 +52,22 @@ def run_chain(
         if step.kind == "convert":
             result = run_conversion(spec.type, current, data, spec.params, workdir)
         else:
-            trained = step.apply(current.keras, data, spec.params, workdir)
+            trained = _train(step, current.keras, data, spec.params, workdir)
             save_step_model(trained, workdir)
+            if distribute.active():  # continue with plain variables: exporters and evaluation run outside the strategy
+                trained = _reload(workdir, trust_code)
             current = dataclasses.replace(current, keras=trained, saved_model_dir=None)
         metas.append(_write_meta(workdir, spec.type, i, params, time.time() - t0))
         if step.kind == "convert":
             return result, metas
     raise AssertionError("recipe validation guarantees a conversion step last")
+
+
+def _train(step: Any, model: Any, data: Any, params: Any, workdir: Path) -> Any:
+    """One training step, inside the tf.distribute strategy when there is one (recipes/distribute.py)."""
+    distribute.begin_step("/".join(workdir.parts[-3:]))  # <recipe>/steps/NN-type: alike on every worker
+    with distribute.scope(), distribute.worker_failures_explained():
+        return step.apply(distribute.clone_into_scope(model), data, params, workdir)
 
 
 def _reload(workdir: Path, trust_code: bool) -> Any:

@@ -16,6 +16,7 @@ from compressor.pipeline.layout import TrainLayout
 from compressor.pipeline.model_io import write_trained_model
 from compressor.pipeline.output_guard import check_output, out_path
 from compressor.pipeline.run_lock import RunLock
+from compressor.recipes import distribute
 from compressor.recipes.epoch_log import epoch_callback, epoch_line
 from compressor.recipes.optimizers import check_optimizer, make_optimizer
 from compressor.runtime.errors import UserError
@@ -67,14 +68,21 @@ def _train(
     from compressor.models import build_model
 
     set_seed(training["seed"])
-    model = build_model(model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **model_params)
-    model.compile(
-        optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    with distribute.scope():  # replicated variables and optimizer under --distribute
+        model = build_model(
+            model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **model_params
+        )
+        model.compile(
+            optimizer=make_optimizer(training["optimizer"], training["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    distribute.begin_step("train")
     t0 = time.time()
-    history = _fit(model, dataset, training["epochs"], training["batch_size"], progress)
+    with distribute.worker_failures_explained():
+        history = _fit(model, dataset, training["epochs"], training["batch_size"], progress)
+    if distribute.active():
+        training["distribute"] = {"mode": distribute.mode(), "replicas": distribute.replicas()}
     training["seconds"] = round(time.time() - t0, 2)
     _, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
     return write_trained_model(
@@ -111,6 +119,6 @@ def _fit(model: Any, dataset: Any, epochs: int, batch_size: int, progress: Calla
         batch_size=batch_size,
         verbose=0,
         shuffle=True,
-        callbacks=[epoch_callback(on_epoch)],
+        callbacks=[*distribute.backup_callbacks(), epoch_callback(on_epoch)],
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
