@@ -143,3 +143,20 @@ def test_killed_worker_resumes_and_only_the_chief_writes(tiny_model_path, tmp_pa
     pruned = next(a for a in report["artifacts"] if a["artifact"] == "prune-int8" and a["format"] == "tflite")
     assert pruned["accuracy"] >= report["reference_accuracy"] - 0.05
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # worker folder, backups gone
+
+
+def test_tune_trials_train_over_two_replicas(tiny_model_path, tmp_path):
+    """tune --distribute mirrored: a recipe-mode study whose trials train inside the strategy; the
+    trials complete with sane accuracy, and --workers with it is refused (one or the other)."""
+    recipe = tmp_path / "prune.yaml"
+    steps = [{"type": "prune", "params": {"epochs": 1, "sparsity": 0.3}}, {"type": "dynamic"}]
+    recipe.write_text(json.dumps({"steps": steps, "export": {"formats": ["tflite"]}}))
+    args = ["tune", tiny_model_path, "--recipe", str(recipe), "--trials", "2", "--no-final", "--json"]
+    r = _cli(*args, "--out", str(tmp_path / "t"), "--distribute", "mirrored", "--replicas", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "every trial trains over 2 replica(s)" in r.stderr
+    result = json.loads(r.stdout)
+    assert result["counts"]["COMPLETE"] == 2
+    assert all(row["value"] > 0.5 for row in result["trials"]), result["trials"]
+    refused = _cli(*args, "--out", str(tmp_path / "w"), "--distribute", "mirrored", "--workers", "2")
+    assert refused.returncode == 2 and "choose --workers" in refused.stderr

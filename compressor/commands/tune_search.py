@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from compressor.commands.app import cli, common, emit, fail_unless, parse_params, state
+from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress, state
+from compressor.commands.distribute_options import distribute_options
 from compressor.pipeline.layout import RunLayout
 
 
@@ -71,6 +72,7 @@ def _study_options(fn):
 @click.option("--trust-code", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
+@distribute_options(("none", "mirrored"))
 @common
 def tune_cmd(
     model_path,
@@ -93,8 +95,11 @@ def tune_cmd(
     trust_code,
     overwrite,
     as_json,
+    distribute,
+    replicas,
 ):
     """Tune training hyperparameters (Optuna); refit the winner on train+val, test it once."""
+    _trials_over_devices(distribute, replicas, workers)
     from compressor.tuning.progress import Progress
     from compressor.tuning.summary_text import format_tune
     from compressor.tuning.tune import tune
@@ -122,6 +127,19 @@ def tune_cmd(
         progress=Progress(quiet=state["quiet"]),
     )
     emit(result, as_json, format_tune(result) + f"\nreport: {RunLayout(out).report_html}")
+
+
+def _trials_over_devices(mode: str, replicas: int | None, workers: int) -> None:
+    """tune --distribute mirrored: each trial trains over this machine's devices. Machines share a study
+    (--storage) rather than one trial: independent trials need no synchronisation."""
+    from compressor.recipes import distribute
+    from compressor.runtime.errors import UserError
+
+    if mode != "none" and workers > 1:
+        raise UserError("choose --workers (trials side by side) or --distribute mirrored (each trial over devices)")
+    distribute.setup(mode, replicas)
+    if distribute.active():
+        progress(f"distributed: every trial trains over {distribute.replicas()} replica(s) in sync")
 
 
 @cli.command("search")

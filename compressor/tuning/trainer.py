@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.recipes import distribute
 from compressor.recipes.optimizers import make_optimizer
 from compressor.runtime.errors import UserError
 
@@ -89,7 +90,8 @@ def fit(
     from compressor.recipes.epoch_log import epoch_callback
 
     set_seed(seed)
-    model = build(model_name, values, data, model_params)
+    with distribute.scope():  # --distribute mirrored: the trial's model and optimizer are replicated
+        model = build(model_name, values, data, model_params)
 
     val = (data.x_val, data.y_val) if validate else None
     history = model.fit(
