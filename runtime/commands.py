@@ -188,7 +188,7 @@ def bench(
 
 def _load_data(t: Target, data: str) -> tuple[np.ndarray, np.ndarray, str, bool]:
     """Model inputs, class ids, the file name, and whether the preprocessing was applied."""
-    x, y = preprocess.load_npz(data)
+    x, y = preprocess.load_data(data, t.info)
     if t.info and t.info.get("preprocessing") and t.info.get("raw_input"):
         preprocess.check_raw(x, t.info["raw_input"], t.info["preprocessing"])
         x = preprocess.apply(t.info["preprocessing"], x)

@@ -17,6 +17,7 @@ the runtime needs it only for image files.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,24 @@ def image_spec(fit: str, height: int, width: int, channels: int) -> dict:
         "resample": "bilinear",
         "exif_orientation": True,
     }
+
+
+def check_image_spec(spec: object, where: str) -> None:
+    """Refuse a recorded spec (an unauthenticated manifest) that fit_image could not follow exactly."""
+    expected = f'{{"fit": one of {", ".join(FITS)}, "size": [height, width] in 1..65536, "color": L|RGB|RGBA}}'
+    if not isinstance(spec, dict):
+        raise UserError(f"{where}: expected {expected}")
+    size = spec.get("size")
+    if (
+        spec.get("fit") not in FITS
+        or spec.get("color") not in COLOR_BY_CHANNELS.values()
+        or not isinstance(size, list)
+        or len(size) != 2
+        or not all(type(v) is int and 0 < v <= 65_536 for v in size)
+        or spec.get("resample", "bilinear") != "bilinear"
+        or not isinstance(spec.get("exif_orientation", True), bool)
+    ):
+        raise UserError(f"{where}: expected {expected}")
 
 
 def fit_image(image, spec: dict) -> np.ndarray:
@@ -87,3 +106,28 @@ def load_image(path: str | Path, spec: dict) -> np.ndarray:
             return fit_image(image, spec)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"image {path} cannot be read ({e}); fix or remove it") from None
+
+
+def refit_check(spec: dict | None, names: list, arrays: dict, raw: np.ndarray) -> dict:
+    """Self-test of the image fitting: the bundled original files (``image_i``), fitted here, must
+    give the host's raw sample i exactly. {} when the bundle carries no image files."""
+    if not spec or not names:
+        return {}
+    try:
+        from PIL import Image
+    except ImportError:
+        return {"checked": 0, "note": "image fitting not checked: Pillow is not installed (pip install pillow)"}
+    failures = []
+    for name in names:
+        index = name[len("image_") :] if isinstance(name, str) and name.startswith("image_") else ""
+        if not index.isdigit() or int(index) >= len(raw) or name not in arrays:
+            raise UserError(f"self-test image {name!r} is not an image_<i> array of samples.npz with i < {len(raw)}")
+        try:
+            with Image.open(io.BytesIO(np.asarray(arrays[name], dtype=np.uint8).tobytes())) as image:
+                pixels = fit_image(image, spec)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            failures.append(f"image {name} cannot be decoded here ({e})")
+            continue
+        if pixels.shape != raw[int(index)].shape or not np.array_equal(pixels, raw[int(index)]):
+            failures.append(f"image {name} fitted here differs from the host's raw sample {index}")
+    return {"checked": len(names), "failures": failures}

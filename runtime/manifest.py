@@ -12,6 +12,7 @@ import re
 
 from . import __version__ as RUNTIME_VERSION
 from .errors import UserError
+from .image_fit import check_image_spec
 from .signing import ALGORITHM, SIGNATURE
 
 SCHEMA_NAME = "compressor.bundle"
@@ -21,7 +22,7 @@ SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 MIN_RUNTIME = "0.2.0"  # the first compressor-runtime that reads SCHEMA: what the packager writes as min_runtime
 MANIFEST = "manifest.json"
 FORMATS = ("tflite", "onnx")
-LAYOUTS = ("NHWC", "NC")
+LAYOUTS = ("NHWC", "NTC", "NC")
 
 _NUM = (int, float)
 _TENSOR = {"name": str, "shape": list, "dtype": str, "scale": _NUM, "zero_point": int}
@@ -182,6 +183,10 @@ def _check_values(m: dict) -> None:
         raise UserError(f"{MANIFEST}: preprocessing: mean and std need values, and std must not be 0")
     if len(prep["input_range"]) != 2 or prep["input_range"][0] > prep["input_range"][1]:
         raise UserError(f"{MANIFEST}: preprocessing.input_range: expected [low, high] with low <= high")
+    if not isinstance(prep.get("mode", ""), str):
+        raise UserError(f'{MANIFEST}: preprocessing.mode: expected a string such as "scale" or "none"')
+    if prep.get("image") is not None:
+        check_image_spec(prep["image"], f"{MANIFEST}: preprocessing.image")
     if not m["labels"]:
         raise UserError(f"{MANIFEST}: labels: the list is empty")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .image_fit import load_image
 
 _NUMERIC = "iuf"  # signed, unsigned, float; bool/str/object/complex raw inputs are mistakes
 
@@ -83,6 +84,28 @@ def check_labels(y: np.ndarray, n: int, classes: int, name: str = "y_test") -> n
             f"{name} labels must be in [0, {classes}) for this {classes}-class model; found {y.min()}..{y.max()}"
         )
     return y.astype(np.int64)
+
+
+def load_data(path: str | Path, info: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """(raw x, y) from an .npz, or from an image folder (one subfolder per class label) fitted to
+    the model input as the bundle's ``preprocessing.image`` records it."""
+    path = Path(path)
+    if not path.is_dir():
+        return load_npz(path)
+    spec = ((info or {}).get("preprocessing") or {}).get("image")
+    if not spec:
+        raise UserError(f"{path} is a folder, but this model was not made from image files; pass an .npz")
+    labels = list((info or {}).get("labels") or [])
+    xs, ys = [], []
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name not in labels:
+            raise UserError(f"folder {folder} is not one of the model's labels ({', '.join(labels[:10])}...)")
+        for file in sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")):
+            xs.append(load_image(file, spec))
+            ys.append(labels.index(folder.name))
+    if not xs:
+        raise UserError(f"image folder {path} holds no images in class subfolders named after the labels")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

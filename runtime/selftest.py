@@ -13,6 +13,7 @@ import numpy as np
 from .accuracy import agreement, predict
 from .bundle import Bundle
 from .errors import UserError
+from .image_fit import refit_check
 from .interpreters import Runner
 from .preprocess import apply, check_raw
 
@@ -43,12 +44,16 @@ def run_self_test(bundle: Bundle, model: dict, runner: Runner, batch_size: int =
         failures.append(f"preprocessing differs from the host's by {prep_diff:.3g} > {PREPROCESSING_ATOL:g}")
     if figures["max_abs_diff"] > atol:
         failures.append(f"outputs differ from the host's by {figures['max_abs_diff']:.3g} > {atol:.3g}")
+    # Image bundles: the original files, fitted on this device, must give the host's raw samples.
+    images = refit_check(manifest["preprocessing"].get("image"), names.get("images") or [], arrays, raw)
+    failures += images.get("failures", [])
     return {
         "samples": int(len(raw)),
         "preprocessing_max_abs_diff": prep_diff,
         **figures,
         "atol": atol,
         "top1_vs_labels": float(np.mean(outputs.argmax(1) == labels)),
+        **({"image_fit": images} if images else {}),
         "failures": failures,
         "passed": not failures,
     }

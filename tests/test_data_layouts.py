@@ -228,3 +228,34 @@ def test_forcing_scale_on_the_rescaling_model_shows_the_double_division(rescalin
     assert report["reference_accuracy"] < true_accuracy - 0.2
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     assert "the model also preprocesses its input itself" in run["data"]["preprocess_reason"]
+
+
+def test_signal_model_compresses_packages_and_validates_on_the_device(keras, tmp_path: Path, rng: np.random.Generator):
+    """(N, 40, 1) signals, a Conv1D model: the run, the bundle (layout NTC) and the device agree."""
+    from compressor.bundle.package import package
+    from compressor.keras_shim import set_seed
+    from compressor.pipeline.compress import compress
+    from compressor.runtime.commands import validate
+
+    x, y = signals(rng, 120)
+    spec = save_npz(tmp_path / "sig.npz", x[:80], y[:80], x[80:], y[80:])
+    set_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((40, 1)),
+            keras.layers.Conv1D(4, 5, activation="relu"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.save(tmp_path / "sig.keras")
+    out = tmp_path / "run"
+    report = compress(
+        str(tmp_path / "sig.keras"), ["int8"], out, data=spec, latency_runs=5, overrides=["export.formats=[tflite]"]
+    )
+    assert report["data"]["preprocessing"]["layout"] == "NTC" and report["data"]["preprocessing"]["mode"] == "scale"
+    built = package(out, tmp_path / "sig.zip")
+    assert built["manifest"]["raw_input"] == {"shape": [40, 1], "dtype": "float32"}
+    np.savez(tmp_path / "raw.npz", x_test=x[80:], y_test=y[80:])
+    device = validate(tmp_path / "sig.zip", data=str(tmp_path / "raw.npz"), runs=5, warmup=1)
+    assert device["self_test"]["passed"] and device["accuracy"]["samples"] == 40

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import __version__
+from compressor.bundle.image_samples import image_samples
 from compressor.bundle.signing import load_private_key, signature_block
 from compressor.bundle.signing import sign as signature_bytes
 from compressor.bundle.tflite_metadata import write_metadata
@@ -119,8 +120,9 @@ class _Bundle:
             shutil.copyfile(artifact_file(self.layout, onnx_row), tmp / "model.onnx")
             entries.append(_model_entry(tmp / "model.onnx", "onnx", onnx_row, dataset, arrays, self.recipe, False))
         (tmp / "labels.txt").write_text("".join(f"{label}\n" for label in self.labels), encoding="utf-8")
+        self.images = image_samples(self.prep, dataset, n)  # the device re-fits these image files
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays, **self.images)
         (tmp / "samples.npz").write_bytes(buf.getvalue())
         files = sorted(p.name for p in tmp.iterdir())
         return check_manifest({**self._manifest(entries, n, reason, tmp, files), "signature": signature})
@@ -162,7 +164,8 @@ class _Bundle:
                 "data": report["data"]["name"],
                 "test_samples": int(report["data"]["test_samples"]),
             },
-            "samples": {"file": "samples.npz", "count": n, "raw": "raw", "inputs": "x", "labels": "y"},
+            "samples": {"file": "samples.npz", "count": n, "raw": "raw", "inputs": "x", "labels": "y"}
+            | ({"images": sorted(self.images)} if self.images else {}),
             "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
         }
 
@@ -249,8 +252,8 @@ def artifact_file(layout: RunLayout, row: dict) -> Path:
 def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int | None):
     """The run's test set, from what run.json recorded; the arguments given override it. Runs made
     before run.json recorded its data fall back to the model card's data set and seed 0."""
-    from compressor.datasets import DATASET_NAMES, Preprocessing, load_dataset
-    from compressor.datasets.model_input import ModelInput
+    from compressor.datasets import DATASET_NAMES
+    from compressor.datasets.load import load_recorded
 
     recorded = run.get("data") if isinstance(run.get("data"), dict) else {}
     spec = data or recorded.get("spec") or _card(run).get("data")
@@ -261,10 +264,7 @@ def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, dat
     data_dir = data_dir or (recorded.get("data_dir") if not data else None)
     seed = seed if seed is not None else int(recorded.get("seed", 0))
     expected = report["data"]
-    # The run's preprocessing (and image fitting) is replayed as recorded, for the run's input shape.
-    recorded_prep = Preprocessing.from_dict(expected["preprocessing"])
-    shape = ModelInput(shape=tuple(recorded["input_shape"])) if recorded.get("input_shape") else None
-    dataset = load_dataset(spec, data_dir=data_dir, seed=seed, model=shape, preprocess=recorded_prep)
+    dataset = load_recorded(spec, data_dir, seed, expected["preprocessing"], recorded.get("input_shape"))
     if (
         dataset.name != expected["name"]
         or len(dataset.y_test) != expected["test_samples"]

@@ -144,7 +144,8 @@ def _input_metadata(b: flatbuffers.Builder, input_name: str, prep: dict) -> int:
             1: _floats(b, [(low - m) / s for m, s in zip(mean, std)]),
         },
     )
-    if prep.get("layout", "NHWC") == "NHWC":
+    # The standard knows RGB and grayscale images only: 2 or 4+ channels are described as features.
+    if prep.get("layout", "NHWC") == "NHWC" and prep.get("channel_order", "gray") in ("gray", "RGB"):
         colour = _RGB if prep.get("channel_order") == "RGB" else _GRAYSCALE
         props, kind = _table(b, 2, i8={0: colour}), _IMAGE
     else:

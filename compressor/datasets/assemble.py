@@ -41,6 +41,7 @@ class RawData:
     y_test: np.ndarray | None = None
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    files: list[str] | None = None  # the file of each x_train sample (image folders: one pool)
 
 
 def assemble(
@@ -64,13 +65,14 @@ def assemble(
         if x[split] is not None:
             _check_pair(split, x[split], y[split])
             check_class_ids(f"y_{split}", y[split])
+    files = {"train": np.asarray(raw.files if raw.files is not None else [""] * len(x["train"]), dtype=object)}
     rng = np.random.default_rng(seed)
     # Test is carved out first so the test set does not depend on val_fraction.
     for holdout, fraction in (("test", TEST_FRACTION), ("val", val_fraction)):
         if x[holdout] is None:
             keep, take = stratified_split(y["train"], fraction, rng, holdout)
-            x[holdout], y[holdout] = x["train"][take], y["train"][take]
-            x["train"], y["train"] = x["train"][keep], y["train"][keep]
+            x[holdout], y[holdout], files[holdout] = x["train"][take], y["train"][take], files["train"][take]
+            x["train"], y["train"], files["train"] = x["train"][keep], y["train"][keep], files["train"][keep]
     _check_shapes(x)
     for split in SPLITS:
         _check_labels(split, y[split], len(raw.labels))
@@ -94,6 +96,7 @@ def assemble(
         preprocessing=preprocessing,
         raw_test=x["test"],
         preprocess_reason=reason,
+        test_files=[str(f) for f in files["test"]] if raw.files is not None and "test" in files else None,
     )
 
 

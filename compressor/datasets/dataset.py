@@ -17,7 +17,8 @@ class Dataset:
     x arrays are float32 and already preprocessed (NHWC for images, NC for flat vectors);
     y arrays are int64 class ids indexing ``labels``. ``raw_test`` keeps the test inputs as
     they were read, so a device self-test can run ``preprocessing.apply(raw_test)`` itself.
-    ``preprocess_reason`` says why this preprocessing was chosen (printed, recorded in run.json).
+    ``preprocess_reason`` says why this preprocessing was chosen (printed, recorded in run.json);
+    ``test_files`` the image file of each test sample (image folders), for the device self-test.
     """
 
     name: str
@@ -31,6 +32,7 @@ class Dataset:
     preprocessing: Preprocessing
     raw_test: np.ndarray | None = None
     preprocess_reason: str = ""
+    test_files: list[str] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -39,6 +39,7 @@ def read_image_folder(root: Path, model_shape: tuple | None = None, fit: str | d
         y_train=np.asarray(class_ids, dtype=np.int64),
         labels=classes,
         preprocessing=Preprocessing(scale=1 / 255, channel_order=order, image=spec),
+        files=[str(path) for path in files],
     )
 
 

@@ -57,6 +57,15 @@ def load_dataset(
     return assemble(name, raw, seed=seed, val_fraction=val_fraction, model=model, preprocess=preprocess)
 
 
+def load_recorded(spec: str, data_dir: str | None, seed: int, preprocessing: dict, input_shape) -> Dataset:
+    """A run's data again (``compressor package``): its recorded preprocessing and image fitting are
+    replayed as they are, the arrays laid out for the recorded input shape (when one was recorded)."""
+    shape = ModelInput(shape=tuple(input_shape)) if input_shape else None
+    return load_dataset(
+        spec, data_dir=data_dir, seed=seed, model=shape, preprocess=Preprocessing.from_dict(preprocessing)
+    )
+
+
 def _read(spec: str, data_dir: str | None, shape: tuple | None, fit: str | dict) -> tuple[str, RawData]:
     if spec == "digits":
         return spec, read_digits()
