@@ -8,6 +8,10 @@ NOTES = {
     "mixed_precision": "cifar_resnet (depth 8) on the digits upsampled to 32x32x3, one warm-up epoch then the median "
     "of 3. The shim turns oneDNN off by default (bit-stable float results); TensorFlow's CPU bfloat16 kernels are "
     "fast only through oneDNN (TF_ENABLE_ONEDNN_OPTS=1). No GPU here: mixed_float16 is not measured.",
+    "replicas": "The mixed_precision workload in float32 (global batch 32), trained inside the strategy that "
+    "`--distribute mirrored --replicas N` sets up, each count in its own process. This machine has no GPU and 2 "
+    "cores: the 2 replicas are logical devices of one CPU, sharing the cores one replica's threads already use, "
+    "so the ratio is the cost of synchronising them here, not the gain of a second device.",
     "throughput": "Batched evaluation (256 samples per interpreter call) vs one sample per call, same inputs, same "
     "results. Batching amortises the interpreter's per-call overhead (setting the input, invoking, copying the "
     "output): it pays on small models such as digits_cnn, where that overhead is a large share of each call, "
@@ -178,6 +182,7 @@ def _section_figures(s: dict) -> list[str]:
         ("TPE + Hyperband vs 3x random search", "tune_budget"),
         ("Search throughput by storage (1 vs 2 processes, SQLite vs PostgreSQL)", "storage"),
         ("Mixed precision: one fine-tuning epoch", "mixed_precision"),
+        ("Replicas: one fine-tuning epoch with 1 vs 2 (MirroredStrategy)", "replicas"),
         ("Demo", "demo"),
     ):
         data = s.get(key, {}).get("data")

@@ -32,10 +32,10 @@ def epoch_times(work: str) -> dict:
     """Median epoch seconds per policy and each policy's ratio to float32, measured in this process."""
     from compressor.keras_shim import tf
 
-    data = _data()
+    data = digits_32x32()
     gpu = bool(tf.config.list_physical_devices("GPU"))
     policies = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if gpu else [])
-    seconds = {policy: _median_epoch(policy, data, Path(work) / policy) for policy in policies}
+    seconds = {policy: median_epoch(policy, data, Path(work) / policy) for policy in policies}
     return {
         "model": "cifar_resnet depth 8 (width 1), 32x32x3",
         "train_samples": int(len(data.x_train)),
@@ -58,7 +58,7 @@ def _cpu() -> str:
         return platform.processor() or platform.machine()
 
 
-def _data():
+def digits_32x32():
     """The digits (real images, fixed split), each 8x8 pixel a 4x4 block, grey copied to 3 channels."""
     from compressor.datasets import load_dataset
 
@@ -70,10 +70,11 @@ def _data():
     return dataclasses.replace(digits, x_train=upsample(digits.x_train), x_val=upsample(digits.x_val))
 
 
-def _median_epoch(policy: str, data, workdir: Path) -> float:
+def median_epoch(policy: str, data, workdir: Path) -> float:
     """Fits WARMUP + TIMED epochs through the shared fit loop, timing each epoch with a callback."""
     from compressor.keras_shim import keras
     from compressor.models import build_model
+    from compressor.recipes import distribute
     from compressor.recipes.finetune import FineTuneParams, fit
 
     class EpochTimer(keras.callbacks.Callback):
@@ -88,7 +89,8 @@ def _median_epoch(policy: str, data, workdir: Path) -> float:
             self.seconds.append(time.perf_counter() - self._t0)
 
     keras.utils.set_random_seed(0)
-    model = build_model("cifar_resnet", input_shape=(32, 32, 3), depth=8)
+    with distribute.scope():  # replicated when benchmarks/replicas_bench.py set up a strategy
+        model = build_model("cifar_resnet", input_shape=(32, 32, 3), depth=8)
     timer = EpochTimer()
     params = FineTuneParams(epochs=WARMUP + TIMED, batch_size=32, learning_rate=1e-3, mixed_precision=policy)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Scale-out figures (issue #13): search throughput by storage and process count, mixed-precision epochs.
+"""Scale-out figures (issue #13): search throughput by storage and process count, mixed-precision epochs,
+epoch time by replica count (benchmarks/replicas_bench.py).
 
 Both stand-alone. The storage figures come from benchmarks/storage_bench.py (a throwaway loopback
 PostgreSQL server started and stopped by it), the epoch times from benchmarks/mixed_precision.py,
@@ -32,4 +33,15 @@ def mixed_precision(ctx: Context) -> dict:
             os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
         else:
             os.environ["TF_ENABLE_ONEDNN_OPTS"] = saved
+    return out
+
+
+def replicas(ctx: Context) -> dict:
+    """One epoch of the same fit with 1 and 2 MirroredStrategy replicas, each in its own process."""
+    out = {}
+    for n in (1, 2):
+        job = run_job("benchmarks.replicas_bench:epoch_times", work=str(ctx.work / "replicas"), replicas=n)
+        out[f"replicas_{n}"] = job["result"]
+    out["ratio_2_to_1"] = round(out["replicas_2"]["epoch_s"] / out["replicas_1"]["epoch_s"], 3)
+    out["devices"] = "2 logical CPU devices of one 2-core CPU (no GPU here)"
     return out

@@ -12,7 +12,7 @@ from .latency_matrix import artifact_latency
 from .mcu_sections import mcu
 from .measure import ratio, run_job
 from .runtime_sections import footprint, latency_parity, validation_throughput
-from .scale_sections import mixed_precision, storage
+from .scale_sections import mixed_precision, replicas, storage
 
 TRAINED = {"digits_cnn": 20, "mlp": 20}
 RANDOM = {
@@ -251,11 +251,22 @@ ALL = [
     ("mcu", mcu),
     ("storage", storage),
     ("mixed_precision", mixed_precision),
+    ("replicas", replicas),
     ("demo", demo),
 ]
 
 # Sections that read nothing from earlier sections (ctx.models / ctx.runs): `--only` may rerun them alone.
-STANDALONE = ("footprint", "workers", "tune_budget", "quant_backends", "mcu", "storage", "mixed_precision", "demo")
+STANDALONE = (
+    "footprint",
+    "workers",
+    "tune_budget",
+    "quant_backends",
+    "mcu",
+    "storage",
+    "mixed_precision",
+    "replicas",
+    "demo",
+)
 
 
 def targets(bench: dict) -> list[dict]:
