@@ -130,6 +130,8 @@ def fit(
         # sets it per layer: without scaling, small float16 gradients underflow to zero.
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     steps = params.accumulate_steps
+    if steps > 1 and distribute.active():  # its micro-batch loop is not written for replica contexts
+        raise UserError("accumulate_steps > 1 does not combine with --distribute: each replica adds its batch already")
     fitted = accumulating(trained, params.batch_size) if steps > 1 else trained  # shares trained's weights
     fitted.compile(optimizer=optimizer, loss=loss, metrics=metrics or ["accuracy"])
     t0 = time.time()
