@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from compressor.commands.cli import cli
-from compressor.inspection.tflite import inspect_file
+from compressor.inspection.inspect import inspect_file
 from compressor.runtime.errors import UserError
 
 

@@ -25,7 +25,7 @@ def report_cmd(run_dir, as_json):
 @common
 def inspect_cmd(file, as_json):
     """What is inside a .tflite or .onnx: I/O and quantization, ops, bytes, sparsity, clustering, metadata."""
-    from compressor.inspection.tflite import format_inspection, inspect_file
+    from compressor.inspection.inspect import format_inspection, inspect_file
 
     info = inspect_file(file)
     emit(info, as_json, format_inspection(info))

@@ -1,0 +1,69 @@
+"""MACs counted from exported files equal the analytic count of the Keras layers, in TFLite and
+ONNX alike, and `inspect` shows them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compressor.inspection.inspect import format_inspection, inspect_file
+from compressor.inspection.macs import file_macs, format_macs
+
+
+def _model():
+    """Conv 3x3 stride 2, depthwise 3x3, 1x1 conv, dense head: each MAC count written out by hand
+    below. (No grouped conv: tf2onnx cannot convert one.)"""
+    from compressor.keras_shim import keras, set_seed
+
+    set_seed(0)
+    inp = keras.Input((16, 16, 4))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)  # 8x8x8
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)  # 8x8x8
+    x = keras.layers.Conv2D(12, 1)(x)  # 8x8x12
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(5, activation="softmax")(x)
+    return keras.Model(inp, out)
+
+
+EXPECTED = {
+    "conv": 8 * 8 * 8 * 3 * 3 * 4,  # output positions x channels x kernel x input channels
+    "depthwise": 8 * 8 * 8 * 3 * 3,
+    "pointwise": 8 * 8 * 12 * 8,
+    "dense": 12 * 5,
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from compressor.export.onnx import keras_to_onnx
+    from compressor.export.tflite import convert
+    from compressor.pipeline.model_io import LoadedModel
+
+    folder = tmp_path_factory.mktemp("macs")
+    model = _model()
+    loaded = LoadedModel(folder / "m", "keras-savedmodel", model, (16, 16, 4), (5,))
+    tflite = folder / "model.tflite"
+    tflite.write_bytes(convert(loaded, "float32"))
+    return tflite, keras_to_onnx(model, folder / "model.onnx")
+
+
+def test_tflite_and_onnx_count_the_analytic_macs(exported):
+    tflite, onnx = exported
+    total = sum(EXPECTED.values())
+    t, o = file_macs(tflite), file_macs(onnx)
+    assert t["total"] == total == o["total"], (t, o)
+    assert sorted(r["macs"] for r in t["ops"]) == sorted(EXPECTED.values())
+    assert t["by_op"]["DEPTHWISE_CONV_2D"] == EXPECTED["depthwise"]
+    assert t["by_op"]["FULLY_CONNECTED"] == EXPECTED["dense"]
+
+
+def test_inspect_shows_macs(exported):
+    tflite, _ = exported
+    info = inspect_file(tflite)
+    assert info["macs"] == sum(EXPECTED.values())
+    assert f"MACs per sample: {format_macs(info['macs'])} ({info['macs']:,})" in format_inspection(info)
+
+
+def test_format_macs():
+    assert [format_macs(n) for n in (999, 1500, 2_345_678, 3_000_000_000, None)] == ["999", "1.5K", "2.35M", "3G", ""]
+    assert np.isclose(float(format_macs(123_456)[:-1]), 123)
