@@ -23,8 +23,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from compressor.recipes.base import register
+from compressor.recipes.base import progress, register
 from compressor.recipes.finetune import fit
+from compressor.recipes.qat_layers import annotate, plan, reserve_names
+from compressor.recipes.qat_start import accuracy, blame, calibrate_ranges
 from compressor.recipes.stepio import write_info
 from compressor.recipes.structure import WrapperParams, check_layer_names, kernel_stats
 from compressor.runtime.errors import UserError
@@ -32,6 +34,7 @@ from compressor.runtime.errors import UserError
 SPARSE_AT = 0.3  # fraction of exact zeros: float training leaves ~none, pruning leaves >= its target
 MAX_CLUSTERS = 256  # a clustered kernel has few distinct values ...
 MIN_SHARING = 4  # ... each shared by several weights (a 64-weight kernel has <= 256 values anyway)
+MAX_REFUSALS = 3  # layers tfmot may still refuse after the plan, each costing one more quantize_apply
 
 
 class QatParams(WrapperParams):
@@ -42,7 +45,23 @@ class QatParams(WrapperParams):
         description="keep zeros (PQAT) or clusters (CQAT) of an earlier prune/cluster step; "
         "auto detects them from the weights",
     )
-    skip_layers: list[str] = Field([], description="layer names left float (not annotated for quantization)")
+    skip_layers: list[str] = Field(
+        [],
+        description="layer names left float in training (layers tfmot cannot wrap are left float "
+        "without being listed; the int8 step quantizes them from calibration data)",
+    )
+    max_start_gap: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="largest validation accuracy drop allowed between the float model and the int8-simulated "
+        "one before training (0.01 = 1 point); a larger gap is an error naming the layer responsible",
+    )
+    freeze_batch_norm: bool = Field(
+        True,
+        description="BatchNormalization keeps the float model's statistics (inference mode) while QAT "
+        "fine-tunes: small fine-tuning batches would otherwise replace what the converter folds",
+    )
 
 
 def detect(model: Any) -> dict[str, list[str]]:
@@ -82,50 +101,49 @@ def scheme_for(preserve: str, found: dict[str, list[str]]) -> tuple[str, Any]:
     return "QAT", mot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
 
-def quantize(model: Any, skip: list[str], scheme: Any) -> Any:
-    """Annotate every layer but ``skip`` and apply ``scheme``; all unsupported layers in ONE error.
+def quantize(model: Any, skip: list[str], scheme: Any) -> tuple[Any, dict[str, dict]]:
+    """Annotate each layer as ``qat_layers.plan`` decides and apply ``scheme`` once.
 
-    tfmot stops at the first layer its registry (and layout transforms, e.g. Conv2D+BatchNorm
-    folding) cannot handle, so each one found is left float and the apply retried: the user
-    learns every layer to skip at once, named as tfmot itself judged them.
+    Every layer tfmot cannot wrap is found in that one pass over the model (it used to be one
+    ``quantize_apply`` per unsupported layer: 592 s on one model). Should tfmot still refuse a
+    layer the plan accepted, that layer is left float and the apply retried, a few times at most.
     """
-    from compressor.keras_shim import keras, tfmot
+    from compressor.keras_shim import tfmot
 
     q = tfmot().quantization.keras
-    unsupported = {
-        layer.name: type(layer).__name__ for layer in model.layers if isinstance(layer, keras.Model)
-    }  # tfmot refuses nested models outright
-    while True:
-        left_float = set(skip) | set(unsupported)
-        if all(layer.name in left_float or isinstance(layer, keras.layers.InputLayer) for layer in model.layers):
-            if unsupported:
-                break
-            raise UserError("qat: every layer is in skip_layers; nothing left to quantize")
-        annotated = keras.models.clone_model(
-            model,
-            clone_function=lambda layer, keep=frozenset(left_float): (
-                layer if layer.name in keep else q.quantize_annotate_layer(layer)
-            ),
-        )
+    decisions = plan(model, skip)
+    reserve_names(model)
+    for _ in range(MAX_REFUSALS + 1):
+        if all(d["qat"] == "float" for d in decisions.values()):
+            raise UserError(f"qat: no layer left to quantize ({_float_summary(decisions)})")
         try:
             with q.quantize_scope():
-                quantized = q.quantize_apply(annotated, scheme)
-        except RuntimeError as e:
-            found = re.match(r"Layer (.+?):<class '", str(e))
-            name = found.group(1) if found else None
-            if name is None or name in left_float or name not in {layer.name for layer in model.layers}:
-                raise
-            unsupported[name] = type(model.get_layer(name)).__name__
-            continue
-        if not unsupported:
-            return quantized
-        break
-    listed = ", ".join(f"{name} ({kind})" for name, kind in unsupported.items())
-    raise UserError(
-        f"qat: tfmot's 8-bit scheme cannot quantize {len(unsupported)} layer(s): {listed}; "
-        f"leave them float with skip_layers: [{', '.join(unsupported)}] (the int8 step then quantizes "
-        "them from calibration data where TFLite has an int8 kernel)"
-    )
+                return q.quantize_apply(annotate(model, decisions), scheme), decisions
+        except (RuntimeError, ValueError, TypeError, AttributeError) as e:
+            name = _refused(e, decisions)
+            if name is None:
+                raise UserError(
+                    f"qat: tfmot cannot quantize this model ({type(e).__name__}: {_first_line(e)}); "
+                    "leave the layer it names float with skip_layers"
+                ) from None
+            decisions[name] = {**decisions[name], "qat": "float", "reason": f"tfmot refused it: {_first_line(e)}"}
+    raise UserError(f"qat: tfmot refused more than {MAX_REFUSALS} layers; leave them float with skip_layers")
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _refused(e: Exception, decisions: dict[str, dict]) -> str | None:
+    """The still-annotated layer tfmot's error names, if any (its messages quote the layer name)."""
+    text = str(e)
+    names = [n for n, d in decisions.items() if d["qat"] != "float" and re.search(rf"\b{re.escape(n)}\b", text)]
+    return max(names, key=len) if names else None
+
+
+def _float_summary(decisions: dict[str, dict]) -> str:
+    left = [f"{n} ({d['class']}: {d['reason']})" for n, d in decisions.items() if d["qat"] == "float"]
+    return ", ".join(left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
 
 
 @register(
@@ -135,7 +153,12 @@ def apply(model: Any, data: Any, params: QatParams, workdir: Path) -> Any:
     check_layer_names(model, params.skip_layers, "qat")
     found = detect(model)
     name, scheme = scheme_for(params.preserve, found)
-    quantized = quantize(model, params.skip_layers, scheme)  # works on a clone: the input model is untouched
+    quantized, layers = quantize(model, params.skip_layers, scheme)  # a clone: the input model is untouched
+    counts = {kind: sum(d["qat"] == kind for d in layers.values()) for kind in ("tfmot", "output", "conv1d", "float")}
+    progress(f"    qat: {len(layers) - counts['float']} of {len(layers)} layers int8-simulated{_left(layers)}")
+    start = check_start(model, quantized, data, params)
+    if params.freeze_batch_norm:
+        _freeze_batch_norm(quantized)
     fit(quantized, data, params, workdir)
     write_info(
         workdir,
@@ -143,8 +166,49 @@ def apply(model: Any, data: Any, params: QatParams, workdir: Path) -> Any:
             "preserve": params.preserve,
             "scheme": name,
             "detected": found,
-            "left_float": params.skip_layers,
+            "left_float": [n for n, d in layers.items() if d["qat"] == "float"],
+            "layers": layers,
+            "layer_counts": counts,
+            "start": start,
             "kernels_after": kernel_stats(quantized),
         },
     )
     return quantized
+
+
+def _left(layers: dict[str, dict]) -> str:
+    left = [f"{n} ({d['class']})" for n, d in layers.items() if d["qat"] == "float"]
+    if not left:
+        return ""
+    return "; left float: " + ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+
+
+def check_start(model: Any, quantized: Any, data: Any, params: QatParams) -> dict:
+    """Calibrate the fake-quant ranges, then check the wrapped model starts where the float one is."""
+    samples = calibrate_ranges(quantized, data.x_train)
+    before = accuracy(model, data.x_val, data.y_val)
+    after = accuracy(quantized, data.x_val, data.y_val)
+    start = {
+        "calibration_samples": samples,
+        "float_val_accuracy": round(before, 4),
+        "qat_val_accuracy": round(after, 4),
+        "gap": round(before - after, 4),
+        "max_gap": params.max_start_gap,
+    }
+    progress(f"    qat start: val accuracy {after:.2%} int8-simulated vs {before:.2%} float")
+    if before - after > params.max_start_gap + 1e-9:
+        layer, error = blame(model, quantized, data.x_val)
+        raise UserError(
+            f"qat: before training, the int8-simulated model's validation accuracy is {after:.2%}, "
+            f"{(before - after) * 100:.1f} points below the float model's {before:.2%} (max_start_gap "
+            f"{params.max_start_gap:g}); the error grows most at layer {layer!r} (relative output error "
+            f"{error:.3f}): leave it float with skip_layers: [{layer}], or raise max_start_gap"
+        )
+    return start
+
+
+def _freeze_batch_norm(model: Any) -> None:
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if "BatchNormalization" in type(inner).__name__:
+            inner.trainable = False
