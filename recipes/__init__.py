@@ -6,8 +6,10 @@ import the Keras shim inside ``apply``).
 
 from compressor.recipes import (  # noqa: F401  (registers distill, regularize)  # noqa: F401  (registers cluster, prune, qat)
     aeq,  # noqa: F401  (registers aeq_int8, aeq_a16w8, aeq_int4)
+    channel_prune,  # noqa: F401  (registers channel_prune)
     cluster,
     distill,
+    equalize,  # noqa: F401  (registers equalize)
     prune,
     ptq,  # noqa: F401  (registers float16, dynamic, int8, int16x8)
     qat,
