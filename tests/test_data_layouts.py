@@ -140,14 +140,22 @@ def test_preprocess_modes(tmp_path: Path, rng: np.random.Generator):
             parse_mode(bad)
 
 
-def test_preprocess_option_is_checked_before_anything_loads(tiny_model_path, tmp_path):
-    result = CliRunner().invoke(
-        cli, ["compress", tiny_model_path, "--out", str(tmp_path / "o"), "--preprocess", "stdnorm"]
-    )
+@pytest.mark.parametrize("command", ["train", "compress", "validate", "tune", "search"])
+def test_preprocess_option_is_checked_before_anything_loads(command, tiny_model_path, tmp_path):
+    args = {
+        "train": ["train"],
+        "compress": ["compress", tiny_model_path],
+        "validate": ["validate", str(tmp_path / "missing.tflite")],
+        "tune": ["tune"],
+        "search": ["search", tiny_model_path],
+    }[command]
+    out = [] if command == "validate" else ["--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, [*args, *out, "--preprocess", "stdnorm"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "error: --preprocess 'stdnorm' is not a mode; valid: auto, none, scale, scale:F, mean-std (e.g. scale:1/255)"
     ]
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------- the Rescaling(1/255) model end to end

@@ -15,6 +15,7 @@ import numpy as np
 
 from compressor.datasets.assemble import RawData
 from compressor.datasets.preprocessing import Preprocessing
+from compressor.datasets.reading import reading
 from compressor.runtime.errors import UserError
 from compressor.runtime.image_fit import image_spec, load_image
 
@@ -31,7 +32,7 @@ def read_image_folder(root: Path, model_shape: tuple | None = None, fit: str | d
     spec = fit if isinstance(fit, dict) else _spec(files, model_shape, fit)
     channels = len(spec["color"])  # "L", "RGB", "RGBA": one letter a channel
     images = np.empty((len(files), *spec["size"], channels), dtype=np.uint8)
-    for i, path in enumerate(files):
+    for i, path in enumerate(reading(files, f"reading {root.name}")):
         images[i] = load_image(path, spec)
     order = {"L": "gray", "RGB": "RGB", "RGBA": "RGBA"}[spec["color"]]
     return RawData(

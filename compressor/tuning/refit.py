@@ -16,10 +16,10 @@ from compressor.tuning import trainer
 
 
 def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progress: Any) -> dict:
-    from compressor.datasets import load_dataset
+    from compressor.datasets.load import load_from_settings
     from compressor.pipeline.model_io import write_trained_model
 
-    data = load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed)
+    data = load_from_settings(settings, seed)
     merged = trainer.merged_train_val(data)
     progress.line(
         f"refitting the best configuration on train+val ({len(merged.y_train)} samples, {space.epochs} epochs)"

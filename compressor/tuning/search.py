@@ -17,6 +17,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from compressor.datasets.load import data_arguments, load_from_settings
 from compressor.pipeline.layout import StudyLayout
 from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError
@@ -55,6 +56,7 @@ def search(
     confidence: float = DEFAULT_CONFIDENCE,
     max_arena_kb: float | None = None,
     max_flash_kb: float | None = None,
+    data_options: dict | None = None,
 ) -> dict:
     """Run (or resume) the search, then export and test its choice; returns search.json's content.
 
@@ -64,7 +66,7 @@ def search(
     _check_arguments(model_path, max_accuracy_drop, confidence)
     the_space = load_search_space(space)
     settings = _settings(model_path, the_space, max_accuracy_drop, data, data_dir, trust_code, confidence)
-    settings["mcu_limits"] = _mcu_limits(max_arena_kb, max_flash_kb)
+    settings.update(mcu_limits=_mcu_limits(max_arena_kb, max_flash_kb), **(data_options or {}))
     _check_certifiable(settings, seed)
     inputs = [model_path, space, data, data_dir]
     with rundir.study_folder(out, "search", storage, study, overwrite, inputs) as (out, url):
@@ -162,9 +164,7 @@ def _settings(model_path, space, max_accuracy_drop, data, data_dir, trust_code, 
 
 def _check_certifiable(settings: dict, seed: int) -> None:
     """Refuse a limit no candidate can meet on this validation split, before spending the budget."""
-    from compressor.datasets import load_dataset
-
-    n = len(load_dataset(settings["data"], data_dir=settings.get("data_dir"), seed=seed).y_val)
+    n = len(load_from_settings(settings, seed).y_val)
     floor = smallest_certifiable_drop(n, settings["confidence"])
     if settings["max_accuracy_drop"] < floor:
         raise UserError(
@@ -290,8 +290,7 @@ def _compress(
         settings["model_path"],
         [str(recipe)],
         out,
-        data=settings["data"],
-        data_dir=settings.get("data_dir"),
+        **data_arguments(settings),
         overwrite=True,
         reuse_steps=reuse_steps,
         seed=seed,

@@ -28,7 +28,7 @@ DIRECTIONS = ["maximize", "minimize", "minimize"]
 
 
 def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
-    from compressor.datasets import load_dataset
+    from compressor.datasets.load import load_from_settings
     from compressor.pipeline.model_io import load_model
     from compressor.recipes import validate_recipe
     from compressor.recipes.base import set_progress
@@ -36,8 +36,8 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     s = cfg.settings
     space = search_space_from_dict(s["space"])
     sampler = make_nsga2(sampler_seed(cfg, worker), cfg.n_trials)
-    data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
+    data = load_from_settings(s, cfg.seed, model=model)
     reference = reference_outputs(model, data.x_val)
     ref_acc = float(np.mean(reference.argmax(1) == data.y_val)) if reference is not None else None
     set_progress(progress.epoch)

@@ -50,12 +50,14 @@ def tune(
     progress: Any = None,
     spawn_workers: bool = False,
     max_epochs: int | None = None,
+    data_options: dict | None = None,
 ) -> dict:
-    """Run (or resume) the study, then refit/evaluate its best trial; returns tune.json's content."""
+    """Run (or resume) the study, then refit/evaluate its best trial; returns tune.json's content.
+    ``data_options``: preprocess / image_fit (compressor/datasets/choice.py)."""
     progress = from_callable(progress)
     _check_choices(sampler, pruner, n_trials, workers)
     settings, the_space = _settings(model, model_path, recipe, space, data, data_dir, model_params, trust_code)
-    settings.update(sampler=sampler, pruner=pruner)
+    settings.update(sampler=sampler, pruner=pruner, **(data_options or {}))
     if sampler == "grid":
         n_trials = min(n_trials, grid_size(the_space))
     inputs = [model_path, recipe, space, data, data_dir]

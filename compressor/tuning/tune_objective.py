@@ -35,12 +35,11 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     sampler = make_sampler(
         s["sampler"], sampler_seed(cfg, worker), expected, grid(space), brackets(s["pruner"], epochs)
     )
-    from compressor.datasets import load_dataset
+    from compressor.datasets.load import load_from_settings
 
-    data = load_dataset(s["data"], data_dir=s.get("data_dir"), seed=cfg.seed)
     if s["mode"] == "architecture":
-        return _architecture(cfg, space, data, progress), sampler, pruner
-    return _recipe(cfg, space, data, progress), sampler, pruner
+        return _architecture(cfg, space, load_from_settings(s, cfg.seed), progress), sampler, pruner
+    return _recipe(cfg, space, None, progress), sampler, pruner
 
 
 def describe(values: dict, searched: Any = None) -> str:
@@ -118,6 +117,10 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
 
     s = cfg.settings
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
+    if data is None:  # the model decides the layout and (with --preprocess auto) the scaling
+        from compressor.datasets.load import load_from_settings
+
+        data = load_from_settings(s, cfg.seed, model=model)
     reference = reference_outputs(model, data.x_val)
     set_progress(progress.epoch)
 
