@@ -23,7 +23,7 @@ from compressor.export import parity, selective
 from compressor.export.onnx import keras_to_onnx, tflite_to_onnx
 from compressor.export.onnx_quant import VARIANTS as ONNX_QUANT_VARIANTS
 from compressor.export.tflite import export_float32
-from compressor.pipeline import validation
+from compressor.pipeline import keras3_bridge, validation
 from compressor.pipeline.fingerprint import check_resume, fingerprint
 from compressor.pipeline.layout import REFERENCE, RunLayout, mark_output
 from compressor.pipeline.model_io import load_model, read_card, resolve_model_path
@@ -86,6 +86,7 @@ def compress(
         )
         progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
         check_fits(model, dataset)
+        keras3_bridge.verify(model, dataset.x_test, trust_code)  # a Keras 3 rebuild equals Keras 3 before any step
         set_step_progress(progress)
         ctx = RunContext(model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs)
         ctx.resume, ctx.trust_code, ctx.debug_quant = resume or bool(reuse_steps), trust_code, debug_quant

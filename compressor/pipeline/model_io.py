@@ -1,18 +1,24 @@
 """Load the user's trained model safely, whatever form it comes in.
 
 Accepted: a tf_keras SavedModel folder (has keras_metadata.pb), a .keras or .h5 file saved by
-tf_keras, and a plain SavedModel without Keras metadata (post-training recipes only).
+tf_keras, a plain SavedModel without Keras metadata (post-training recipes only), and Keras 3
+files: a .keras or .h5 saved by Keras 3 is rebuilt in tf_keras by the bridge (keras3_bridge.py;
+checked against Keras 3's own outputs before any step), or, when the bridge cannot translate a
+layer, exported by Keras 3 in a child process for post-training recipes; a Keras 3
+``model.export()`` SavedModel is converted as it is (it holds no layer config to train).
 Lambda layers carry Python bytecode; they are refused unless the user passes ``trust_code``
 (model_safety.py parses the saved config for them before Keras reads it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compressor.pipeline.keras3_files import is_keras3_export, is_keras3_file
 from compressor.pipeline.layout import MODEL_CARD, TrainLayout, mark_output
 from compressor.pipeline.model_safety import h5_attribute, refuse_untrusted_code
 from compressor.runtime.errors import UserError
@@ -29,12 +35,14 @@ class LoadedModel:
     """
 
     path: Path
-    kind: str  # "keras-savedmodel" | "keras-v3" | "h5" | "savedmodel"
+    kind: str  # "keras-savedmodel" | "keras-v3" | "h5" | "savedmodel" | "keras3-keras" | "keras3-h5" | "keras3-export"
     keras: Any | None
     input_shape: tuple[int | None, ...]
     output_shape: tuple[int | None, ...]
     card: dict = field(default_factory=dict)
     saved_model_dir: Path | None = None
+    bridge: dict | None = None  # a Keras 3 file rebuilt in tf_keras: keras3_bridge's record (and its check)
+    untrainable: str | None = None  # why training recipes cannot run on it, when they cannot
 
     @property
     def trainable(self) -> bool:
@@ -62,18 +70,20 @@ def detect_kind(path: Path) -> str:
                 f"{path} is a folder but not a SavedModel (no saved_model.pb); "
                 "pass a SavedModel folder, a .keras or a .h5 file"
             )
-        return "keras-savedmodel" if (path / "keras_metadata.pb").is_file() else "savedmodel"
+        if (path / "keras_metadata.pb").is_file():
+            return "keras-savedmodel"
+        return "keras3-export" if is_keras3_export(path) else "savedmodel"
     suffix = path.suffix.lower()
     if suffix == ".keras":
         if not zipfile.is_zipfile(path):
             raise UserError(f"{path} is not a valid .keras file (not a zip archive); is it corrupt?")
-        return "keras-v3"
+        return "keras3-keras" if is_keras3_file(path) else "keras-v3"
     if suffix in (".h5", ".hdf5"):
         with open(path, "rb") as f:
             if f.read(8) != b"\x89HDF\r\n\x1a\n":
                 raise UserError(f"{path} is not a valid HDF5 file; is it corrupt?")
         h5_attribute(path, "model_config")  # opening it checks the superblock and the file's length
-        return "h5"
+        return "keras3-h5" if is_keras3_file(path) else "h5"
     raise UserError(f"{path} is not a model: expected a SavedModel folder, a .keras or a .h5 file")
 
 
@@ -138,8 +148,11 @@ def load_model(path: str | Path, trust_code: bool = False) -> LoadedModel:
     from compressor.runtime.quiet import native_stderr_silenced
 
     with native_stderr_silenced():
-        if kind == "savedmodel":
-            return _load_plain_savedmodel(path, tf)
+        if kind in ("savedmodel", "keras3-export"):
+            loaded = _load_plain_savedmodel(path, tf)
+            return dataclasses.replace(loaded, kind=kind, untrainable=_export_untrainable(path, kind))
+        if kind.startswith("keras3-"):
+            return _load_keras3(path, kind, trust_code)
         model = _load_keras(path, kind, keras, trust_code)
     return LoadedModel(
         path=path,
@@ -174,12 +187,64 @@ def _load_keras(path: Path, kind: str, keras: Any, trust_code: bool) -> Any:
         ) from None
     if not isinstance(model, keras.Model):
         raise UserError(f"{path} did not load as a Keras model")
+    _check_single_io(path, model)
+    return model
+
+
+def _check_single_io(path: Path, model: Any) -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UserError(
             f"{path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "compressor handles single-input, single-output classifiers"
         )
-    return model
+
+
+def _export_untrainable(path: Path, kind: str) -> str:
+    if kind == "keras3-export":
+        return (
+            f"{path} is a Keras 3 model.export() SavedModel, which holds no layer config to train; pass the "
+            "Keras 3 .keras file it was exported from (the Keras 3 bridge rebuilds it in tf_keras) or use a "
+            "post-training recipe"
+        )
+    return (
+        f"{path} is a plain SavedModel without Keras metadata, which cannot be trained; "
+        "use a tf_keras model or a post-training recipe"
+    )
+
+
+def _load_keras3(path: Path, kind: str, trust_code: bool) -> LoadedModel:
+    """The bridge's tf_keras rebuild; when it cannot translate a layer, Keras 3's own export (in a
+    child) for post-training recipes, with the bridge's one-line error kept for training recipes."""
+    from compressor.keras_shim import tf
+    from compressor.pipeline.keras3_bridge import rebuild
+    from compressor.pipeline.keras3_layers import BridgeError
+
+    refuse_untrusted_code(path, trust_code)
+    try:
+        model, record = rebuild(path)
+    except BridgeError as e:
+        exported = _keras3_exported(path, trust_code, e)
+        loaded = _load_plain_savedmodel(exported, tf)
+        return dataclasses.replace(loaded, path=path, kind=kind, card=read_card(path), untrainable=str(e))
+    _check_single_io(path, model)
+    shapes = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    return LoadedModel(path, kind, model, *shapes, card=read_card(path), bridge=record)
+
+
+def _keras3_exported(path: Path, trust_code: bool, why: Exception) -> Path:
+    """Keras 3's model.export() of ``path`` in a folder removed when this process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from compressor.pipeline.keras3_reference import keras3_export
+
+    tmp = Path(tempfile.mkdtemp(prefix="compressor-keras3-export-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    try:
+        return keras3_export(path, tmp, trust_code)
+    except UserError:
+        raise why from None  # Keras 3 cannot run it either: the bridge's error says more
 
 
 def _load_plain_savedmodel(path: Path, tf: Any) -> LoadedModel:

@@ -121,9 +121,9 @@ def _saved_metadata_strings(path: Path, data: bytes) -> Iterator[bytes]:
     """The ``metadata`` JSON of every node: SavedMetadata { repeated SavedObject nodes = 1 },
     SavedObject { ... string metadata = 5 } (tf_keras/protobuf/saved_metadata.proto)."""
     try:
-        for number, node in _proto_fields(data):
+        for number, node in proto_fields(data):
             if number == 1 and isinstance(node, bytes):
-                for field, value in _proto_fields(node):
+                for field, value in proto_fields(node):
                     if field == 5 and isinstance(value, bytes) and value:
                         yield value
     except _BadProto as e:
@@ -134,7 +134,7 @@ class _BadProto(Exception):
     """keras_metadata.pb is not the protobuf it claims to be; reported as a corrupt model."""
 
 
-def _proto_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+def proto_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
     """(field number, value) of a protobuf message: varints as ints, length-delimited as bytes."""
     pos = 0
     while pos < len(data):

@@ -29,10 +29,10 @@ def check_trainable(model: Any, recipes: list[Recipe]) -> None:
     for recipe in recipes:
         training = [s.type for s in recipe.steps if get_step(s.type).kind == "train"]
         if training:
+            why = getattr(model, "untrainable", None) or f"{model.path} cannot be trained"  # model_io says why
             raise UserError(
-                f"recipe {recipe.name} has training steps ({', '.join(training)}) but {model.path} is "
-                "a plain SavedModel without Keras metadata, which cannot be trained; use a "
-                f"post-training recipe ({', '.join(conversion_names())}) or a tf_keras model"
+                f"recipe {recipe.name} has training steps ({', '.join(training)}): {why} "
+                f"(post-training recipes: {', '.join(conversion_names())})"
             )
 
 

@@ -48,7 +48,12 @@ def build_report(
     return {
         "schema": "compressor.report/1",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {"path": str(model.path), "kind": model.kind, "input_shape": list(model.input_shape)},
+        "model": {
+            "path": str(model.path),
+            "kind": model.kind,
+            "input_shape": list(model.input_shape),
+            **({"bridge": model.bridge} if getattr(model, "bridge", None) else {}),  # Keras 3 rebuilt in tf_keras
+        },
         "data": {
             "name": data.name,
             "test_samples": int(len(data.y_test)),
