@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .image_fit import load_image
+from .image_fit import check_image_spec, load_image
 
 _NUMERIC = "iuf"  # signed, unsigned, float; bool/str/object/complex raw inputs are mistakes
 
@@ -95,6 +95,7 @@ def load_data(path: str | Path, info: dict | None) -> tuple[np.ndarray, np.ndarr
     spec = ((info or {}).get("preprocessing") or {}).get("image")
     if not spec:
         raise UserError(f"{path} is a folder, but this model was not made from image files; pass an .npz")
+    check_image_spec(spec, "the model's preprocessing.image")  # a bare .tflite's metadata is unchecked
     labels = list((info or {}).get("labels") or [])
     xs, ys = [], []
     for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):

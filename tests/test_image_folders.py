@@ -155,3 +155,28 @@ def _rewrite_samples(src: Path, dst: Path) -> None:
     with zipfile.ZipFile(dst, "w") as z:
         for name, data in files.items():
             z.writestr(name, data)
+
+
+def test_device_side_checks_of_the_image_record(tmp_path: Path):
+    from compressor.runtime.image_fit import check_image_spec
+    from compressor.runtime.preprocess import load_data
+
+    good = image_spec("pad", 8, 6, 3)
+    check_image_spec(good, "x")
+    for bad in (
+        {**good, "fit": "zoom"},
+        {**good, "size": [0, 6]},
+        {**good, "size": [8.0, 6]},
+        {**good, "color": "CMYK"},
+    ):
+        with pytest.raises(UserError, match="expected"):
+            check_image_spec(bad, "manifest.json: preprocessing.image")
+    save(tmp_path / "cat" / "a.png", np.zeros((5, 9, 3), np.uint8))
+    save(tmp_path / "dog" / "b.png", np.full((9, 5, 3), 99, np.uint8))
+    info = {"preprocessing": {"image": good}, "labels": ["cat", "dog"]}
+    x, y = load_data(tmp_path, info)
+    assert x.shape == (2, 8, 6, 3) and list(y) == [0, 1]
+    with pytest.raises(UserError, match="not made from image files"):
+        load_data(tmp_path, {"preprocessing": {}, "labels": ["cat", "dog"]})
+    with pytest.raises(UserError, match="folder .*cat is not one of the model's labels"):
+        load_data(tmp_path, {**info, "labels": ["dog", "owl"]})
