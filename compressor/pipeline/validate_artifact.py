@@ -12,6 +12,7 @@ import numpy as np
 
 from compressor.datasets import load_dataset
 from compressor.datasets.model_input import ModelInput
+from compressor.export import parity
 from compressor.pipeline.preflight import check_fits
 from compressor.pipeline.validation import reference_outputs
 from compressor.runtime import accuracy, latency
@@ -37,6 +38,12 @@ def validate_artifact(
     check_fits(_Shapes(runner), dataset)
     ref = _reference_outputs(reference, dataset.x_test, threads, trust_code) if reference else None
     outputs = accuracy.predict(runner, dataset.x_test)
+    metrics = accuracy.classification_metrics(outputs, dataset.y_test, reference=ref)
+    if ref is not None:  # the export check's rule (export/parity.py), as `compress` applies it
+        metrics["agreement"]["float_tolerance"] = {
+            "rule": parity.FLOAT32.describe(),
+            "failed": parity.FLOAT32.failures(outputs, ref, metrics["agreement"]),
+        }
     return {
         "artifact": str(artifact),
         "backend": runner.backend,
@@ -45,7 +52,7 @@ def validate_artifact(
         "preprocess_reason": dataset.preprocess_reason,
         "inputs": [t.to_dict() for t in runner.inputs],
         "outputs": [t.to_dict() for t in runner.outputs],
-        "accuracy": accuracy.classification_metrics(outputs, dataset.y_test, reference=ref),
+        "accuracy": metrics,
         "size": latency.file_size(artifact),
         "latency": latency.measure_latency(runner, dataset.x_test[:1], runs=latency_runs, max_seconds=10.0),
     }
@@ -86,6 +93,14 @@ def format_validation(r: dict) -> str:
         a = acc["agreement"]
         lines.append(
             f"  vs reference top-1 agreement {a['top1_agreement']:.2%}, "
-            f"max abs diff {a['max_abs_diff']:.4f}, mean {a['mean_abs_diff']:.5f}"
+            f"max abs diff {a['max_abs_diff']:.4g}, mean {a['mean_abs_diff']:.4g}"
         )
+        if "float_tolerance" in a:
+            failed = a["float_tolerance"]["failed"]
+            lines.append(
+                "  float check  "
+                + (f"outside ({'; '.join(failed)})" if failed else "within")
+                + f" the float32 export tolerance ({a['float_tolerance']['rule']}; a quantized artifact is "
+                "judged by top-1 agreement only)"
+            )
     return "\n".join(lines)

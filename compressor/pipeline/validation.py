@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from compressor.export import parity
 from compressor.runtime import accuracy, latency
 from compressor.runtime.gates import Gates
 from compressor.runtime.interpreters import open_model
 
-# Max |p_export - p_source| over test outputs (probabilities) for a faithful float conversion.
-FLOAT32_ATOL = 1e-4
-FLOAT16_ATOL = 1e-2
+# What a faithful float conversion keeps to: export/parity.py owns the rule (scaled to the outputs),
+# so the status column and the report's parity line judge alike.
+FLOAT32_ATOL = parity.FLOAT32
+FLOAT16_ATOL = parity.FLOAT16
 # An ONNX converted from a quantized .tflite runs other integer kernels: rounding may differ by
 # a step, so we require near-total top-1 agreement instead of an absolute tolerance.
 CROSS_RUNTIME_MIN_AGREEMENT = 0.98
@@ -93,14 +95,15 @@ def check_against(
     result: ArtifactResult,
     source_name: str,
     source_outputs: np.ndarray,
-    atol: float | None,
+    atol: parity.Tolerance | None,
     min_agreement: float | None = None,
 ) -> None:
     """Record a mismatch on ``result`` when it is not a faithful conversion of its source."""
     figures = accuracy.agreement(result.outputs, source_outputs)
-    diff, agree = figures["max_abs_diff"], figures["top1_agreement"]
-    if atol is not None and diff > atol:
-        result.mismatches.append(ExportMismatch(result.name, source_name, f"max abs diff {diff:.2e} > {atol:.0e}"))
+    agree = figures["top1_agreement"]
+    if atol is not None:
+        for detail in atol.failures(result.outputs, source_outputs, figures):
+            result.mismatches.append(ExportMismatch(result.name, source_name, detail))
     if min_agreement is not None and agree < min_agreement:
         result.mismatches.append(
             ExportMismatch(result.name, source_name, f"top-1 agreement {agree:.2%} < {min_agreement:.0%}")

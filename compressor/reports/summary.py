@@ -112,12 +112,10 @@ def format_table(report: dict) -> str:
 
 def depth_lines(report: dict) -> list[str]:
     """Parity errors, worst quantized layers, float fallbacks and the ONNX choice, when present."""
-    from compressor.export.parity import errors
+    from compressor.export.parity import summary_lines
 
-    pairs = report.get("parity", [])
-    lines = errors(pairs) or (
-        [f"parity: {len(pairs)} pairs agree (float >= 99%, quantized >= 98% top-1)"] if pairs else []
-    )
+    mismatches = [m for r in report["artifacts"] for m in r.get("export_mismatches", [])]
+    lines = summary_lines(report.get("parity", []), mismatches)
     for name, info in report.get("quant_debug", {}).items():
         if "worst" in info:
             worst = ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in info["worst"][:3])
