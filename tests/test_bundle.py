@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.bundle.package import FLOAT_ATOL, choose_artifact, package
+from compressor.bundle.choose import choose_artifact
+from compressor.bundle.package import FLOAT_ATOL, package
 from compressor.bundle.tflite_metadata import embed_metadata, read_metadata
 from compressor.commands.cli import cli
 from compressor.datasets import Preprocessing, load_dataset
@@ -69,6 +70,21 @@ def test_default_choice_is_smallest_passing_tflite(built, report):
         choose_artifact(failing, None)
     with pytest.raises(UserError, match="no TFLite artifact named 'int4'.*available: float32, int8"):
         choose_artifact(report, "int4")
+
+
+def test_max_latency_prefers_a_passing_artifact_that_meets_it(report):
+    timed = json.loads(json.dumps(report))
+    row(timed, "float32")["latency"]["median_ms"], row(timed, "int8")["latency"]["median_ms"] = 0.5, 2.0
+    assert choose_artifact(timed, None, max_latency_ms=10)[0]["artifact"] == "int8"  # both meet it: smallest
+    picked, reason = choose_artifact(timed, None, max_latency_ms=1.0)
+    assert picked["artifact"] == "float32" and reason.startswith("smallest TFLite whose gates passed within 1 ms")
+    picked, reason = choose_artifact(timed, None, max_latency_ms=0.1)
+    assert (
+        picked["artifact"] == "float32"
+        and "no passing TFLite meets --max-latency-ms 0.1: shipping the fastest" in reason
+    )
+    with pytest.raises(UserError, match="--max-latency-ms must be > 0"):
+        choose_artifact(timed, None, max_latency_ms=0)
 
 
 def test_bundle_contents_and_manifest(built, report, run_dir):

@@ -67,3 +67,30 @@ def test_inspect_shows_macs(exported):
 def test_format_macs():
     assert [format_macs(n) for n in (999, 1500, 2_345_678, 3_000_000_000, None)] == ["999", "1.5K", "2.35M", "3G", ""]
     assert np.isclose(float(format_macs(123_456)[:-1]), 123)
+
+
+def test_report_rows_carry_macs(int8_run):
+    import json
+
+    report = json.loads((int8_run / "report.json").read_text())
+    macs = {(r["artifact"], r["format"]): r["macs"] for r in report["artifacts"]}
+    assert len(set(macs.values())) == 1 and next(iter(macs.values())) > 0  # int8 computes what float32 does
+    from compressor.reports.summary import format_table
+
+    assert "MACs" in format_table(report).splitlines()[0]
+
+
+def test_slower_than_float32_is_warned():
+    from compressor.reports.speed import annotate_speed, slower_lines
+
+    def row(name, fmt, ms):
+        return {"artifact": name, "format": fmt, "latency": {"median_ms": ms}}
+
+    rows = [row("float32", "tflite", 1.0), row("int8", "tflite", 1.05), row("int16x8", "tflite", 35.0)]
+    rows += [row("float32", "onnx", 2.0), row("int8", "onnx", 3.0)]
+    annotate_speed(rows)
+    assert [r.get("speed_vs_float32") for r in rows] == [None, 1.05, 35.0, None, 1.5]
+    lines = slower_lines({"artifacts": rows})
+    assert len(lines) == 2  # 5% is timing noise, not "slower"
+    assert lines[0].startswith("warning: int16x8 (tflite) is 35.00x slower than float32 here (35.000 ms vs 1.000 ms)")
+    assert lines[1].startswith("warning: int8 (onnx) is 1.50x slower")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import __version__
+from compressor.bundle.choose import choose_artifact
 from compressor.bundle.image_samples import image_samples
 from compressor.bundle.signing import load_private_key, signature_block
 from compressor.bundle.signing import sign as signature_bytes
@@ -56,19 +57,21 @@ def package(
     overwrite: bool = False,
     sign: str | Path | None = None,
     progress: Callable[[str], None] = lambda msg: None,
+    max_latency_ms: float | None = None,
 ) -> dict:
     """Build the bundle; returns {"bundle", "artifact", "reason", "manifest"}.
 
     The test set is reloaded as the run recorded it in run.json (data spec, data folder, seed);
     ``data``, ``data_dir`` and ``seed`` override what was recorded. ``sign``: an Ed25519 private key
-    (compressor keygen) whose signature of manifest.json goes into the bundle as manifest.sig."""
+    (compressor keygen) whose signature of manifest.json goes into the bundle as manifest.sig.
+    ``max_latency_ms``: among passing artifacts, prefer those whose median latency meets it (choose.py)."""
     run_dir, out = Path(run_dir), Path(out)
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
     layout = RunLayout(run_dir)
     report, run = read_run_file(layout.report_json), read_run_file(layout.run_record)
     if samples < 1:
         raise UserError(f"--samples must be >= 1, got {samples}")
-    chosen, reason = choose_artifact(report, artifact)
+    chosen, reason = choose_artifact(report, artifact, max_latency_ms)
     inputs = [layout.report_json, layout.run_record, run.get("model"), data, data_dir, artifact_file(layout, chosen)]
     check_file_output(out, inputs, overwrite, replaceable=_is_bundle)  # never a folder, an input or a foreign file
     progress(f"packaging {chosen['artifact']}: {reason}")
@@ -168,37 +171,6 @@ class _Bundle:
             | ({"images": sorted(self.images)} if self.images else {}),
             "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
         }
-
-
-def tflite_row(report: dict, artifact: str) -> dict:
-    """The report's TFLite row of ``artifact``; a one-line error listing the others when there is none."""
-    rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
-    row = next((r for r in rows if r["artifact"] == artifact), None)
-    if row is None:
-        available = ", ".join(r["artifact"] for r in rows)
-        raise UserError(f"no TFLite artifact named {artifact!r} in this run; available: {available}")
-    return row
-
-
-def choose_artifact(report: dict, artifact: str | None) -> tuple[dict, str]:
-    """The TFLite row to ship: ``artifact`` if named, else the smallest whose gates and export checks passed."""
-    rows = [r for r in report["artifacts"] if r["format"] == "tflite"]
-    if artifact is not None:
-        row = tflite_row(report, artifact)
-        problems = row["gates_failed"] + row["export_mismatches"]
-        return row, "chosen with --artifact" + (f" (its checks FAILED: {'; '.join(problems)})" if problems else "")
-    passed = [r for r in rows if not r["gates_failed"] and not r["export_mismatches"]]
-    if not passed:
-        raise UserError(
-            "no TFLite artifact of this run passed its gates; pick one with --artifact NAME "
-            f"(available: {', '.join(r['artifact'] for r in rows)})"
-        )
-    best = min(passed, key=lambda r: r["size_bytes"])
-    others = ", ".join(f"{r['artifact']} {r['size_bytes'] / 1024:.1f} KB" for r in passed if r is not best)
-    return best, (
-        f"smallest TFLite whose gates passed ({best['size_bytes'] / 1024:.1f} KB"
-        + (f"; also passed: {others})" if others else ")")
-    )
 
 
 def _model_entry(path: Path, fmt: str, row: dict, dataset, arrays: dict, recipe: dict | None, check: bool) -> dict:

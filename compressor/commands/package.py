@@ -36,6 +36,11 @@ from compressor.commands.app import cli, common, emit, progress
     "--artifact", default=None, help="Recipe artifact to ship (default: the smallest TFLite whose gates passed)."
 )
 @click.option(
+    "--max-latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Among passing artifacts prefer those whose median latency in the run meets this (then the smallest).",
+)
+@click.option(
     "--samples", default=16, show_default=True, type=click.IntRange(1, 10000), help="Self-test samples in the bundle."
 )
 @click.option("--name", default=None, help="Model name in the manifest (default: the trained architecture's name).")
@@ -59,6 +64,8 @@ def package_cmd(run_dir, out, target, artifact, data, data_dir, seed, overwrite,
     common_args = dict(artifact=artifact, data=data, data_dir=data_dir, seed=seed, overwrite=overwrite)
     mcu_only = ("arena_limit_kb", "flash_limit_kb", "compress_weights")
     if target == "mcu":
+        if options["max_latency_ms"]:
+            raise click.UsageError("--max-latency-ms applies to --target app (an MCU package names its --artifact)")
         return _package_mcu(run_dir, out, as_json, **common_args, **{k: options[k] for k in mcu_only})
     if any(options[k] for k in mcu_only):
         raise click.UsageError("--arena-limit-kb, --flash-limit-kb and --compress-weights apply to --target mcu")
@@ -71,6 +78,7 @@ def package_cmd(run_dir, out, target, artifact, data, data_dir, seed, overwrite,
         name=options["name"],
         version=options["model_version"],
         sign=options["sign_key"],
+        max_latency_ms=options["max_latency_ms"],
         progress=progress,
         **common_args,
     )

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from compressor.bundle.package import artifact_file, read_run_file, reload_dataset, tflite_row
+from compressor.bundle.choose import tflite_row
+from compressor.bundle.package import artifact_file, read_run_file, reload_dataset
 from compressor.inspection.tflite import TFLiteFile
 from compressor.mcu import csource, ops, tflm
 from compressor.mcu.explain import explain

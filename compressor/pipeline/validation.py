@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from compressor.export import parity
+from compressor.inspection.macs import file_macs
 from compressor.runtime import accuracy, latency
 from compressor.runtime.gates import Gates
 from compressor.runtime.interpreters import open_model
@@ -57,6 +58,7 @@ class ArtifactResult:
             "accuracy_delta": m["accuracy"]["top1"] - reference_accuracy,
             "agreement": m["accuracy"].get("agreement", {}),
             "latency": m["latency"],
+            "macs": m["macs"],
             **({"mcu": m["mcu"]} if "mcu" in m else {}),  # TFLite Micro arena and flash (max_arena_kb gate)
         }
 
@@ -87,6 +89,7 @@ def measure(
         "accuracy": accuracy.classification_metrics(outputs, y, reference=reference),
         "size": latency.file_size(path),
         "latency": latency.measure_latency(runner, x[:1], warmup=10, runs=latency_runs, max_seconds=5.0),
+        "macs": file_macs(path)["total"],  # per sample, beside the latency it explains
     }
     return ArtifactResult(name, fmt, path, metrics, outputs)
 

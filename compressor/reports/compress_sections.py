@@ -6,7 +6,9 @@ import html
 from pathlib import Path
 from typing import Any
 
+from compressor.inspection.macs import format_macs
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
+from compressor.reports.speed import slower_lines
 from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
@@ -49,6 +51,7 @@ _RESULTS_HEADER = [
     "agreement",
     "p50 ms",
     "p90 ms",
+    "MACs",
     "quantized by",
 ]
 
@@ -67,6 +70,7 @@ def _results_table(report: dict, ship: dict | None) -> str:
             pct((r.get("agreement") or {}).get("top1_agreement")),
             ms(r["latency"]["median_ms"]),
             ms(r["latency"]["p90_ms"]),
+            format_macs(r.get("macs")),
             _quantized_by(report, r),
             status(r),
         ]
@@ -79,10 +83,14 @@ def _results_table(report: dict, ship: dict | None) -> str:
     ]
     ref = report.get("reference_accuracy")
     data = report.get("data", {})
-    return table([*_RESULTS_HEADER, "status"], cells, attrs) + (
-        f'<p class="note">float32 reference accuracy {pct(ref)} on {data.get("test_samples")} test samples of '
-        f"{html.escape(str(data.get('name')))}; highlighted: the artifact to ship "
-        "(smallest compressed .tflite, passing ones first)</p>"
+    return (
+        table([*_RESULTS_HEADER, "status"], cells, attrs)
+        + (
+            f'<p class="note">float32 reference accuracy {pct(ref)} on {data.get("test_samples")} test samples of '
+            f"{html.escape(str(data.get('name')))}; highlighted: the artifact to ship "
+            "(smallest compressed .tflite, passing ones first)</p>"
+        )
+        + "".join(f'<p class="note">{html.escape(line)}</p>' for line in slower_lines(report))
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from compressor.inspection.macs import format_macs
 from compressor.pipeline.layout import StudyLayout
 from compressor.reports.compress_sections import compress_sections
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
@@ -77,7 +78,9 @@ def _summary(data: dict) -> str:
     )
 
 
-_HEADER = ["trial", "recipe", "val accuracy", "drop", "drop bound", "size", "gzip", "p50 ms", "feasible", "front"]
+_HEADER = [
+    *("trial", "recipe", "val accuracy", "drop", "drop bound", "size", "gzip", "p50 ms", "MACs", "feasible", "front")
+]
 
 
 def _candidates_table(rows: list[dict], chosen: dict | None) -> str:
@@ -93,6 +96,7 @@ def _candidates_table(rows: list[dict], chosen: dict | None) -> str:
             kb(r["size_bytes"]),
             kb(r["gzip_bytes"]),
             ms(r["latency_ms"]),
+            format_macs(r.get("macs")),
             "yes" if r["feasible"] else "no",
             "yes" if r["front"] else "",
         ]

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from compressor import __version__
+from compressor.inspection.macs import format_macs
+from compressor.reports.speed import annotate_speed, slower_lines
 
 _LIBRARIES = (
     "tensorflow-cpu",
@@ -45,6 +47,7 @@ def build_report(
         row["export_mismatches"] = [f"{m.artifact} ({r.fmt}) vs {m.against}: {m.detail}" for m in r.mismatches]
         row["confusion_matrix"] = r.metrics["accuracy"].get("confusion_matrix")
         rows.append(row)
+    annotate_speed(rows)
     return {
         "schema": "compressor.report/1",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -73,7 +76,7 @@ def build_report(
 
 
 def format_table(report: dict) -> str:
-    header = ("artifact", "format", "size", "gzip", "accuracy", "Δ vs float32", "p50 ms", "p90 ms", "status")
+    header = ("artifact", "format", "size", "gzip", "accuracy", "Δ vs float32", "p50 ms", "p90 ms", "MACs", "status")
     lines = [header]
     for r in report["artifacts"]:
         status = "ok"
@@ -91,6 +94,7 @@ def format_table(report: dict) -> str:
                 f"{r['accuracy_delta'] * 100:+.2f} pt",
                 f"{r['latency']['median_ms']:.3f}",
                 f"{r['latency']['p90_ms']:.3f}",
+                format_macs(r.get("macs")),
                 status,
             )
         )
@@ -107,7 +111,7 @@ def format_table(report: dict) -> str:
     ]
     for r in report["artifacts"]:
         footer += [f"  {r['artifact']} ({r['format']}): {msg}" for msg in r["gates_failed"] + r["export_mismatches"]]
-    return "\n".join(text + footer + depth_lines(report))
+    return "\n".join(text + footer + slower_lines(report) + depth_lines(report))
 
 
 def depth_lines(report: dict) -> list[str]:

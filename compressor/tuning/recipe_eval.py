@@ -69,6 +69,7 @@ def run_recipe(
             "gzip_bytes": int(m["size"]["gzip_bytes"]),
             "latency_ms": float(m["latency"]["median_ms"]),
             "latency_p90_ms": float(m["latency"]["p90_ms"]),
+            "macs": int(m["macs"]),
             "steps": [
                 {k: v for k, v in meta.items() if k in ("step", "params", "seconds", "history", "info")}
                 for meta in metas

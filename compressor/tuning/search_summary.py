@@ -54,6 +54,7 @@ def _candidate(r: dict) -> dict:
         "size_bytes": res["size_bytes"],
         "gzip_bytes": res["gzip_bytes"],
         "latency_ms": res["latency_ms"],
+        "macs": res.get("macs"),  # trials of studies from before MACs were counted have none
         "accuracy_drop": r["reference_val_accuracy"] - res["val_accuracy"],
         "drop_bound": res.get("drop_bound", r["reference_val_accuracy"] - res["val_accuracy"]),
         "losses": res.get("val_losses"),

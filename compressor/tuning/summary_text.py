@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from compressor.inspection.macs import format_macs
+
 
 def _kb(n: float) -> str:
     return f"{n / 1024:.1f} KB"
@@ -47,7 +49,7 @@ def _searched(result: dict) -> set[str]:
 
 
 def format_search(result: dict) -> str:
-    header = ("trial", "recipe", "val acc", "drop", "bound", "size", "gzip", "p50 ms", "ok")
+    header = ("trial", "recipe", "val acc", "drop", "bound", "size", "gzip", "p50 ms", "MACs", "ok")
     rows = [
         (
             r["number"],
@@ -58,6 +60,7 @@ def format_search(result: dict) -> str:
             _kb(r["size_bytes"]),
             _kb(r["gzip_bytes"]),
             f"{r['latency_ms']:.3f}",
+            format_macs(r.get("macs")),
             "yes" if r["feasible"] else "no",
         )
         for r in result["candidates"]
