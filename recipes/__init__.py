@@ -6,6 +6,7 @@ import the Keras shim inside ``apply``).
 
 from compressor.recipes import (  # noqa: F401  (registers distill, regularize)  # noqa: F401  (registers cluster, prune, qat)
     aeq,  # noqa: F401  (registers aeq_int8, aeq_a16w8, aeq_int4)
+    bias_correction,  # noqa: F401  (registers bias_correct)
     channel_prune,  # noqa: F401  (registers channel_prune)
     cluster,
     distill,
