@@ -49,7 +49,7 @@ _INPUT: Ref = ("", 0, 0)  # what the first layer of a Sequential without an Inpu
 @dataclass
 class ChannelGraph:
     config: dict
-    reference: Any  # the model rebuilt from ``config``: its node indices are the config's
+    reference: Any  # the model rebuilt from ``config``: the static shapes
     parent: dict[int, int] = field(default_factory=dict)
     size: dict[int, int] = field(default_factory=dict)
     frozen: dict[int, str] = field(default_factory=dict)  # root -> why its channels stay
@@ -137,7 +137,11 @@ def _ordered_calls(config: dict) -> list[tuple[dict, int, list[Ref]]]:
             calls.append((layer, 0, first if prev is None else [(name_of(prev), 0, 0)]))
             prev = layer
         return calls
-    pending = [(layer, i, _refs(node)) for layer in layers for i, node in enumerate(layer.get("inbound_nodes") or [[]])]
+    pending = [
+        (layer, _first_node(layer) + i, _refs(node))
+        for layer in layers
+        for i, node in enumerate(layer.get("inbound_nodes") or [[]])
+    ]
     done: set[tuple[str, int]] = set()
     ordered = []
     while pending:
@@ -149,6 +153,15 @@ def _ordered_calls(config: dict) -> list[tuple[dict, int, list[Ref]]]:
             done.add((name_of(call[0]), call[1]))
         pending = [c for c in pending if (name_of(c[0]), c[1]) not in done]
     return ordered
+
+
+def _first_node(layer: dict) -> int:
+    """Index of the layer's first call in tensor references: a nested model's node 0 is its own
+    Input, which Keras leaves out of the config and counts anyway."""
+    inner = layer["config"].get("layers") if isinstance(layer.get("config"), dict) else None
+    if not isinstance(inner, list) or not inner:
+        return 0
+    return int("input_layers" in layer["config"] or inner[0].get("class_name") == "InputLayer")
 
 
 def _refs(node: Any) -> list[Ref]:
@@ -176,15 +189,15 @@ def _output_refs(config: dict) -> list[Ref]:
 def _propagate(graph: ChannelGraph, layer: dict, node: int, inputs: list[Layout], refs: list[Ref]) -> list[Layout]:
     kind, cfg, name = layer["class_name"], layer["config"], name_of(layer)
     calls = len(layer.get("inbound_nodes") or [[]])
-    if kind == "InputLayer":
-        return _fresh(graph, name, node, "model input")
-    rank = len(_shapes(graph, name, node)[0])
+    if kind == "InputLayer":  # a Sequential's is not among its layers: read the config
+        return [graph.new(int((cfg.get("batch_input_shape") or [0])[-1] or 0), frozen="model input")]
+    rank = len(_shapes(graph, layer, node)[0])
     reason = _unsupported(kind, cfg, calls, len(inputs), rank)
     if reason:
         graph.skipped[name] = reason
         for layout in inputs:
             graph.freeze(layout, reason)
-        return _fresh(graph, name, node, reason)
+        return _fresh(graph, layer, node, reason)
     if kind in SOURCES or kind in PER_CHANNEL:
         out = graph.new(int(cfg[SOURCES[kind]])) if kind in SOURCES else inputs[0]
         if kind in SOURCES:
@@ -194,7 +207,7 @@ def _propagate(graph: ChannelGraph, layer: dict, node: int, inputs: list[Layout]
         graph.io[name], graph.kinds[name] = (inputs[0], out), kind
         return [out]
     if kind == "Flatten":
-        shape = graph.reference.get_layer(name).get_input_shape_at(node)
+        shape = graph.reference.get_layer(name).get_input_shape_at(_real_node(graph, layer, node))
         return [inputs[0] * math.prod(shape[1:-1])]
     if kind in MERGES or (kind == "Concatenate" and not _last_axis(cfg.get("axis", -1), rank)):
         return [_merged(graph, name, inputs)]
@@ -222,14 +235,22 @@ def _last_axis(axis: Any, rank: int) -> bool:
     return axis in (-1, rank - 1)
 
 
-def _shapes(graph: ChannelGraph, name: str, node: int) -> list[tuple]:
-    shapes = graph.reference.get_layer(name).get_output_shape_at(node)
+def _real_node(graph: ChannelGraph, layer: dict, node: int) -> int:
+    """The layer object's node index for a config node index: a nested model may hold nodes of its
+    own before the calls the config lists (and the config may count one it leaves out)."""
+    calls = len(layer.get("inbound_nodes") or [[]])
+    extra = len(graph.reference.get_layer(name_of(layer)).inbound_nodes) - calls
+    return node - _first_node(layer) + max(extra, 0)
+
+
+def _shapes(graph: ChannelGraph, layer: dict, node: int) -> list[tuple]:
+    shapes = graph.reference.get_layer(name_of(layer)).get_output_shape_at(_real_node(graph, layer, node))
     multi = isinstance(shapes, list) and shapes and isinstance(shapes[0], (list, tuple))
     return list(shapes) if multi else [tuple(shapes)]
 
 
-def _fresh(graph: ChannelGraph, name: str, node: int, reason: str) -> list[Layout]:
-    return [graph.new(int(s[-1] or 0) if s else 0, frozen=reason) for s in _shapes(graph, name, node)]
+def _fresh(graph: ChannelGraph, layer: dict, node: int, reason: str) -> list[Layout]:
+    return [graph.new(int(s[-1] or 0) if s else 0, frozen=reason) for s in _shapes(graph, layer, node)]
 
 
 def _unsupported(kind: str, cfg: dict, calls: int, n_inputs: int, rank: int) -> str | None:

@@ -241,3 +241,31 @@ def test_channel_prune_int8_end_to_end(tiny_model_path, tmp_path):
     assert info["macs_ratio"] <= 0.5 and info["importance"] == "l1"
     assert all(after % 4 == 0 for _, after in info["narrowed"].values())
     assert open_model(out / "channel-prune-int8" / "model.tflite").inputs[0].dtype == "int8"
+
+
+@pytest.mark.parametrize("nested", ["sequential", "functional"])
+def test_sequential_and_nested_models(nested, seed):
+    from compressor.keras_shim import keras
+
+    layers = keras.layers
+    plain = keras.Sequential(
+        [layers.Conv2D(8, 3, activation="relu", input_shape=(8, 8, 1), name="c1"), layers.Flatten(name="f")]
+        + [layers.Dense(16, name="d"), layers.Dense(10, activation="softmax", name="probs")]
+    )
+    _, _, pruned = _plan_and_prune(plain, filter_fraction=0.5)
+    assert type(pruned).__name__ == "Sequential" and (_filters(pruned, "c1"), _filters(pruned, "d")) == (4, 8)
+    inner_in = keras.Input((8, 8, 4))
+    inner = (
+        keras.Sequential([inner_in, layers.Conv2D(4, 1)], name="inner")
+        if nested == "sequential"
+        else keras.Model(inner_in, layers.Conv2D(4, 1)(inner_in), name="inner")
+    )
+    x = keras.Input((8, 8, 1))
+    y = layers.Conv2D(6, 1, name="after")(inner(layers.Conv2D(4, 3, padding="same", name="outer")(x)))
+    model = keras.Model(x, layers.Dense(10, name="probs")(layers.GlobalAveragePooling2D()(y)))
+    graph, _, pruned = _plan_and_prune(model, filter_fraction=0.5)
+    kind = "Sequential" if nested == "sequential" else "Functional"
+    assert graph.not_pruned()["outer"] == f"{kind} 'inner': channels are not traced through this layer type"
+    assert _filters(pruned, "after") == 3 and _filters(pruned, "outer") == 4
+    data = np.random.default_rng(seed).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    assert pruned(data).shape == (2, 10)
