@@ -15,7 +15,7 @@ from compressor.datasets.dataset import Dataset
 from compressor.datasets.layout import arrange, channel_order_of, layout_of
 from compressor.datasets.model_input import ModelInput
 from compressor.datasets.preprocessing import Preprocessing
-from compressor.datasets.split import stratified_split
+from compressor.datasets.split import holdout_indices
 from compressor.runtime.errors import UserError
 
 TEST_FRACTION = 0.2
@@ -23,6 +23,11 @@ TEST_FRACTION = 0.2
 # hostile label (2**40) would allocate without end; no classifier we compress has this many classes.
 MAX_CLASSES = 65_536
 SPLITS = ("train", "val", "test")
+
+
+def fractions(val_fraction: float) -> tuple[tuple[str, float], ...]:
+    """The holdouts split off a pool, in order: test first, then validation."""
+    return (("test", TEST_FRACTION), ("val", val_fraction))
 
 
 @dataclass
@@ -66,13 +71,11 @@ def assemble(
             _check_pair(split, x[split], y[split])
             check_class_ids(f"y_{split}", y[split])
     files = {"train": np.asarray(raw.files if raw.files is not None else [""] * len(x["train"]), dtype=object)}
-    rng = np.random.default_rng(seed)
-    # Test is carved out first so the test set does not depend on val_fraction.
-    for holdout, fraction in (("test", TEST_FRACTION), ("val", val_fraction)):
-        if x[holdout] is None:
-            keep, take = stratified_split(y["train"], fraction, rng, holdout)
-            x[holdout], y[holdout], files[holdout] = x["train"][take], y["train"][take], files["train"][take]
-            x["train"], y["train"], files["train"] = x["train"][keep], y["train"][keep], files["train"][keep]
+    missing = [s for s in ("test", "val") if x[s] is None]
+    if missing:
+        pool = x["train"], y["train"], files["train"]
+        for split, idx in holdout_indices(y["train"], missing, seed, fractions(val_fraction)).items():
+            x[split], y[split], files[split] = (a[idx] for a in pool)
     _check_shapes(x)
     for split in SPLITS:
         _check_labels(split, y[split], len(raw.labels))

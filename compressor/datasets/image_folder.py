@@ -22,26 +22,45 @@ from compressor.runtime.image_fit import image_spec, load_image
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def read_image_folder(root: Path, model_shape: tuple | None = None, fit: str | dict = "resize") -> RawData:
+def read_image_folder(
+    root: Path, model_shape: tuple | None = None, fit: str | dict = "resize", lazy: bool = False
+) -> RawData:
     """Read every image below ``root``/<class>/; all of them become the pool that is split.
 
     ``model_shape`` (height, width, channels) is what images are fitted to; ``fit`` is resize,
-    crop or pad, or a recorded spec (``compressor package`` replays the run's).
+    crop or pad, or a recorded spec (``compressor package`` replays the run's). ``lazy``: x_train is
+    an :class:`ImageFiles` that decodes images only when rows are taken (streaming).
     """
     files, class_ids, classes = _list_images(root)
     spec = fit if isinstance(fit, dict) else _spec(files, model_shape, fit)
-    channels = len(spec["color"])  # "L", "RGB", "RGBA": one letter a channel
-    images = np.empty((len(files), *spec["size"], channels), dtype=np.uint8)
-    for i, path in enumerate(reading(files, f"reading {root.name}")):
-        images[i] = load_image(path, spec)
+    images = ImageFiles(files, spec, f"reading {root.name}")
     order = {"L": "gray", "RGB": "RGB", "RGBA": "RGBA"}[spec["color"]]
     return RawData(
-        x_train=images,
+        x_train=images if lazy else images.take(np.arange(len(files))),
         y_train=np.asarray(class_ids, dtype=np.int64),
         labels=classes,
         preprocessing=Preprocessing(scale=1 / 255, channel_order=order, image=spec),
         files=[str(path) for path in files],
     )
+
+
+class ImageFiles:
+    """Image files seen as a uint8 (N, height, width, channels) array, decoded and fitted when taken."""
+
+    def __init__(self, files: list[Path], spec: dict, what: str = "reading images"):
+        self.files, self.spec, self.what = files, spec, what
+        channels = len(spec["color"])  # "L", "RGB", "RGBA": one letter a channel
+        self.shape = (len(files), *spec["size"], channels)
+        self.dtype, self.ndim = np.dtype(np.uint8), 4
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), *self.shape[1:]), dtype=np.uint8)
+        for j, i in enumerate(reading(list(indices), self.what)):
+            out[j] = load_image(self.files[int(i)], self.spec)
+        return out
 
 
 def _spec(files: list[Path], model_shape: tuple | None, fit: str) -> dict:

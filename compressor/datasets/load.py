@@ -15,6 +15,7 @@ from compressor.datasets.image_folder import read_image_folder
 from compressor.datasets.model_input import ModelInput, model_input
 from compressor.datasets.npz import read_npz
 from compressor.datasets.preprocessing import Preprocessing
+from compressor.datasets.shards import is_shard_folder, read_shards
 from compressor.runtime.errors import UserError
 from compressor.runtime.suggest import unknown_name_message
 
@@ -93,6 +94,8 @@ def _read(spec: str, data_dir: str | None, shape: tuple | None, fit: str | dict)
     if path.exists() or spec.endswith(".npz") or "/" in spec or "\\" in spec:
         if not path.exists():
             raise UserError(f"data path {path} does not exist; give an existing .npz file or image folder")
+        if path.is_dir() and is_shard_folder(path):
+            return path.name, read_shards(path)
         if path.is_dir():
             return path.name, read_image_folder(path, shape, fit)
         if path.suffix == ".npz":

@@ -32,3 +32,23 @@ def stratified_split(
     is_taken = np.zeros(n, dtype=bool)
     is_taken[take] = True
     return np.flatnonzero(~is_taken), np.flatnonzero(is_taken)
+
+
+def holdout_indices(
+    y: np.ndarray, missing: list[str], seed: int, fractions: tuple[tuple[str, float], ...]
+) -> dict[str, np.ndarray]:
+    """Indices into a pool of labels ``y`` for each ``missing`` holdout split and for what stays train.
+
+    The holdouts are taken in the order of ``fractions`` (test first, so the test set does not depend
+    on the validation fraction), each from what the earlier ones left, with one seeded generator:
+    the same seed always gives the same splits, whether the data is in memory or streamed.
+    """
+    rng = np.random.default_rng(seed)
+    keep_idx = np.arange(len(y))
+    out = {}
+    for holdout, fraction in fractions:
+        if holdout in missing:
+            keep, take = stratified_split(y[keep_idx], fraction, rng, holdout)
+            out[holdout], keep_idx = keep_idx[take], keep_idx[keep]
+    out["train"] = keep_idx
+    return out
