@@ -6,10 +6,11 @@ is drawn; the conversion itself is the exporter's (compressor.export.conversions
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from compressor.recipes.base import StepParams, register_conversion
 from compressor.runtime.errors import UserError
@@ -52,6 +53,27 @@ class Int8Params(CalibratedParams):
         "of the layers with the largest quantization error in float (0: off)",
     )
     allow_float_ops: bool = Field(False, description="accept ops that have no int8 kernel and so run in float")
+    activation_ranges: str = Field(
+        "minmax",
+        description="how each activation tensor's int8 range is chosen on the calibration sample: minmax "
+        "(the converter's), percentile:P (e.g. percentile:99.99) or mse (least squared error, clipping included)",
+    )
+
+    @field_validator("activation_ranges")
+    @classmethod
+    def _range_method(cls, v: str) -> str:
+        return check_range_method(v)
+
+
+RANGE_METHOD = re.compile(r"^(minmax|mse|percentile:(\d+(\.\d+)?))$")
+
+
+def check_range_method(text: str) -> str:
+    """minmax | mse | percentile:P with 50 < P <= 100; a ValueError names the accepted forms."""
+    match = RANGE_METHOD.match(text)
+    if not match or (match.group(2) and not 50 < float(match.group(2)) <= 100):
+        raise ValueError(f"{text!r}: expected minmax, mse or percentile:P with 50 < P <= 100 (e.g. percentile:99.99)")
+    return text
 
 
 class Int16x8Params(CalibratedParams):

@@ -63,7 +63,11 @@ def _int8(model: Any, data: Any, params: Int8Params) -> tuple[bytes, dict]:
 
     sample = params.calibration(data)
     info = _calibration_info(params, sample)
-    if params.float_layers:
+    if params.activation_ranges != "minmax":
+        flatbuffer, info["activation_ranges"], float_layers = _int8_with_ranges(model, sample, params)
+        if float_layers:
+            info["float_layers"] = float_layers
+    elif params.float_layers:
         from compressor.export.selective import convert_with_float_layers
 
         flatbuffer, info["float_layers"] = convert_with_float_layers(
@@ -81,6 +85,17 @@ def _int8(model: Any, data: Any, params: Int8Params) -> tuple[bytes, dict]:
             "them in float, or use the int16x8 or dynamic recipe"
         )
     return flatbuffer, info
+
+
+def _int8_with_ranges(model: Any, sample: np.ndarray, params: Int8Params) -> tuple[bytes, dict, list[str]]:
+    """int8 through the debugger's calibrated model, whose min/max ranges export/ranges.py replaced
+    (the converter itself quantizes straight after calibrating); float_layers stay float as usual."""
+    from compressor.export.quant_debug import QuantDebugger, layer_label
+    from compressor.export.selective import resolve_layers
+
+    debugger = QuantDebugger(model, sample, params.io_dtype, params.activation_ranges)
+    nodes = resolve_layers(params.float_layers, debugger.nodes)
+    return debugger.quantized_model(nodes), debugger.ranges or {}, [layer_label(n, "") for n in nodes]
 
 
 def _calibration_info(params: CalibratedParams, sample: Any) -> dict:

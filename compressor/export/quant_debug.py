@@ -31,7 +31,7 @@ ROUNDING_NOISE = 1 / math.sqrt(12)  # RMSE / scale of ideal rounding
 class QuantDebugger:
     """One calibrated int8 model of ``model`` plus its debugger; ``statistics`` runs it once."""
 
-    def __init__(self, model: Any, sample: np.ndarray, io_dtype: str = "int8"):
+    def __init__(self, model: Any, sample: np.ndarray, io_dtype: str = "int8", activation_ranges: str = "minmax"):
         from compressor.export.tflite import make_converter
         from compressor.keras_shim import tf
 
@@ -50,13 +50,22 @@ class QuantDebugger:
             raise UserError(f"quantization debugger (int8) failed: {conversion_error(str(e))}") from None
         self.nodes = node_names(self._debugger.calibrated_model)
         self._stats: list[dict] | None = None
+        self.ranges: dict | None = None
+        if activation_ranges != "minmax":  # ranges chosen on the same sample replace the calibrated min/max
+            from compressor.export.ranges import with_ranges
+
+            calibrated, self.ranges = with_ranges(self._debugger.calibrated_model, sample, activation_ranges)
+            self._debugger.calibrated_model = calibrated
+            with native_stderr_silenced(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._debugger.options = self._debugger.options  # rebuilds the debug model on the new ranges
 
     @classmethod
     def for_recipe(cls, model: Any, data: Any, recipe: Any, steps_dir: Path, trust_code: bool = False) -> QuantDebugger:
         """Debug what the recipe's int8 step converted, calibrated exactly as that step was."""
         params = recipe.steps[-1].params
         source = conversion_input(model, recipe, steps_dir, trust_code)
-        return cls(source, params.calibration(data), params.io_dtype)
+        return cls(source, params.calibration(data), params.io_dtype, params.activation_ranges)
 
     def statistics(self) -> list[dict]:
         """One row per quantized tensor, worst RMSE/scale first."""
