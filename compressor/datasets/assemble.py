@@ -78,11 +78,11 @@ def assemble(
             x[split], y[split], files[split] = (a[idx] for a in pool)
     _check_shapes(x)
     for split in SPLITS:
-        _check_labels(split, y[split], len(raw.labels))
+        check_labels(split, y[split], len(raw.labels))
     if isinstance(preprocess, Preprocessing):
         preprocessing, reason = preprocess, "replayed as recorded"
     else:
-        preprocessing, reason = choose(preprocess, _laid_out(raw.preprocessing, x["train"]), model, x["train"])
+        preprocessing, reason = choose(preprocess, laid_out(raw.preprocessing, x["train"]), model, x["train"])
     xs = {}
     for split in SPLITS:
         xs[split] = preprocessing.apply(x[split])
@@ -103,7 +103,7 @@ def assemble(
     )
 
 
-def _laid_out(base: Preprocessing, x_train: np.ndarray) -> Preprocessing:
+def laid_out(base: Preprocessing, x_train: np.ndarray) -> Preprocessing:
     """The reader's preprocessing with the layout and channel order of the arrays as arranged."""
     layout = layout_of(x_train.shape[1:])
     return replace(base, layout=layout, channel_order=channel_order_of(layout, x_train.shape[-1], base.channel_order))
@@ -128,7 +128,7 @@ def _check_shapes(x: dict[str, np.ndarray]) -> None:
             )
 
 
-def _check_labels(split: str, y: np.ndarray, num_classes: int) -> None:
+def check_labels(split: str, y: np.ndarray, num_classes: int) -> None:
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if bad.size:
         i = int(bad[0])

@@ -78,6 +78,8 @@ def _auto(base: Preprocessing, model: ModelInput | None) -> tuple[str, str]:
             "the format's default; the model has no Keras layers to inspect, pass --preprocess none if it "
             "scales its own inputs"
         )
+    if model is None:
+        return "scale", "the format's default"
     return "scale", "the format's default, the model has no preprocessing layer"
 
 

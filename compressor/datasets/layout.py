@@ -36,7 +36,9 @@ def arrange(name: str, x: np.ndarray, model_shape: Shape | None) -> np.ndarray:
     model_shape = tuple(model_shape)
     if _fits(sample, model_shape):
         return x
-    if len(model_shape) == len(sample) + 1 and model_shape[-1] == 1 and _fits(sample, model_shape[:-1]):
+    if len(model_shape) == len(sample) + 1 and model_shape[-1] == 1:
+        # (N, H, W) for an (H, W, 1) model, (N, T) for (T, 1): the channel axis is missing. Added even
+        # when H, W differ from the model's, so the shape error names comparable shapes.
         return x[..., np.newaxis]
     known = None not in model_shape
     if len(model_shape) == 1 and known and math.prod(sample) == model_shape[0]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.datasets.assemble import _check_labels, _laid_out, check_class_ids, fractions
+from compressor.datasets.assemble import check_class_ids, check_labels, fractions, laid_out
 from compressor.datasets.choice import choose, parse_mode
 from compressor.datasets.image_folder import read_image_folder
 from compressor.datasets.layout import arrange
@@ -118,13 +118,13 @@ def open_stream(
         pools[split], rows[split], ys[split] = raw.x_train, idx, raw.y_train[idx]
     for split in rows:
         check_class_ids(f"y_{split}", ys[split])
-        _check_labels(split, ys[split], len(raw.labels))
+        check_labels(split, ys[split], len(raw.labels))
     splits = {s: StreamSplit(s, pools[s], rows[s], ys[s].astype(np.int64), Preprocessing(), shape) for s in rows}
     sample = splits["train"].raw(np.sort(np.random.default_rng(seed).permutation(len(rows["train"]))[:SAMPLE]))
     if isinstance(preprocess, Preprocessing):
         prep, reason = preprocess, "replayed as recorded"
     else:
-        base = _laid_out(raw.preprocessing, sample)
+        base = laid_out(raw.preprocessing, sample)
         prep, reason = choose(preprocess, base, model, sample)
         if prep.mode == "mean-std":  # over the whole training split, a batch at a time
             splits["train"].preprocessing = base

@@ -84,8 +84,8 @@ def compress(
         dataset = load_dataset(
             data_spec, data_dir=data_dir, seed=seed, model=model, preprocess=preprocess, image_fit=image_fit
         )
-        progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
         check_fits(model, dataset)
+        progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
         keras3_bridge.verify(model, dataset.x_test, trust_code)  # a Keras 3 rebuild equals Keras 3 before any step
         set_step_progress(progress)
         ctx = RunContext(model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs)

@@ -63,7 +63,6 @@ def _train(
 ) -> dict:
     """Load the data, build, fit and test the model, save it with its card (replacing ``out``)."""
     dataset = load_dataset(data, data_dir=data_dir, seed=training["seed"], **(data_options or {}))
-    progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
     from compressor.keras_shim import set_seed
     from compressor.models import build_model
 
@@ -77,6 +76,7 @@ def _train(
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
+    progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
     distribute.begin_step("train")
     t0 = time.time()
     with distribute.worker_failures_explained():
