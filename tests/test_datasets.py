@@ -491,6 +491,12 @@ def test_shard_folder_reads_like_the_same_npz(tmp_path: Path, rng: np.random.Gen
     (tmp_path / "shards" / "x_train-00009.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(UserError, match="x_train-00009.npy is not a plain numeric .npy array"):
         load_dataset(str(tmp_path / "shards"))
+    (tmp_path / "shards" / "x_train-00009.npy").unlink()
+    with open(tmp_path / "shards" / "y_train-00003.npy", "wb") as f:  # a header announcing 8 TB
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False, "shape": (10**12,)})
+        f.write(bytes(80))
+    with pytest.raises(UserError, match="y_train-00003.npy is not a plain numeric .npy array"):
+        load_dataset(str(tmp_path / "shards"))
 
 
 @pytest.mark.parametrize("kind", ["npz", "shards", "images"])

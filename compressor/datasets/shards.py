@@ -79,7 +79,7 @@ def read_shards(folder: Path, lazy: bool = False) -> RawData:
             sharded = ShardedArray(groups[("x", split)])
             _numeric(f"x_{split}", np.empty((0, *sharded.shape[1:]), sharded.dtype))
             xs[split] = sharded if lazy else np.asarray(sharded)
-            ys[split] = _class_ids(f"y_{split}", np.concatenate([_open(p, mmap=False) for p in groups[("y", split)]]))
+            ys[split] = _class_ids(f"y_{split}", np.concatenate([np.array(_open(p)) for p in groups[("y", split)]]))
     if "train" not in xs:
         raise UserError(
             f"{folder} has no x_train*.npy / y_train*.npy; name shards x_train-00000.npy, y_train-00000.npy"
@@ -115,9 +115,10 @@ def _value_range(xs: dict) -> tuple[float, float]:
     return (low, high) if low <= high else (0.0, 0.0)
 
 
-def _open(path: Path, mmap: bool = True) -> np.ndarray:
+def _open(path: Path) -> np.ndarray:
+    """Memory-mapped: a header announcing more bytes than the file holds fails here, before any allocation."""
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         raise UserError(f"{path} is not a plain numeric .npy array ({e}); save it with np.save") from None
     except OSError as e:
