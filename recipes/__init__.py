@@ -15,6 +15,7 @@ from compressor.recipes import (  # noqa: F401  (registers distill, regularize) 
     ptq,  # noqa: F401  (registers float16, dynamic, int8, int16x8)
     qat,
     regularize,
+    sparse_float,  # noqa: F401  (registers sparse_float)
 )
 from compressor.recipes.base import StepParams, StepType, get_step, register, step_types
 from compressor.recipes.schema import Recipe, load_recipe, preset_names, validate_recipe

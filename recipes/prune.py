@@ -36,6 +36,7 @@ from compressor.recipes.structure import (
 )
 from compressor.runtime.errors import UserError
 
+XNNPACK_MIN_SPARSITY = 0.67  # XNNPACK's sparse path needs more than 2/3 zeros in the 1x1 convolutions
 NOTE = "pruning shrinks the gzip-compressed file, not the raw .tflite (zeros are stored like any other weight)"
 
 
@@ -58,6 +59,12 @@ class PruneParams(WrapperParams):
     )
     frequency: int = Field(10, ge=1, description="training steps between mask updates")
     skip_layers: list[str] = Field([], description="layer names left dense")
+    policy: Literal["all", "xnnpack"] = Field(
+        "all",
+        description="all: every Dense/Conv2D kernel; xnnpack: only what XNNPACK's sparse kernels run (1x1 "
+        "convolutions between a 3x3 stride-2 stem and global average pooling; tfmot's PruneForLatencyOnXNNPack), "
+        "sparsity >= 2/3; export with the sparse_float step",
+    )
     m_by_n: str | None = Field(
         None,
         description='structured sparsity, e.g. "2:4": m zeros in every n input weights '
@@ -93,6 +100,13 @@ class PruneParams(WrapperParams):
             raise ValueError(f"{value} prunes exactly {m} of every {n} weights; set sparsity to {m / n:g}")
         return str(value)
 
+    @field_validator("policy")
+    @classmethod
+    def _xnnpack_sparsity(cls, value: str, info: ValidationInfo) -> str:
+        if value == "xnnpack" and info.data.get("sparsity", 1) < XNNPACK_MIN_SPARSITY:
+            raise ValueError("xnnpack: sparsity must be >= 0.67 (XNNPACK runs sparse kernels from 2/3 zeros on)")
+        return value
+
     @field_validator("early_stopping")
     @classmethod
     def _no_restore(cls, value: int) -> int:
@@ -122,6 +136,8 @@ def prunable(model: Any, params: PruneParams) -> tuple[list, dict[str, str]]:
     """Layers to prune, and the reason each other Dense/Conv2D layer stays dense."""
     left: dict[str, str] = {name: "skip_layers" for name in params.skip_layers}
     layers = kernel_layers(model, params.skip_layers)
+    if params.policy == "xnnpack":
+        layers = _xnnpack_layers(model, layers, left)
     if params.m_by_n:
         n = params.m_by_n_tuple[1]
         for layer in list(layers):
@@ -130,6 +146,22 @@ def prunable(model: Any, params: PruneParams) -> tuple[list, dict[str, str]]:
                 left[layer.name] = f"{fan_in} input channel(s), not a multiple of {n}"
                 layers.remove(layer)
     return layers, left
+
+
+def _xnnpack_layers(model: Any, layers: list, left: dict[str, str]) -> list:
+    """The layers tfmot's PruneForLatencyOnXNNPack policy prunes; a model it cannot serve is one error."""
+    from compressor.keras_shim import tfmot
+
+    policy = tfmot().sparsity.keras.PruneForLatencyOnXNNPack()
+    try:
+        policy.ensure_model_supports_pruning(model)
+    except ValueError as e:
+        raise UserError(f"prune policy xnnpack: {str(e).splitlines()[0][:300]}; use policy: all") from None
+    kept = [layer for layer in layers if policy.allow_pruning(layer)]
+    for layer in layers:
+        if layer not in kept:
+            left[layer.name] = "not run by XNNPACK's sparse kernels (policy xnnpack)"
+    return kept
 
 
 @register(
@@ -182,6 +214,7 @@ def _info(model: Any, names: set[str], left: dict[str, str], params: PruneParams
                 pattern[layer.name] = m_by_n_holds(tflite_layout(kernel), *params.m_by_n_tuple)
     return {
         "target_sparsity": params.sparsity,
+        "policy": params.policy,
         "m_by_n": params.m_by_n,
         "m_by_n_holds": pattern or None,
         "sparsity_per_layer": per_layer,

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from compressor.export import aeq
+from compressor.export.sparse_float import convert_sparse_float
 from compressor.export.tflite import convert, write_tflite
-from compressor.pipeline.validation import FLOAT16_ATOL, ArtifactResult, ExportMismatch
+from compressor.pipeline.validation import FLOAT16_ATOL, FLOAT32_ATOL, ArtifactResult, ExportMismatch
 from compressor.recipes.aeq import AeqInt4Params, AeqInt8Params, AeqStaticParams
 from compressor.recipes.ptq import CalibratedParams, Int8Params
 from compressor.recipes.stepio import write_info
@@ -134,6 +135,10 @@ def _no_a16w8_onnx(params: Any) -> str:
     return "tf2onnx writes an invalid graph for int16 activations (ONNX Runtime has no int16 QDQ below opset 21)"
 
 
+def _no_sparse_onnx(params: Any) -> str:
+    return "tf2onnx cannot read sparse (DENSIFY) tensors, and ONNX Runtime has no sparse convolutions"
+
+
 def _no_mixed_onnx(params: AeqInt8Params) -> str | None:
     if params.float_layers or params.int16_layers:
         return "tf2onnx cannot convert AEQ's mixed graphs (float_layers, int16_layers)"
@@ -142,6 +147,7 @@ def _no_mixed_onnx(params: AeqInt8Params) -> str | None:
 
 CONVERSIONS: dict[str, Conversion] = {
     "float16": Conversion(_float16, keras_atol=FLOAT16_ATOL),
+    "sparse_float": Conversion(convert_sparse_float, keras_atol=FLOAT32_ATOL, no_onnx=_no_sparse_onnx),
     "dynamic": Conversion(_dynamic),
     "int8": Conversion(_int8, onnx_quantizers=True, int8_diagnostics=True),
     "int16x8": Conversion(_int16x8),

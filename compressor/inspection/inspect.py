@@ -8,6 +8,7 @@ from pathlib import Path
 from compressor.inspection.macs import file_macs, format_macs
 from compressor.inspection.onnx import inspect_onnx
 from compressor.inspection.tflite import inspect_tflite
+from compressor.inspection.xnnpack_sparse import sparse_eligibility
 from compressor.runtime.errors import UserError
 
 
@@ -23,7 +24,10 @@ def inspect_file(path: str | Path) -> dict:
     else:
         raise UserError(f"{path} is not a .tflite or .onnx file")
     macs = file_macs(path)
-    return {**info, "macs": macs["total"], "macs_by_op": macs["by_op"], "macs_per_op": macs["ops"]}
+    info = {**info, "macs": macs["total"], "macs_by_op": macs["by_op"], "macs_per_op": macs["ops"]}
+    if info["operators"].get("DENSIFY"):  # sparse-stored weights: can XNNPACK's sparse kernels take them?
+        info["xnnpack_sparse"] = sparse_eligibility(path.read_bytes(), str(path))
+    return info
 
 
 def format_inspection(info: dict) -> str:
@@ -65,5 +69,10 @@ def format_inspection(info: dict) -> str:
             "ops computing in float in a quantized model: "
             + ", ".join(f"{k} {v}" for k, v in info["float_ops"].items())
         )
+    sparse = info.get("xnnpack_sparse")
+    if sparse:
+        verdict = "eligible" if sparse["eligible"] else "not eligible: " + "; ".join(sparse["reasons"])
+        lines.append(f"sparse weights: {info['operators']['DENSIFY']} DENSIFY op(s); XNNPACK sparse path {verdict}")
+        lines.append(f"  this CPU: {sparse['cpu']}")
     lines.append(f"metadata: {', '.join(info['metadata']) or 'none'}")
     return "\n".join(lines)
