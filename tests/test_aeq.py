@@ -15,7 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from compressor.inspection.tflite import TFLiteFile, inspect_file
+from compressor.inspection.inspect import inspect_file
+from compressor.inspection.tflite import TFLiteFile
 from compressor.runtime.errors import UserError
 
 AEQ = "ai-edge-quantizer 0.10.0"

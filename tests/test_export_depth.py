@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from compressor.inspection.tflite import inspect_file
+from compressor.inspection.inspect import inspect_file
 from compressor.runtime.errors import UserError
 
 
