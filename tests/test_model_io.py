@@ -83,3 +83,63 @@ def test_train_output_folder_stands_for_its_model(tiny_run, tmp_path):
     (tmp_path / MODEL_CARD).write_text("{}")
     with pytest.raises(UserError, match="not a SavedModel"):
         detect_kind(tmp_path)
+
+
+def _k3_tensor(layer: str) -> dict:
+    return {"class_name": "__keras_tensor__", "config": {"shape": [None, 4], "keras_history": [layer, 0, 0]}}
+
+
+def _k3_functional(*layers: dict) -> dict:
+    """A Keras 3 functional config (as config.json holds it) with an input 'x' of 4 features."""
+    first = {"class_name": "InputLayer", "name": "x", "inbound_nodes": [], "module": "keras.layers",
+             "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "x", "optional": False}}  # fmt: skip
+    return {"class_name": "Functional", "config": {"name": "m", "layers": [first, *layers],
+            "input_layers": ["x", 0, 0], "output_layers": [layers[-1]["name"], 0, 0]}}  # fmt: skip
+
+
+def _k3_layer(class_name: str, name: str, inputs: list, module: str = "keras.layers", **config) -> dict:
+    node = {"args": inputs, "kwargs": {}}
+    return {"module": module, "class_name": class_name, "name": name, "config": {"name": name, **config},
+            "inbound_nodes": [node]}  # fmt: skip
+
+
+def test_keras3_ops_become_rescaling_layers():
+    """keras.ops arithmetic with a constant in a Keras 3 graph: x - 2 and 2 - x, x / 4, x * y."""
+    from compressor.pipeline.keras3_graph import tf_keras_config
+
+    config = _k3_functional(
+        _k3_layer("Subtract", "a", [_k3_tensor("x"), 2.0], module="keras.src.ops.numpy"),
+        _k3_layer("Subtract", "b", [2.0, _k3_tensor("a")], module="keras.src.ops.numpy"),
+        _k3_layer("Divide", "c", [_k3_tensor("b"), 4], module="keras.src.ops.numpy"),
+        _k3_layer("Multiply", "d", [_k3_tensor("c"), _k3_tensor("x")], module="keras.src.ops.numpy"),
+    )
+    translated, rewrites = tf_keras_config(config)
+    by_name = {entry["name"]: entry for entry in translated["layers"]}
+    assert by_name["x"]["config"]["batch_input_shape"] == [None, 4] and "batch_shape" not in by_name["x"]["config"]
+    assert [by_name[n]["config"]["scale"] for n in "abc"] == [1.0, -1.0, 0.25]
+    assert [by_name[n]["config"]["offset"] for n in "abc"] == [-2.0, 2.0, 0.0]
+    assert by_name["d"]["class_name"] == "Multiply" and by_name["d"]["inbound_nodes"] == [
+        [["c", 0, 0, {}], ["x", 0, 0, {}]]
+    ]
+    assert len(rewrites) == 4 and translated["output_layers"] == [["d", 0, 0]]
+
+
+def test_keras3_translation_refuses_what_it_cannot_keep():
+    from compressor.pipeline.keras3_graph import tf_keras_config
+    from compressor.pipeline.keras3_layers import BridgeError, translate_layer
+
+    with pytest.raises(BridgeError, match="'c' \\(keras.ops.Divide\\).*only \\+, -, \\* and /"):
+        tf_keras_config(_k3_functional(_k3_layer("Divide", "c", [1.0, _k3_tensor("x")], module="keras.src.ops.numpy")))
+    with pytest.raises(BridgeError, match="'d' \\(Dense\\).*option lora_rank=4"):
+        translate_layer("Dense", {"name": "d", "units": 2, "lora_rank": 4})
+    with pytest.raises(BridgeError, match="'e' \\(Dense\\).*activation 'log_softmax'"):
+        translate_layer("Dense", {"name": "e", "units": 2, "activation": "log_softmax"})
+    config, pending = translate_layer("Dense", {"name": "f", "units": 2, "lora_rank": None, "activation": "silu",
+        "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform",
+                               "config": {"seed": None, "input_axes": None}}})  # fmt: skip
+    assert "lora_rank" not in config and config["activation"] == "swish" and pending == "linear"
+    assert config["kernel_initializer"] == {"class_name": "GlorotUniform", "config": {"seed": None}}
+    assert (
+        translate_layer("Conv2D", {"name": "g", "filters": 1, "kernel_size": 1, "activation": "hard_silu"})[1]
+        == "hard_silu"
+    )
