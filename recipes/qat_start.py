@@ -110,9 +110,17 @@ def _outputs(model: Any, x: np.ndarray, original_names: bool) -> dict[str, np.nd
     """Every single-output layer's output on ``x``, keyed by the (wrapped) layer's own name."""
     from compressor.keras_shim import keras
 
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    layers = [layer for layer in layers if not isinstance(layer.output, (list, tuple))]
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    nodes = getattr(model, "_network_nodes", set())  # "<layer>_ib-<i>": the calls that belong to this model
+    layers, tensors = [], []
+    for layer in model.layers:
+        calls = [i for i in range(len(layer.inbound_nodes)) if f"{layer.name}_ib-{i}" in nodes]
+        if isinstance(layer, keras.layers.InputLayer) or not calls:
+            continue
+        tensor = layer.get_output_at(calls[0])
+        if not isinstance(tensor, (list, tuple)):
+            layers.append(layer)
+            tensors.append(tensor)
+    probe = keras.Model(model.inputs, tensors)
     values = probe.predict(x, batch_size=BLAME_SAMPLES, verbose=0)
     names = [getattr(layer, "layer", layer).name if original_names else layer.name for layer in layers]
     return dict(zip(names, values if isinstance(values, list) else [values]))
