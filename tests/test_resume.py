@@ -93,6 +93,7 @@ def _other_model(tiny_run, tmp_path: Path) -> Path:
         ({"seed": 1}, "the seed changed"),
         ({"model": "other"}, "the model file changed"),
         ({"recipes": ["dynamic"], "overrides": ["export.formats=[tflite]"]}, "the recipe list"),
+        ({"preprocess": "none"}, r"the data \(spec, --data-dir, --preprocess or --image-fit\) changed"),
     ],
 )
 def test_resume_from_other_inputs_is_refused(interrupted, tiny_run, tiny_model_path, tmp_path, change, fragment):

@@ -76,7 +76,11 @@ def compress(
     data_spec = data or read_card(model_file).get("data", "digits")
     _check_out(final, [model_path, model_file, data_spec, data_dir, *recipes], overwrite)
     with RunLock(final.root):
-        started_from = fingerprint(model_file, data_spec, data_dir, seed, resolved)
+        # defaults left out: a partial run recorded before these options resumes as before
+        reading = {
+            k: v for k, v in (("preprocess", preprocess), ("image_fit", image_fit)) if v not in ("auto", "resize")
+        }
+        started_from = fingerprint(model_file, data_spec, data_dir, seed, resolved, reading)
         _check_partial(final.partial, started_from, resume)
         model = load_model(model_path, trust_code=trust_code)
         check_trainable(model, resolved)

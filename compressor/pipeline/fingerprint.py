@@ -18,16 +18,29 @@ from compressor.runtime.errors import UserError
 from compressor.runtime.safe_load import load_json_file
 
 CHUNK = 1 << 20
-INPUTS = {"model": "the model file", "data": "the data (spec or --data-dir)", "seed": "the seed"}
+INPUTS = {
+    "model": "the model file",
+    "data": "the data (spec, --data-dir, --preprocess or --image-fit)",
+    "seed": "the seed",
+}
 
 
-def fingerprint(model_file: Path, data_spec: str, data_dir: str | None, seed: int, recipes: list[Recipe]) -> dict:
+def fingerprint(
+    model_file: Path,
+    data_spec: str,
+    data_dir: str | None,
+    seed: int,
+    recipes: list[Recipe],
+    reading: dict | None = None,
+) -> dict:
+    """``reading``: how the data is read ({"preprocess": ..., "image_fit": ...}); a change reruns everything."""
     spec = Path(data_spec)
     return {
         "model": hash_path(model_file),
         "data": {
             "spec": str(spec.resolve()) if spec.exists() else data_spec,
             "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+            **(reading or {}),
         },
         "seed": seed,
         "recipes": {r.name: _digest(json.dumps(r.model_dump(), sort_keys=True, default=str).encode()) for r in recipes},
