@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.recipes.base import conversion_names, get_step
-from compressor.recipes.overrides import apply_override
+from compressor.recipes.overrides import apply_override, overrides_for
 from compressor.runtime.errors import UserError
 from compressor.runtime.gates import Gates as RuntimeGates
 from compressor.runtime.safe_load import parse_yaml, read_text
@@ -79,7 +79,7 @@ def load_recipe(spec: str, overrides: list[str] | None = None) -> Recipe:
     if not isinstance(raw, dict):
         raise UserError(f"{source} must be a mapping with 'name' and 'steps'")
     raw.setdefault("name", path.stem)
-    for item in overrides or []:
+    for item in overrides_for(spec, raw.get("name"), overrides or []):  # RECIPE:path=value targets one recipe
         apply_override(raw, item)
     return validate_recipe(raw, source)
 

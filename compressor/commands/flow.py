@@ -85,7 +85,11 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
 @click.option("--data-dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path())
 @click.option(
-    "--set", "overrides", multiple=True, help="Override a recipe field: steps.0.params.calibration_samples=500"
+    "--set",
+    "overrides",
+    multiple=True,
+    help="Override a recipe field: steps.0.params.calibration_samples=500 (every recipe) or "
+    "RECIPE:steps.0.params.epochs=1 (that recipe only).",
 )
 @click.option(
     "--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="Interpreter threads for latency."
@@ -146,10 +150,14 @@ def compress(
     preprocess,
     image_fit,
 ):
-    """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json."""
-    if dry_run:
-        from compressor.recipes import load_recipe
+    """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json.
 
+    --set RECIPE:steps.0.params.epochs=1 changes one recipe; --set steps.0.params.epochs=1 all of them."""
+    from compressor.recipes import load_recipe
+    from compressor.recipes.overrides import check_targets
+
+    check_targets(list(overrides), {r: load_recipe(r).name for r in recipes})
+    if dry_run:
         resolved = [load_recipe(r, list(overrides)).model_dump() for r in recipes]
         import yaml
 
