@@ -151,6 +151,8 @@ def translate_layer(class_name: str, config: dict) -> tuple[dict, str]:
     """(tf_keras config, activation still to apply). The activation is 'linear' unless the layer's
     own one must be rewritten as extra layers (keras3_graph places them after it)."""
     name = str(config.get("name"))
+    if class_name == "Lambda":
+        raise unsupported(name, class_name, "a Lambda's Python code is not translated (write it as standard layers)")
     if class_name not in SUPPORTED:
         raise unsupported(name, class_name, "the bridge has no translation for this layer class")
     renames = _KEY_RENAMES.get(class_name, {})
