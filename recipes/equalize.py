@@ -125,7 +125,7 @@ def _walk_back(second: str, by_name: dict, inputs: dict, outputs: dict, fixed: s
         if kind == "relu6":
             relu6.append(name)
         elif kind != "homogeneous":
-            return None, f"{name} ({kind}) is not a positively homogeneous per-channel layer"
+            return None, f"channels are not followed through {name} ({kind})"
         node = inputs.get(name, [])
     return None, ""
 

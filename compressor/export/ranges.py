@@ -105,9 +105,13 @@ def histograms(model: bytes, sample: np.ndarray, tensors: dict[int, tuple[float,
     for row in sample:
         interpreter.set_tensor(feed, row[None, ...].astype(np.float32))
         interpreter.invoke()
-        for i in counts:
+        for i in list(counts):
             lo, hi = tensors[i]
-            values = interpreter.get_tensor(i).ravel()
+            try:
+                values = interpreter.get_tensor(i).ravel()
+            except ValueError:  # not kept by this interpreter: the tensor keeps its min/max
+                del counts[i]
+                continue
             counts[i] += np.bincount(_bins(values, lo, hi), minlength=HIST_BINS)[:HIST_BINS]
     return counts
 
