@@ -124,71 +124,71 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
     help="int8 ONNX from the .tflite (tf2onnx QDQ), from ONNX Runtime's static quantization, or both "
     "(the better under the gates becomes model.onnx).",
 )
+@click.option(
+    "--accuracy-budget",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Choose the recipe: the cheapest int8 fix (plain, percentile ranges, equalization + bias correction, "
+    "float layers, QAT) whose drop on the validation split is at most this (0.01 = 1 point); instead of --recipe.",
+)
 @distribute_options()
 @data_options
 @common
-def compress(
-    model,
-    recipes,
-    data,
-    data_dir,
-    out,
-    overrides,
-    threads,
-    latency_runs,
-    seed,
-    trust_code,
-    overwrite,
-    resume,
-    dry_run,
-    as_json,
-    debug_quant,
-    float_layers,
-    onnx_quant,
-    distribute,
-    replicas,
-    preprocess,
-    image_fit,
-):
+def compress(model, recipes, out, overrides, **o):
     """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json.
 
     --set RECIPE:steps.0.params.epochs=1 changes one recipe; --set steps.0.params.epochs=1 all of them."""
+    data_args = {k: o[k] for k in ("data", "data_dir", "seed", "preprocess", "image_fit")}
+    measuring = {k: o[k] for k in ("overwrite", "threads", "latency_runs", "trust_code")}
+    if o["accuracy_budget"] is not None:
+        flags = {"--set": bool(overrides), **{f"--{k.replace('_', '-')}": bool(o[k]) for k in BUDGET_CONFLICTS}}
+        if click.get_current_context().get_parameter_source("recipes") == click.core.ParameterSource.COMMANDLINE:
+            flags["--recipe"] = True
+        return _to_budget(model, out, o["accuracy_budget"], o["as_json"], {**data_args, **measuring}, flags)
     from compressor.recipes import load_recipe
     from compressor.recipes.overrides import check_targets
 
     check_targets(list(overrides), {r: load_recipe(r).name for r in recipes})
-    if dry_run:
+    if o["dry_run"]:
         resolved = [load_recipe(r, list(overrides)).model_dump() for r in recipes]
         import yaml
 
-        click.echo(json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False))
+        click.echo(json.dumps(resolved, indent=2) if o["as_json"] else yaml.safe_dump(resolved, sort_keys=False))
         return
     from compressor.pipeline.compress import compress as run
+    from compressor.pipeline.layout import RunLayout
     from compressor.reports.summary import format_table
 
-    with distributed(distribute, replicas, out, resume, progress) as where:
+    quant = {k: o[k] for k in ("debug_quant", "float_layers", "onnx_quant")}
+    with distributed(o["distribute"], o["replicas"], out, o["resume"], progress) as where:
         report = run(
             model,
             list(recipes),
             where,
-            data=data,
-            data_dir=data_dir,
             overrides=list(overrides),
-            overwrite=overwrite,
-            resume=resume,
-            threads=threads,
-            latency_runs=latency_runs,
-            seed=seed,
-            trust_code=trust_code,
+            resume=o["resume"],
             progress=progress,
-            debug_quant=debug_quant,
-            float_layers=float_layers,
-            onnx_quant=onnx_quant,
-            preprocess=preprocess,
-            image_fit=image_fit,
+            **data_args,
+            **measuring,
+            **quant,
         )
-    from compressor.pipeline.layout import RunLayout
+    emit(report, o["as_json"], format_table(report) + f"\nreport: {RunLayout(out).report_json}")
+    fail_unless(report["passed"])
 
+
+BUDGET_CONFLICTS = ("resume", "dry_run", "debug_quant", "float_layers")
+
+
+def _to_budget(model, out, budget, as_json, options, conflicts):
+    """compress --accuracy-budget: the ladder of pipeline/budget.py instead of named recipes."""
+    conflicts = [flag for flag, on in conflicts.items() if on]
+    if conflicts:
+        raise click.UsageError(f"--accuracy-budget chooses the recipe itself; drop {', '.join(conflicts)}")
+    from compressor.pipeline.budget import compress_to_budget
+    from compressor.pipeline.layout import RunLayout
+    from compressor.reports.summary import format_table
+
+    report = compress_to_budget(model, out, budget, progress=progress, **options)
     emit(report, as_json, format_table(report) + f"\nreport: {RunLayout(out).report_json}")
     fail_unless(report["passed"])
 

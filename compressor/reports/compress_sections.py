@@ -29,6 +29,8 @@ def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Sec
     rows = report.get("artifacts") or []
     ship = shipped(report)
     out: list[Section] = [(f"{prefix}Results", _results_table(report, ship))]
+    if report.get("budget"):
+        out.append((f"{prefix}Accuracy budget: every attempt", _budget_table(report["budget"])))
     if rows:
         out.append((f"{prefix}Accuracy vs size and latency", _tradeoff_plots(rows)))
     curves = _step_curves(report.get("steps") or {})
@@ -198,3 +200,24 @@ def quant_sections(debug: Any, run_dir: Path, prefix: str) -> list[Section]:
             )
         )
     return out
+
+
+def _budget_table(budget: dict) -> str:
+    """compress --accuracy-budget: each rung tried on the validation split, cheapest first."""
+    rows = [
+        [
+            a["name"],
+            a["what"],
+            pct(a.get("val_accuracy")),
+            f"{a['drop'] * 100:+.2f} pt" if "drop" in a else "",
+            kb(a.get("size_bytes")),
+            ms(a.get("latency_ms")),
+            "yes" if a["met"] else a.get("error", "no")[:120],
+        ]
+        for a in budget["attempts"]
+    ]
+    verdict = "met by" if budget["met"] else "NOT met; the most accurate attempt is shipped:"
+    return table(["rung", "what", "val accuracy", "drop", "size", "p50 ms", "within budget"], rows) + (
+        f'<p class="note">budget {budget["budget"] * 100:g} points on the validation split, {verdict} '
+        f"{html.escape(budget['chosen'])}; the test split was measured once, for that artifact only</p>"
+    )
