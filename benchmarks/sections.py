@@ -8,6 +8,7 @@ from compressor.recipes import load_recipe, preset_names
 
 from .backend_sections import quant_backends
 from .context import Context
+from .faster_sections import faster
 from .latency_matrix import artifact_latency
 from .mcu_sections import mcu
 from .measure import ratio, run_job
@@ -252,6 +253,7 @@ ALL = [
     ("storage", storage),
     ("mixed_precision", mixed_precision),
     ("replicas", replicas),
+    ("faster", faster),
     ("demo", demo),
 ]
 
@@ -265,6 +267,7 @@ STANDALONE = (
     "storage",
     "mixed_precision",
     "replicas",
+    "faster",
     "demo",
 )
 

@@ -154,7 +154,14 @@ def _suggest_all(trial: Any, prefix: str, params: Params) -> dict:
     return {k: suggest(trial, f"{prefix}.{k}", v) if isinstance(v, Param) else v for k, v in params.items()}
 
 
-_SHORT = {"sparsity": "s", "clusters": "k", "width": "w", "float_fallback": "fp", "learning_rate": "lr"}
+_SHORT = {
+    "sparsity": "s",
+    "clusters": "k",
+    "width": "w",
+    "float_fallback": "fp",
+    "learning_rate": "lr",
+    "target": "macs",
+}
 
 
 def _label(step: str, tag: str, params: dict) -> str:
