@@ -67,7 +67,9 @@ def digits_32x32():
     def upsample(x: np.ndarray) -> np.ndarray:
         return np.repeat(np.repeat(np.repeat(x, 4, axis=1), 4, axis=2), 3, axis=3).astype(np.float32)
 
-    return dataclasses.replace(digits, x_train=upsample(digits.x_train), x_val=upsample(digits.x_val))
+    return dataclasses.replace(
+        digits, x_train=upsample(digits.x_train), x_val=upsample(digits.x_val), x_test=upsample(digits.x_test)
+    )
 
 
 def median_epoch(policy: str, data, workdir: Path) -> float:

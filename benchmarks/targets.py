@@ -59,6 +59,7 @@ def evaluate(bench: dict) -> list[dict]:
     _tuning_and_cost_targets(bench, out.check)
     _backend_targets(bench, out.check)
     _mcu_targets(bench, out.check)
+    _faster_targets(bench, out.check)
     d = _get(bench, "demo")
     out.check("#2", "make demo wall time after set-up (s)", lambda: (d["wall_s"], d["wall_s"] < 120), "< 120 s")
     return list(out)
@@ -228,4 +229,21 @@ def _mcu_targets(bench: dict, check: Check) -> None:
             m["cluster-qat-int8"]["weight_compression"]["ratio"] < 1,
         ),
         "< 1",
+    )
+
+
+def _faster_targets(bench: dict, check: Check) -> None:
+    """#18: channel pruning at half the MACs makes int8 faster at <= 1 point drop."""
+    f = _get(bench, "faster") or {}
+    check(
+        "#18",
+        "cifar_resnet channel-prune-int8 / int8 median latency (1 thread)",
+        lambda: (f["latency_ratio_pruned_to_int8"], f["latency_ratio_pruned_to_int8"] <= 0.65),
+        "<= 0.65",
+    )
+    check(
+        "#18",
+        "cifar_resnet channel-prune-int8 accuracy drop vs float (points)",
+        lambda: (f["accuracy_drop_points_vs_float"], f["accuracy_drop_points_vs_float"] <= 1.0),
+        "<= 1",
     )
