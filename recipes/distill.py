@@ -15,19 +15,25 @@ baseline a distilled student must beat, same code path, same initial weights for
 
 The student is a reference architecture (``student``, ``student_params``) or, by default, the
 teacher's own topology with every Dense/Conv layer but the classifier ``width`` times as wide
-(BatchNorm follows). The step returns the student, trained, with softmax outputs.
+(BatchNorm follows), started from the teacher's strongest channels (recipes/distill_init.py; a
+random start only where the topology cannot be sliced, and meta.json says why). Training stops when
+validation stops improving (``early_stopping``) and keeps the best epoch. With ``baseline`` the
+same student is also trained on the labels alone, so the report shows what distillation adds:
+student at start, student alone, distilled; the one better on validation data is handed on (a weak
+teacher can pull a student below its labels), softmax outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from compressor.recipes.base import progress, register
+from compressor.recipes.distill_init import init_from_teacher, recalibrate_batch_norm
 from compressor.recipes.finetune import FineTuneParams, fit
 from compressor.recipes.rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
 from compressor.recipes.stepio import write_info
@@ -58,10 +64,18 @@ class DistillParams(FineTuneParams):
         description="student = teacher with this many times the filters/units "
         "of every Dense/Conv but the classifier (ignored with student)",
     )
-    # A student starts from random weights: train it like a new model, not like a fine-tuning.
-    epochs: int = Field(30, ge=1, le=10_000, description="training epochs of the student")
-    learning_rate: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
-    lr_schedule: _Schedule = Field("cosine", description=FineTuneParams.model_fields["lr_schedule"].description)
+    init: Literal["teacher", "random"] = Field(
+        "teacher", description="derived student's start: the teacher's strongest channels, or random weights"
+    )
+    baseline: bool = Field(
+        True, description="also train the same student on the labels alone (alpha=1) and report both accuracies"
+    )
+    epochs: int = Field(60, ge=1, le=10_000, description="most training epochs of the student")
+    early_stopping: int = Field(
+        6, ge=0, description="stop after this many epochs without a better val_loss, keep the best; 0 = off"
+    )
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="peak learning rate")
+    lr_schedule: _Schedule = Field("constant", description=FineTuneParams.model_fields["lr_schedule"].description)
 
     @field_validator("student")
     @classmethod
@@ -109,7 +123,14 @@ def make_student(teacher: Any, params: DistillParams) -> tuple[Any, dict]:
     set_seed(params.seed)
     if params.student is None:
         student, sizes = widened(teacher, params.width)
-        return student, {"student": "derived from the teacher", "width": params.width, "layers": sizes}
+        described = {"student": "derived from the teacher", "width": params.width, "layers": sizes}
+        if params.init == "random":
+            return student, {**described, "init": "random"}
+        try:
+            init_from_teacher(teacher, student)
+        except ValueError as e:  # a topology the slicing does not follow: say so, train from random
+            return student, {**described, "init": f"random (the teacher's channels cannot be copied: {e})"}
+        return student, {**described, "init": "teacher's strongest channels (L1 norm)"}
     from compressor.models import build_model
 
     student = build_model(
@@ -165,10 +186,12 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
 @register("distill", "knowledge distillation into a smaller student (Hinton et al. 2015)", DistillParams, "train")
 def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
     student, description = make_student(model, params)
+    if description.get("init", "").startswith("teacher"):
+        recalibrate_batch_norm(student, data.x_train)
     teacher_n, student_n = int(model.count_params()), int(student.count_params())
     progress(
         f"    student: {student_n:,} parameters ({student_n / teacher_n:.0%} of the teacher's {teacher_n:,}); "
-        f"T={params.temperature:g}, alpha={params.alpha:g}"
+        f"T={params.temperature:g}, alpha={params.alpha:g}; starts from {description.get('init', 'random')}"
     )
 
     # A Keras loss sees only (y_true, y_pred): carrying the teacher's outputs in y_true lets the
@@ -177,14 +200,15 @@ def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
         return np.concatenate([y.reshape(-1, 1).astype(np.float32), log_probs(model, x)], axis=1)
 
     soft = dataclasses.replace(data, y_train=pack(data.x_train, data.y_train), y_val=pack(data.x_val, data.y_val))
-    fit(
-        student,
-        soft,
-        params,
-        workdir,
-        loss=distillation_loss(params.alpha, params.temperature),
-        metrics=[label_accuracy()],
-    )
+    accuracy = {"teacher": _accuracy(model, data.x_test, data.y_test)}
+    accuracy["student_start"] = _accuracy(student, data.x_test, data.y_test)
+    alone = None
+    if params.baseline and params.alpha < 1:
+        alone = _labels_only(student, soft, params, workdir / "labels_only")
+    loss = distillation_loss(params.alpha, params.temperature)
+    fit(student, soft, params, workdir, loss=loss, metrics=[label_accuracy()])
+    accuracy["distilled"] = _accuracy(student, data.x_test, data.y_test)
+    student, chosen = _hand_on(student, alone, data, accuracy)
     write_info(
         workdir,
         {
@@ -194,8 +218,37 @@ def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
             "teacher_parameters": teacher_n,
             "student_parameters": student_n,
             "parameter_ratio": round(student_n / teacher_n, 4),
-            "teacher_test_accuracy": _accuracy(model, data.x_test, data.y_test),
+            "test_accuracy": accuracy,
+            "handed_on": chosen,
+            "teacher_test_accuracy": accuracy["teacher"],
             "student_test_accuracy": _accuracy(student, data.x_test, data.y_test),
         },
     )
     return student
+
+
+def _hand_on(distilled: Any, alone: Any, data: Any, accuracy: dict) -> tuple[Any, str]:
+    """The distilled student, or the labels-only one where it does better on validation data (never
+    test): a weak teacher can pull its student below what the labels alone give."""
+    chosen, model = "distilled", distilled
+    if alone is not None:
+        accuracy["student_alone"] = _accuracy(alone, data.x_test, data.y_test)
+        if _accuracy(alone, data.x_val, data.y_val) > _accuracy(distilled, data.x_val, data.y_val):
+            chosen, model = "student alone (labels only: better on validation than distilled)", alone
+    progress(
+        "    test accuracy: "
+        + ", ".join(f"{k.replace('_', ' ')} {v:.2%}" for k, v in accuracy.items())
+        + f"; handing on the {chosen}"
+    )
+    return model, chosen
+
+
+def _labels_only(student: Any, soft: Any, params: DistillParams, workdir: Path) -> Any:
+    """The baseline: the same starting student trained on the labels alone (alpha = 1), same budget."""
+    from compressor.keras_shim import keras
+
+    alone = keras.models.clone_model(student)
+    alone.set_weights(student.get_weights())
+    workdir.mkdir(parents=True, exist_ok=True)
+    fit(alone, soft, params, workdir, loss=distillation_loss(1.0, params.temperature), metrics=[label_accuracy()])
+    return alone

@@ -137,18 +137,52 @@ def test_distillation_loss_matches_the_formula(seed):
 
 
 def test_distill_step_with_defaults(teacher, digits, tmp_path):
+    """The derived student starts from the teacher's channels, trains until validation stops improving,
+    and the info shows student at start, alone (labels only) and distilled."""
     from compressor.recipes import get_step
 
     student = get_step("distill").apply(teacher, digits, DistillParams(), tmp_path)
     info = json.loads((tmp_path / "info.json").read_text())
     history = json.loads((tmp_path / "history.json").read_text())
-    assert len(history["accuracy"]) == len(history["val_accuracy"]) == 30
+    assert info["init"] == "teacher's strongest channels (L1 norm)"
+    assert len(history["val_accuracy"]) == history["epochs_run"] <= 60
+    assert json.loads((tmp_path / "labels_only" / "history.json").read_text())["epochs_run"] <= 60
     assert info["teacher_parameters"] == 5170 and info["student_parameters"] == student.count_params() == 1422
     assert info["parameter_ratio"] == round(1422 / 5170, 4) and info["width"] == 0.5
     assert student.layers[-1].name == "probs"
     probs = student.predict(digits.x_test[:8], verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # softmax outputs, not logits
-    assert info["student_test_accuracy"] > 0.8, info
+    acc = info["test_accuracy"]
+    assert set(acc) == {"teacher", "student_start", "distilled", "student_alone"}
+    assert info["student_test_accuracy"] > 0.8 and info["student_test_accuracy"] >= acc["teacher"] - 0.05, info
+
+
+@pytest.mark.parametrize("name", ["residual_separable", "conv1d_net", "hard_swish_net"])
+def test_derived_student_keeps_the_strongest_teacher_channels(name, digits, seed):
+    """Residual Add, squeeze-excite Multiply, SeparableConv2D, Conv1D, BatchNorm, Flatten: every layer
+    is sliced to the kept channels, the same ones on both sides of an Add/Multiply."""
+    import architectures as arch
+
+    from compressor.recipes.distill_init import _groups, init_from_teacher
+
+    data = arch.as_sequences(digits) if name == "conv1d_net" else digits
+    teacher = getattr(arch, name)()
+    student, _ = widened(teacher, 0.5)
+    kept = init_from_teacher(teacher, student)
+    assert kept and all(n > 0 for n in kept.values())
+    _, groups = _groups(teacher.get_config())
+    first = next(layer.name for layer in teacher.layers if layer.name in kept)
+    joined = [n for n, g in groups.items() if g == groups[first]]  # e.g. both sides of a residual Add
+    assert len(joined) > 1 or name == "conv1d_net"
+
+    def norms(layer_name):
+        kernel = teacher.get_layer(layer_name).get_weights()[1 if "separable" in layer_name else 0]
+        return np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+    t_kernel, s_kernel = teacher.get_layer(first).get_weights()[0], student.get_layer(first).get_weights()[0]
+    strongest = np.sort(np.argsort(-sum(norms(n) for n in joined))[: s_kernel.shape[-1]])
+    np.testing.assert_array_equal(s_kernel, t_kernel[..., strongest])
+    assert student.predict(data.x_val[:4], verbose=0).shape == (4, 10)
 
 
 def test_distill_int8_chain(tiny_model_path, tmp_path):
