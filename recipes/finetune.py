@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
+from compressor.datasets.splits import split_of
 from compressor.recipes import distribute
 from compressor.recipes.accumulate import accumulating
 from compressor.recipes.base import StepParams, epoch_hook, progress
@@ -114,6 +116,9 @@ def fit(
 ) -> dict:
     """Compile and fit ``model`` on the training split, validating on val; write history.json.
 
+    ``data`` is a Dataset or a StreamingDataset: both splits are read as tf.data pipelines
+    (datasets/splits.py), reshuffled each epoch from ``params.seed``, so nothing needs a split in memory.
+
     With a mixed-precision policy the model is rebuilt with that compute dtype (softmax output
     kept float32 for numerical stability), trained, and its weights copied back: the model that
     leaves the step is float32, as the converters expect. With ``accumulate_steps`` N > 1 Keras
@@ -135,15 +140,13 @@ def fit(
     fitted = accumulating(trained, params.batch_size) if steps > 1 else trained  # shares trained's weights
     fitted.compile(optimizer=optimizer, loss=loss, metrics=metrics or ["accuracy"])
     t0 = time.time()
+    # tf.data from the splits, loaded or streamed alike: the same seed gives the same batches.
+    train = split_of(data, "train").to_tf(params.batch_size * steps, shuffle=True, seed=params.seed)
     history = fitted.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
+        train,
+        validation_data=split_of(data, "val").to_tf(params.batch_size),
         epochs=params.epochs,
-        batch_size=params.batch_size * steps,
-        validation_batch_size=params.batch_size,
         verbose=0,
-        shuffle=True,
         callbacks=callbacks(params, extra_callbacks),
     )
     if trained is not model:
@@ -156,6 +159,12 @@ def fit(
     record["optimizer_updates"] = int(optimizer.iterations.numpy())
     write_json(workdir / "history.json", record)
     return record
+
+
+def accuracy_on(model: Any, split: Any, batch_size: int = 128) -> float:
+    """Top-1 accuracy of a Keras model on a split, loaded or streamed, a batch at a time."""
+    hits = sum(int(np.sum(model.predict_on_batch(x).argmax(axis=-1) == y)) for x, y in split.batches(batch_size))
+    return hits / max(len(split), 1)
 
 
 def _with_policy(model: Any, policy: str) -> Any:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from compressor.datasets.splits import split_of
 from compressor.recipes.base import StepParams, register_conversion
 from compressor.runtime.errors import UserError
 
@@ -99,15 +100,14 @@ def _shape_fits(actual: tuple, expected: tuple) -> bool:
 
 
 def calibration_sample(data: Any, n: int, seed: int = 0, source: str = "train") -> np.ndarray:
-    """A seeded random sample of the ``source`` split (a fixed first-n slice can be class-skewed)."""
-    pool = data.x_val if source == "val" else data.x_train
+    """A seeded random sample of the ``source`` split (a fixed first-n slice can be class-skewed);
+    only these ``n`` samples are read into memory when the data is streamed (datasets/splits.py)."""
+    pool = split_of(data, source)
     if len(pool) == 0:
         raise UserError(
             f"calibration set is empty: the {source} split has no samples; choose another calibration_source"
         )
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(pool))[: min(n, len(pool))]
-    return pool[np.sort(idx)]
+    return pool.take(n, seed)[0]
 
 
 register_conversion("float16", "float16 weights (half the size, float compute on CPU)", Float16Params)

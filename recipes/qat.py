@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from compressor.datasets.splits import split_of
 from compressor.recipes.base import progress, register
-from compressor.recipes.finetune import fit
+from compressor.recipes.finetune import accuracy_on, fit
 from compressor.recipes.qat_layers import annotate, plan, reserve_names
-from compressor.recipes.qat_start import accuracy, blame, calibrate_ranges
+from compressor.recipes.qat_start import BLAME_SAMPLES, CALIBRATION_SAMPLES, blame, calibrate_ranges
 from compressor.recipes.stepio import write_info
 from compressor.recipes.structure import WrapperParams, check_layer_names, kernel_stats
 from compressor.runtime.errors import UserError
@@ -185,9 +186,9 @@ def _left(layers: dict[str, dict]) -> str:
 
 def check_start(model: Any, quantized: Any, data: Any, params: QatParams) -> dict:
     """Calibrate the fake-quant ranges, then check the wrapped model starts where the float one is."""
-    samples = calibrate_ranges(quantized, data.x_train)
-    before = accuracy(model, data.x_val, data.y_val)
-    after = accuracy(quantized, data.x_val, data.y_val)
+    samples = calibrate_ranges(quantized, split_of(data, "train").head(CALIBRATION_SAMPLES))
+    val = split_of(data, "val")  # loaded or streamed: read a batch at a time
+    before, after = accuracy_on(model, val), accuracy_on(quantized, val)
     start = {
         "calibration_samples": samples,
         "float_val_accuracy": round(before, 4),
@@ -200,7 +201,7 @@ def check_start(model: Any, quantized: Any, data: Any, params: QatParams) -> dic
     allowed = max(params.max_start_gap, 2 / max(len(data.y_val), 1))
     start["allowed_gap"] = round(allowed, 4)
     if before - after > allowed + 1e-9:
-        layer, error = blame(model, quantized, data.x_val)
+        layer, error = blame(model, quantized, val.head(BLAME_SAMPLES))
         raise UserError(
             f"qat: before training, the int8-simulated model's validation accuracy is {after:.2%}, "
             f"{(before - after) * 100:.1f} points below the float model's {before:.2%} (allowed: "

@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 
 from compressor.datasets.preprocessing import Preprocessing
+from compressor.datasets.splits import ArraySplit
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -43,15 +46,29 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    def split(self, name: str) -> ArraySplit:
+        """The split ``name`` (train, val, test) as fitting, calibration and measurement read it (splits.py)."""
+        return ArraySplit(name, getattr(self, f"x_{name}"), getattr(self, f"y_{name}"))
+
+    def arrays(self, limit: int, seed: int = 0, splits: tuple[str, ...] = SPLITS) -> Dataset:
+        """The data as arrays: already so (a streamed data set gives bounded subsets here)."""
+        return self
+
     def summary(self) -> dict[str, Any]:
         """A JSON-serialisable description for reports and meta.json files."""
-        return {
-            "name": self.name,
-            "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
-            "labels": list(self.labels),
-            "splits": {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)},
-            "shapes": {split: list(getattr(self, f"x_{split}").shape) for split in ("train", "val", "test")},
-            "preprocessing": self.preprocessing.to_dict(),
-            "preprocess_reason": self.preprocess_reason,
-        }
+        return summary_of(self)
+
+
+def summary_of(data: Any) -> dict[str, Any]:
+    """What a data set is, in memory or streamed (both offer split(), input_shape, labels...)."""
+    sizes = {split: len(data.split(split)) for split in SPLITS}
+    return {
+        "name": data.name,
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "labels": list(data.labels),
+        "splits": sizes,
+        "shapes": {split: [n, *data.input_shape] for split, n in sizes.items()},
+        "preprocessing": data.preprocessing.to_dict(),
+        "preprocess_reason": data.preprocess_reason,
+    }

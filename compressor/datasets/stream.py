@@ -10,9 +10,9 @@ and validation). mean-std statistics are summed over the training split a batch 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ import numpy as np
 
 from compressor.datasets.assemble import check_class_ids, check_labels, fractions, laid_out
 from compressor.datasets.choice import choose, parse_mode
+from compressor.datasets.dataset import SPLITS, Dataset, summary_of
 from compressor.datasets.image_folder import read_image_folder
 from compressor.datasets.layout import arrange
 from compressor.datasets.model_input import ModelInput, model_input
 from compressor.datasets.preprocessing import Preprocessing
 from compressor.datasets.shards import is_shard_folder, read_shards
 from compressor.datasets.split import holdout_indices
+from compressor.datasets.splits import batch_positions, subset_positions, tf_batches
 from compressor.runtime.errors import UserError
 
 SAMPLE = 256  # training samples that tell the layout and --preprocess auto's checks
@@ -58,31 +60,27 @@ class StreamSplit:
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(model inputs, class ids) batches; ``shuffle`` permutes with ``seed``."""
-        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
-        for start in range(0, len(self), batch_size):
-            positions = order[start : start + batch_size]
+        for positions in batch_positions(len(self), batch_size, shuffle, seed):
             yield self.preprocessing.apply(self.raw(positions)), self.y[positions]
 
     def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """At most ``n`` samples, chosen with ``seed``, in memory: a calibration or validation subset."""
-        positions = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        positions = subset_positions(len(self), n, seed)
         return self.preprocessing.apply(self.raw(positions)), self.y[positions]
+
+    def head(self, n: int) -> np.ndarray:
+        """The first ``n`` model inputs of the split, in memory."""
+        return self.preprocessing.apply(self.raw(np.arange(min(n, len(self)))))
 
     def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
         """A tf.data pipeline of the batches, prefetched; each pass reshuffles (seed, seed+1, ...)."""
-        from compressor.keras_shim import tf
-
-        sample = self.preprocessing.apply(self.raw(np.arange(1)))
-        signature = (tf.TensorSpec((None, *sample.shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int64))
-        passes = itertools.count(seed)
-        data = tf.data.Dataset.from_generator(
-            lambda: self.batches(batch_size, shuffle, next(passes)), output_signature=signature
-        )
-        return data.prefetch(tf.data.AUTOTUNE)
+        return tf_batches(self, batch_size, shuffle, seed)
 
 
 @dataclass
 class StreamingDataset:
+    """A data set's splits, streamed: what a Dataset offers except its x arrays (see splits.py)."""
+
     name: str
     train: StreamSplit
     val: StreamSplit
@@ -91,9 +89,38 @@ class StreamingDataset:
     preprocessing: Preprocessing
     preprocess_reason: str
 
-    @property
+    @cached_property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.train.raw(np.arange(1)).shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.train.y
+
+    @property
+    def y_val(self) -> np.ndarray:
+        return self.val.y
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.test.y
+
+    def split(self, name: str) -> StreamSplit:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def arrays(self, limit: int, seed: int = 0, splits: tuple[str, ...] = SPLITS) -> Dataset:
+        """In memory, each of ``splits`` a seeded subset of at most ``limit`` samples (the others
+        empty): for the few consumers that need arrays (export/selective.py's float-layer search)."""
+        parts = {s: self.split(s).take(limit if s in splits else 0, seed) for s in SPLITS}
+        arrays = {f"{k}_{s}": v for s, pair in parts.items() for k, v in zip("xy", pair)}
+        return Dataset(self.name, **arrays, labels=self.labels, preprocessing=self.preprocessing)
+
+    def summary(self) -> dict[str, Any]:
+        return {**summary_of(self), "streamed": True}
 
 
 def open_stream(

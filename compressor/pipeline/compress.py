@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.datasets import load_dataset
+from compressor.datasets.source import load_or_stream
 from compressor.export import parity, selective
 from compressor.export.onnx import keras_to_onnx, tflite_to_onnx
 from compressor.export.onnx_quant import VARIANTS as ONNX_QUANT_VARIANTS
@@ -30,6 +30,7 @@ from compressor.pipeline.model_io import load_model, read_card, resolve_model_pa
 from compressor.pipeline.output_guard import check_output, check_replaceable, out_path
 from compressor.pipeline.preflight import check_fits, check_mcu_gates, check_recipe_names, check_trainable
 from compressor.pipeline.recipe_run import RunContext, run_recipe
+from compressor.pipeline.run_data import stream_blocker
 from compressor.pipeline.run_lock import RunLock
 from compressor.recipes import Recipe, load_recipe
 from compressor.recipes.base import set_progress as set_step_progress
@@ -60,15 +61,16 @@ def compress(
     reuse_steps: dict[str, Path] | None = None,
     preprocess: str = "auto",
     image_fit: str = "resize",
+    stream: bool | None = None,
 ) -> dict:
     """Apply each recipe to the model, export, validate; returns the report (also in OUT/report.json).
 
-    If the run fails after a step finished, its partial folder is kept so ``resume=True``
-    continues from there. ``debug_quant``: per-tensor int8 error report; ``float_layers``:
-    "a,b" or "auto[:N]" for the int8 steps (see export/selective.py); ``onnx_quant``: tflite |
-    ort | both (export/onnx_quant.py). ``reuse_steps``: recipe name -> a steps folder made from the
-    same model, data and seed (a search trial's), copied in so its finished steps are not retrained.
-    ``preprocess`` / ``image_fit``: how raw data becomes model inputs (compressor/datasets/choice.py).
+    A run that fails after a step finished keeps its partial folder: ``resume=True`` continues it.
+    ``debug_quant``: per-tensor int8 error report; ``float_layers``: "a,b" or "auto[:N]" for the int8
+    steps (export/selective.py); ``onnx_quant``: tflite | ort | both (export/onnx_quant.py).
+    ``reuse_steps``: recipe name -> a steps folder made from the same model, data and seed (a search
+    trial's), copied in so its finished steps are not retrained. ``preprocess`` / ``image_fit`` /
+    ``stream``: how raw data becomes model inputs, and whether it is streamed (compressor/datasets/).
     """
     resolved = _resolve_recipes(recipes, overrides, float_layers, onnx_quant)  # a typo fails before any work
     final = RunLayout(out_path(out))
@@ -82,15 +84,8 @@ def compress(
         }
         started_from = fingerprint(model_file, data_spec, data_dir, seed, resolved, reading)
         _check_partial(final.partial, started_from, resume)
-        model = load_model(model_path, trust_code=trust_code)
-        check_trainable(model, resolved)
-        check_mcu_gates(resolved)
-        dataset = load_dataset(
-            data_spec, data_dir=data_dir, seed=seed, model=model, preprocess=preprocess, image_fit=image_fit
-        )
-        check_fits(model, dataset)
-        progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
-        keras3_bridge.verify(model, dataset.x_test, trust_code)  # a Keras 3 rebuild equals Keras 3 before any step
+        options = (preprocess, image_fit, stream, trust_code)
+        model, dataset = _inputs(model_path, resolved, data_spec, data_dir, seed, options, progress)
         set_step_progress(progress)
         ctx = RunContext(model, dataset, final.partial, final, threads=threads, latency_runs=latency_runs)
         ctx.resume, ctx.trust_code, ctx.debug_quant = resume or bool(reuse_steps), trust_code, debug_quant
@@ -104,6 +99,22 @@ def compress(
 
             write_html(work.root, name=final.root.name)
     return report
+
+
+def _inputs(model_path, recipes: list[Recipe], spec: str, data_dir, seed: int, options: tuple, progress: Progress):
+    """The model and the run's data (loaded or streamed: datasets/source.py), checked against each other
+    and the recipes before any step. ``options``: (preprocess, image_fit, stream, trust_code)."""
+    preprocess, image_fit, stream, trust_code = options
+    model = load_model(model_path, trust_code=trust_code)
+    check_trainable(model, recipes)
+    check_mcu_gates(recipes)
+    blocker = stream_blocker(recipes)
+    dataset = load_or_stream(spec, data_dir, seed, model, preprocess, image_fit, stream, blocker, progress)
+    check_fits(model, dataset)
+    progress(f"preprocess: {dataset.preprocessing.mode} ({dataset.preprocess_reason})")
+    test_head = dataset.split("test").head(keras3_bridge.MAX_CHECK_SAMPLES)
+    keras3_bridge.verify(model, test_head, trust_code)  # a Keras 3 rebuild equals Keras 3 before any step
+    return model, dataset
 
 
 def _resolve_recipes(recipes: list[str], overrides: list[str] | None, float_layers: str | None, onnx_quant: str):
@@ -201,7 +212,7 @@ def _reference(ctx: RunContext, needs_onnx: bool) -> tuple[list[validation.Artif
     ctx.progress(f"exporting {REFERENCE} reference")
     model, layout = ctx.model, ctx.layout
     f32_tflite = export_float32(model, layout.reference("tflite"))
-    keras_reference = ctx.reference = validation.reference_outputs(model, ctx.data.x_test)
+    keras_reference = ctx.reference = validation.reference_outputs(model, ctx.data.split("test"))
     tfl = ctx.measure(f32_tflite, REFERENCE, "tflite")
     if keras_reference is None:  # plain SavedModel: the float TFLite is the reference
         ctx.reference = tfl.outputs

@@ -12,6 +12,10 @@ from compressor.pipeline.validation import ArtifactResult
 from compressor.runtime.atomic import write_bytes
 from compressor.runtime.errors import UserError
 
+# The float-layer search scores every candidate on the validation split, held as arrays: a streamed
+# split is cut to this many seeded samples (a loaded one is used whole, as it always was).
+SELECTIVE_SAMPLES = 2000
+
 
 def int8_followups(ctx: Any, recipe: Any, result: ArtifactResult, extras: dict) -> ArtifactResult:
     """Returns the recipe's tflite result (re-measured if float layers replaced the artifact);
@@ -30,9 +34,8 @@ def int8_followups(ctx: Any, recipe: Any, result: ArtifactResult, extras: dict) 
         ctx.progress(f"  quantization debugger: {recipe.name}")
         extras["quant_debug"] = quant_debug.write_report(debugger.statistics(), folder)
     if fall_back:
-        content, log = selective.fall_back(
-            debugger, ctx.data, recipe, ctx.layout.reference("tflite"), folder, ctx.progress
-        )
+        held = ctx.data.arrays(SELECTIVE_SAMPLES, splits=("val", "test"))  # streamed data: a bounded subset
+        content, log = selective.fall_back(debugger, held, recipe, ctx.layout.reference("tflite"), folder, ctx.progress)
         if content is not None:
             plain_row = result.row(ctx.reference_accuracy)
             path = write_bytes(ctx.layout.artifact(recipe.name, "tflite"), content)

@@ -30,7 +30,7 @@ class RunContext:
     """What every recipe of one run shares: the input, where files go, and how to measure."""
 
     model: LoadedModel
-    data: Any
+    data: Any  # a Dataset or a StreamingDataset: read through data.split(name) (datasets/splits.py)
     layout: RunLayout  # where files are written (the hidden partial folder)
     final: RunLayout  # where they will be once the run is complete: the paths the report names
     reference: np.ndarray | None = None  # the float model's test outputs
@@ -46,8 +46,8 @@ class RunContext:
     def measure(self, path: Any, name: str, fmt: str) -> validation.ArtifactResult:
         """Accuracy, agreement with the float model, size and latency on the test split."""
         self.progress(f"validating {name} ({fmt})")
-        x, y = self.data.x_test, self.data.y_test
-        result = validation.measure(path, name, fmt, x, y, self.reference, self.threads, self.latency_runs)
+        test = self.data.split("test")  # loaded or streamed: measured batch by batch either way
+        result = validation.measure(path, name, fmt, test, None, self.reference, self.threads, self.latency_runs)
         result.path = self.layout.relocate(path, self.final)
         return result
 
@@ -74,7 +74,7 @@ def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
     if recipe.gates.max_arena_kb is not None:  # the arena gate: measured on the TFLite Micro interpreter
         from compressor.mcu.fit import mcu_fit
 
-        result.metrics["mcu"] = mcu_fit(final, ctx.data.x_test[0])
+        result.metrics["mcu"] = mcu_fit(final, ctx.data.split("test").head(1)[0])
     if conversion.keras_atol is not None:
         reference = _converted_model_outputs(ctx, recipe, steps)
         validation.check_against(result, "keras", reference, atol=conversion.keras_atol)
@@ -108,7 +108,7 @@ def _converted_model_outputs(ctx: RunContext, recipe: Recipe, steps: Any) -> np.
         return ctx.reference
     index = len(recipe.steps) - 2
     model = load_step_model(step_dir(steps, index, recipe.steps[index].type), ctx.trust_code)
-    return np.asarray(model.predict(ctx.data.x_test, batch_size=256, verbose=0), dtype=np.float32)
+    return validation.keras_outputs(model, ctx.data.split("test"))
 
 
 def _export_onnx(

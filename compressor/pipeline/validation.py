@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.datasets.splits import as_split
 from compressor.export import parity
 from compressor.inspection.macs import file_macs
 from compressor.runtime import accuracy, latency
@@ -28,6 +29,7 @@ FLOAT16_ATOL = parity.FLOAT16
 # An ONNX converted from a quantized .tflite runs other integer kernels: rounding may differ by
 # a step, so we require near-total top-1 agreement instead of an absolute tolerance.
 CROSS_RUNTIME_MIN_AGREEMENT = 0.98
+PREDICT_BATCH = 256  # samples a prediction batch holds: a streamed test split is never read whole
 
 
 @dataclass
@@ -63,32 +65,43 @@ class ArtifactResult:
         }
 
 
-def reference_outputs(model: Any, x: np.ndarray) -> np.ndarray | None:
+def reference_outputs(model: Any, x: Any) -> np.ndarray | None:
     """The Keras model's float32 outputs on ``x``: what every export is checked against.
 
-    None for a plain SavedModel (``model.keras`` is None): then the float TFLite is the reference.
+    ``x``: arrays or a split (datasets/splits.py), read a batch at a time. None for a plain
+    SavedModel (``model.keras`` is None): then the float TFLite is the reference.
     """
     if model.keras is None:
         return None
-    return np.asarray(model.keras.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+    return keras_outputs(model.keras, x)
+
+
+def keras_outputs(keras_model: Any, x: Any) -> np.ndarray:
+    """A Keras model's float32 outputs on ``x`` (arrays or a split), computed batch by batch: only the
+    N x classes outputs are held, never the inputs of a streamed split."""
+    parts = [keras_model.predict_on_batch(xb) for xb, _ in as_split(x).batches(PREDICT_BATCH)]
+    return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
 
 def measure(
     path: Path,
     name: str,
     fmt: str,
-    x: np.ndarray,
-    y: np.ndarray,
+    x: Any,
+    y: np.ndarray | None,
     reference: np.ndarray | None,
     threads: int = 1,
     latency_runs: int = 100,
 ) -> ArtifactResult:
+    """``x``, ``y``: arrays, or ``x`` a split (its own labels; ``y`` None) read batch by batch."""
+    samples = as_split(x, y)
     runner = open_model(path, threads=threads)
-    outputs = accuracy.predict(runner, x)
+    batches = samples.batches(PREDICT_BATCH)
+    outputs = np.concatenate([accuracy.predict(runner, xb, PREDICT_BATCH) for xb, _ in batches])
     metrics = {
-        "accuracy": accuracy.classification_metrics(outputs, y, reference=reference),
+        "accuracy": accuracy.classification_metrics(outputs, samples.y, reference=reference),
         "size": latency.file_size(path),
-        "latency": latency.measure_latency(runner, x[:1], warmup=10, runs=latency_runs, max_seconds=5.0),
+        "latency": latency.measure_latency(runner, samples.head(1), warmup=10, runs=latency_runs, max_seconds=5.0),
         "macs": file_macs(path)["total"],  # per sample, beside the latency it explains
     }
     return ArtifactResult(name, fmt, path, metrics, outputs)
