@@ -95,3 +95,33 @@ def test_bad_params_are_refused(bad):
     raw = {"name": "r", "steps": [{"type": "equalize", "params": bad}, {"type": "int8"}]}
     with pytest.raises(UserError, match=r"steps\[0\]\.params"):
         validate_recipe(raw)
+
+
+def test_chain_equalize_bias_correct_int8_with_ranges(tiny_model_path, digits, tmp_path):
+    """The three techniques as a recipe: each step's model is saved and handed on, meta.json names them."""
+    import json as _json
+
+    from compressor.pipeline.chain import run_chain
+    from compressor.pipeline.model_io import load_model
+    from compressor.recipes import validate_recipe
+    from compressor.runtime.accuracy import predict
+    from compressor.runtime.interpreters import open_model
+
+    recipe = validate_recipe(
+        {
+            "name": "dfq",
+            "steps": [
+                {"type": "equalize"},
+                {"type": "bias_correct"},
+                {"type": "int8", "params": {"activation_ranges": "mse"}},
+            ],
+        }
+    )
+    tflite, metas = run_chain(load_model(tiny_model_path), digits, recipe, tmp_path / "steps")
+    assert [m["step"] for m in metas] == ["equalize", "bias_correct", "int8"]
+    assert [p["pair"] for p in metas[0]["info"]["pairs"]] == ["conv1->conv2", "dense->probs"]
+    assert set(metas[1]["info"]["layers"]) == {"conv1", "conv2", "dense", "probs"}
+    assert metas[2]["info"]["activation_ranges"]["method"] == "mse"
+    accuracy = float(np.mean(predict(open_model(tflite), digits.x_test).argmax(1) == digits.y_test))
+    assert accuracy > 0.5  # the tiny model's float accuracy is ~0.64
+    assert _json.loads((tmp_path / "steps" / "02-int8" / "meta.json").read_text())["complete"]
