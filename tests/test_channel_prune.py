@@ -220,6 +220,7 @@ def test_params_take_one_amount():
         ChannelPruneParams(target=None)
     recipe = load_recipe("channel-prune-int8", ["steps.0.params.target=null", "steps.0.params.filter_fraction=0.25"])
     assert recipe.steps[0].params.filter_fraction == 0.25
+    assert load_recipe("channel-prune-int8").steps[0].params.round_to == 16
 
 
 def test_channel_prune_int8_end_to_end(tiny_model_path, tmp_path):
@@ -229,16 +230,16 @@ def test_channel_prune_int8_end_to_end(tiny_model_path, tmp_path):
     result = CliRunner().invoke(cli, ["recipes"])
     assert result.exit_code == 0 and "channel-prune-int8" in result.output
     out = tmp_path / "run"
-    report = compress(
-        tiny_model_path, ["channel-prune-int8"], out, latency_runs=5, overrides=["steps.0.params.epochs=2"]
-    )
+    # The tiny model's convs have 8 filters: the preset's round_to 16 would leave them whole.
+    overrides = ["steps.0.params.epochs=2", "steps.0.params.round_to=4"]
+    report = compress(tiny_model_path, ["channel-prune-int8"], out, latency_runs=5, overrides=overrides)
     rows = [r for r in report["artifacts"] if r["artifact"] == "channel-prune-int8"]
     assert {r["format"] for r in rows} == {"tflite", "onnx"}
     assert all(not r["export_mismatches"] for r in rows) and all(r["accuracy"] > 0.3 for r in rows), rows
     pairs = [p for p in report["parity"] if "channel-prune-int8" in p["a"]]
     assert pairs and all(p["status"] == "ok" for p in pairs), report["parity"]
     info = json.loads((out / "channel-prune-int8" / "steps" / "00-channel_prune" / "meta.json").read_text())["info"]
-    assert info["macs_ratio"] <= 0.5 and info["importance"] == "l1"
+    assert info["macs_ratio"] <= 0.5 and info["importance"] == "l1" and info["round_to"] == 4
     assert all(after % 4 == 0 for _, after in info["narrowed"].values())
     assert open_model(out / "channel-prune-int8" / "model.tflite").inputs[0].dtype == "int8"
 
