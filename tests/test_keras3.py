@@ -78,6 +78,23 @@ def test_rebuild_equals_keras3(k3, digits, name):
         assert any("keras.ops.Add" in r for r in record["rewrites"])
 
 
+def test_hard_silu_rewrite_converts_to_hard_swish(k3):
+    """The rewritten hard_silu is relu6(x + 3) / 6 times x as Keras 3 computes it: the TFLite
+    converter fuses it into one HARD_SWISH op, as it does for Keras 3's own export."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from compressor.keras_shim import tf
+
+    model, _ = rebuild(k3 / "seq.keras")
+    ops = [
+        op["op_name"]
+        for op in Interpreter(
+            model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        )._get_ops_details()
+    ]
+    assert ops.count("HARD_SWISH") == 1 and "MINIMUM" not in ops
+
+
 def test_post_training_from_keras_file_and_export(k3, digits, tmp_path):
     from compressor.pipeline.compress import compress
 

@@ -6,7 +6,8 @@ tf_keras wants ``[[layer, node, tensor, kwargs], ...]``. A Sequential becomes th
 a functional graph. Keras ops recorded in the graph (``keras.src.ops.numpy`` Add/Multiply... as
 MobileNetV3's hard-sigmoid writes them) become Rescaling (tensor with a constant) or the merge
 layer (two tensors); activations tf_keras lacks become standard layers: relu6 = ReLU(6),
-hard_sigmoid = ReLU(1)(Rescaling(1/6, 0.5)), hard_silu = x * hard_sigmoid(x), leaky_relu =
+hard_sigmoid = Rescaling(1/6)(ReLU(6)(Rescaling(1, 3)(x))) (Keras 3's relu6(x + 3) / 6, in a form
+the TFLite converter fuses into HARD_SWISH), hard_silu = x * hard_sigmoid(x), leaky_relu =
 LeakyReLU(0.2). Every such rewrite is listed in the bridge record.
 """
 
@@ -147,12 +148,12 @@ class _Graph:
             self._emit("ReLU", {"max_value": 6.0, **dtype}, final, [ref])
         elif act == "leaky_relu":
             self._emit("LeakyReLU", {"alpha": 0.2, **dtype}, final, [ref])
-        else:
-            scaled = self._emit(
-                "Rescaling", {"scale": 1 / 6, "offset": 0.5, **dtype}, self._fresh(f"{owner}_hs_scale"), [ref]
-            )
+        else:  # Keras 3: hard_sigmoid(x) = relu6(x + 3) / 6; the converter fuses x * that into HARD_SWISH
+            shift = self._fresh(f"{owner}_hs_shift")
+            shifted = self._emit("Rescaling", {"scale": 1.0, "offset": 3.0, **dtype}, shift, [ref])
+            clipped = self._emit("ReLU", {"max_value": 6.0, **dtype}, self._fresh(f"{owner}_hs_relu6"), [shifted])
             gate_name = final if act == "hard_sigmoid" else self._fresh(f"{owner}_hs_gate")
-            gate = self._emit("ReLU", {"max_value": 1.0, **dtype}, gate_name, [scaled])
+            gate = self._emit("Rescaling", {"scale": 1 / 6, "offset": 0.0, **dtype}, gate_name, [clipped])
             if act != "hard_sigmoid":  # hard_silu / hard_swish: x * hard_sigmoid(x)
                 self._emit("Multiply", dtype, final, [ref, gate])
 
