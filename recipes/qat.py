@@ -26,7 +26,7 @@ from pydantic import Field
 from compressor.datasets.splits import split_of
 from compressor.recipes.base import progress, register
 from compressor.recipes.finetune import accuracy_on, fit
-from compressor.recipes.qat_layers import annotate, plan, reserve_names
+from compressor.recipes.qat_layers import annotate, guarded, plan, reserve_names
 from compressor.recipes.qat_start import BLAME_SAMPLES, CALIBRATION_SAMPLES, blame, calibrate_ranges
 from compressor.recipes.stepio import write_info
 from compressor.recipes.structure import WrapperParams, check_layer_names, kernel_stats
@@ -119,7 +119,7 @@ def quantize(model: Any, skip: list[str], scheme: Any) -> tuple[Any, dict[str, d
             raise UserError(f"qat: no layer left to quantize ({_float_summary(decisions)})")
         try:
             with q.quantize_scope():
-                return q.quantize_apply(annotate(model, decisions), scheme), decisions
+                return q.quantize_apply(annotate(model, decisions), guarded(scheme)), decisions
         except (RuntimeError, ValueError, TypeError, AttributeError) as e:
             name = _refused(e, decisions)
             if name is None:

@@ -170,3 +170,27 @@ def reserve_names(model: Any) -> None:
         base, number = found.group(1), int(found.group(2) or 0)
         uids[("", base)] = max(uids[("", base)], number + 1)
         uids[("", layer.name)] = max(uids[("", layer.name)], 1)
+
+
+def guarded(scheme: Any) -> Any:
+    """``scheme`` whose registry claims only layers tfmot's default 8-bit registry can configure.
+
+    quantize_apply gives a float layer feeding a quantized one an output range when the scheme's
+    registry ``supports`` it; the collaborative registries (PQAT, CQAT) claim every layer and then
+    fail inside tfmot on a TFOpLambda ("get_quantize_config() called on an unsupported layer").
+    """
+    from compressor.keras_shim import tfmot
+
+    default = _tfmot("default_8bit.default_8bit_quantize_registry").Default8BitQuantizeRegistry()
+
+    class Guarded(tfmot().quantization.keras.QuantizeScheme):
+        def get_layout_transformer(self):
+            return scheme.get_layout_transformer()
+
+        def get_quantize_registry(self):
+            registry = scheme.get_quantize_registry()
+            claims = registry.supports
+            registry.supports = lambda layer: claims(layer) and default.supports(layer)
+            return registry
+
+    return Guarded()
