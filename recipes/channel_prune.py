@@ -129,7 +129,8 @@ def _info(model: Any, pruned: Any, graph: Any, plan: Plan, narrowed: dict, param
         "importance_fallback": plan.fallbacks,
         "scope": params.scope,
         "target_macs": params.target,
-        "filter_fraction": params.filter_fraction if params.filter_fraction is not None else round(plan.fraction, 4),
+        "filter_fraction": params.filter_fraction,
+        "fraction_before_rounding": round(plan.fraction, 4),  # per group (scope layer) or of all channels
         "macs_before": plan.macs_before,
         "macs_after": after,
         "macs_ratio": round(after / max(plan.macs_before, 1), 4),
