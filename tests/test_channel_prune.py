@@ -270,3 +270,19 @@ def test_sequential_and_nested_models(nested, seed):
     assert _filters(pruned, "after") == 3 and _filters(pruned, "outer") == 4
     data = np.random.default_rng(seed).normal(size=(2, 8, 8, 1)).astype(np.float32)
     assert pruned(data).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("steps.0.params.filter_fraction=0.3", "steps[0].params: give target (MACs) or filter_fraction, not both"),
+        ("steps.0.params.importance=l3", "steps[0].params.importance: must be 'l1', 'l2' or 'bn'"),
+        ("steps.0.params.round_to=0", "steps[0].params.round_to: must be greater than or equal to 1"),
+    ],
+)
+def test_schema_errors_exit_2_in_one_line(override, fragment, tiny_model_path, tmp_path):
+    args = ["compress", tiny_model_path, "--recipe", "channel-prune-int8", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(cli, [*args, "--set", override])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and fragment in lines[0], result.output
+    assert not (tmp_path / "o").exists()
