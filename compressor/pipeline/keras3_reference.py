@@ -71,4 +71,6 @@ def _run(mode: str, path: Path, trust_code: bool, io: Path) -> None:
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         last = lines[-1][:300] if lines else f"exit code {done.returncode}"
+        if "No module named 'keras'" in last:
+            raise UserError(f"{path} was saved by Keras 3, which checking it needs: pip install 'keras>=3'")
         raise UserError(f"Keras 3 cannot load {path}: {last}")
