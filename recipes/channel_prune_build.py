@@ -67,6 +67,14 @@ def indices(graph: ChannelGraph, layout: Layout, keep: dict[int, np.ndarray]) ->
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
+def _positions(graph: ChannelGraph, layout: Layout, keep: dict[int, np.ndarray], width: int) -> np.ndarray:
+    """``indices``, or every one of ``width`` positions when nothing along the layout is pruned (a
+    frozen layout after an untraced layer may not know its static width)."""
+    if not any(graph.find(gid) in keep for gid, _ in layout):
+        return np.arange(width)
+    return indices(graph, layout, keep)
+
+
 def sliced(
     values: list[np.ndarray],
     kind: str,
@@ -75,7 +83,9 @@ def sliced(
     graph: ChannelGraph,
     keep: dict[int, np.ndarray],
 ) -> list[np.ndarray]:
-    rows, cols = indices(graph, layout_in, keep), indices(graph, layout_out, keep)
+    out_axis = (1, -1) if kind.startswith("Separable") else (0, 0 if kind == "BatchNormalization" else -1)
+    rows = _positions(graph, layout_in, keep, values[0].shape[-2] if values[0].ndim > 1 else 0)
+    cols = _positions(graph, layout_out, keep, values[out_axis[0]].shape[out_axis[1]])
     if kind == "BatchNormalization":
         return [v.take(cols, axis=0) for v in values]
     if kind.startswith("Depthwise"):  # kernel [..., C, 1], bias [C]
