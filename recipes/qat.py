@@ -13,6 +13,10 @@ trained like this, so ``preserve`` picks a collaborative scheme (``tfmot.experim
 PQAT keeps zeros (Default8BitPrunePreserveQuantizeScheme), CQAT keeps each kernel's centroids
 (Default8BitClusterPreserveQuantizeScheme, with preserve_sparsity when also sparse). ``auto``
 detects them from the weights, as the step does not see which steps came before it.
+
+Which layers are simulated, and how, is decided in one pass (recipes/qat_layers.py: tfmot's registry,
+output-only ranges, a Conv1D config, or float with the reason, recorded per layer in meta.json);
+before training the ranges are calibrated and the start accuracy checked (recipes/qat_start.py).
 """
 
 from __future__ import annotations
