@@ -259,3 +259,19 @@ def test_tpe_start_up_is_sized_per_hyperband_bracket(epochs):
     assert brackets("median", epochs) == 1
     assert [startup_trials(n, 2) for n in (10, 30, 90)] == [3, 5, 10]
     assert startup_trials(30) == 10
+
+
+def test_default_recipe_space_tunes_only_steps_that_fine_tune():
+    from compressor.recipes import validate_recipe
+    from compressor.tuning.tune import default_recipe_space
+
+    steps = [
+        {"type": "equalize"},
+        {"type": "prune", "params": {"epochs": 1}},
+        {"type": "bias_correct"},
+        {"type": "int8"},
+    ]
+    space = default_recipe_space(validate_recipe({"name": "r", "steps": steps}))
+    assert sorted(space.searched()) == ["steps.1.params.batch_size", "steps.1.params.learning_rate"]
+    with pytest.raises(UserError, match="recipe r has no fine-tuning step to tune"):
+        default_recipe_space(validate_recipe({"name": "r", "steps": [{"type": "equalize"}, {"type": "int8"}]}))

@@ -174,9 +174,13 @@ def default_recipe_space(recipe: Any) -> Space:
 
     params: dict = {}
     for i, step in enumerate(recipe.steps):
-        if get_step(step.type).kind == "train":
+        fields = get_step(step.type).params.model_fields  # training-free steps (equalize, bias_correct) have neither
+        if "learning_rate" in fields:
             params[f"steps.{i}.params.learning_rate"] = {"type": "float", "low": 1e-5, "high": 1e-2, "scale": "log"}
+        if "batch_size" in fields:
             params[f"steps.{i}.params.batch_size"] = {"type": "categorical", "choices": [16, 32, 64, 128]}
+    if not params:
+        raise UserError(f"recipe {recipe.name} has no fine-tuning step to tune; give --space with what to search")
     return space_from_dict({"description": f"fine-tuning of recipe {recipe.name}", "params": params})
 
 
