@@ -95,7 +95,8 @@ def _calibration_mode(model: Any) -> Iterator[None]:
 
 def calibrate_ranges(model: Any, x: np.ndarray) -> int:
     """Set the wrapped model's fake-quant ranges from ``x``; returns the samples used."""
-    sample = x[:CALIBRATION_SAMPLES]
+    pick = np.random.default_rng(0).permutation(len(x))[:CALIBRATION_SAMPLES]  # a file sorted by class is not
+    sample = x[np.sort(pick)]
     with _calibration_mode(model):
         for start in range(0, len(sample), CALIBRATION_BATCH):
             model(sample[start : start + CALIBRATION_BATCH], training=True)
