@@ -7,6 +7,8 @@ pooling, padding, dropout... have none). Couplings:
 
 - Add/Multiply/Subtract/Average/Maximum/Minimum: the inputs' groups are merged (union-find),
   so every layer feeding a residual sum keeps the same channel set;
+- TF ops written in the functional API that act per element with scalars (``x * tf.nn.relu6(x + 3)
+  / 6``: channel_prune_tfops) pass channels on; with two tensors they merge like an Add;
 - Concatenate on the channel axis: the output layout is the inputs' layouts end to end;
 - Flatten: the input layout repeated once per spatial position (channels vary fastest), so the
   Dense after it drops every row that came from a removed channel.
@@ -24,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from compressor.recipes.channel_prune_tfops import elementwise
 from compressor.recipes.rebuild import editable_config, name_of, rebuild
 
 SOURCES = {
@@ -191,6 +194,8 @@ def _propagate(graph: ChannelGraph, layer: dict, node: int, inputs: list[Layout]
     calls = len(layer.get("inbound_nodes") or [[]])
     if kind == "InputLayer":  # a Sequential's is not among its layers: read the config
         return [graph.new(int((cfg.get("batch_input_shape") or [0])[-1] or 0), frozen="model input")]
+    if elementwise(layer):  # x * tf.nn.relu6(x + 3) / 6 written with TF ops
+        return [inputs[0]] if len(inputs) == 1 else [_merged(graph, name, inputs)]
     rank = len(_shapes(graph, layer, node)[0])
     reason = _unsupported(kind, cfg, calls, len(inputs), rank)
     if reason:

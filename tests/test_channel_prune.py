@@ -286,3 +286,32 @@ def test_schema_errors_exit_2_in_one_line(override, fragment, tiny_model_path, t
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and fragment in lines[0], result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_tf_ops_in_the_functional_api_pass_channels_on(seed):
+    """Hard-swish written with TF ops (TFOpLambda layers) and a TF-op residual sum: channels flow
+    through them; zero filters are the removed ones and the outputs stay the same."""
+    from compressor.keras_shim import keras, tf
+
+    layers = keras.layers
+    x = keras.Input((8, 8, 1))
+    a = layers.Conv2D(8, 3, padding="same", name="a")(x)
+    b = layers.Conv2D(8, 3, padding="same", name="b")(x)
+    s = a + b
+    y = layers.Conv2D(8, 1, name="c")(s * tf.nn.relu6(s + 3.0) / 6.0)
+    y = layers.Dense(10, activation="softmax", name="probs")(layers.GlobalAveragePooling2D()(y))
+    model = keras.Model(x, y)
+    for name in ("a", "b", "c"):
+        kernel, bias = model.get_layer(name).get_weights()
+        kernel[..., ::2] = 0.0
+        model.get_layer(name).set_weights([kernel, bias])
+    graph, _, pruned = _plan_and_prune(model, filter_fraction=0.5)
+    assert sorted(sorted(graph.sources[r]) for r in graph.prunable()) == [["a", "b"], ["c"]]
+    assert graph.not_pruned() == {"probs": "model output (its units are never pruned)"}
+    assert [_filters(pruned, n) for n in ("a", "b", "c")] == [4, 4, 4]
+    data = np.random.default_rng(seed).normal(size=(8, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(pruned(data).numpy(), model(data).numpy(), atol=1e-5)
+    # A constant vector is not a scalar: the channels around it stay whole.
+    z = layers.Conv2D(4, 1, name="d")(x) * tf.constant([1.0, 2.0, 3.0, 4.0])
+    vector = keras.Model(x, layers.Dense(10, name="probs")(layers.Flatten()(z)))
+    assert "channels are not traced" in analyse(vector).not_pruned()["d"]
