@@ -194,7 +194,7 @@ def _propagate(graph: ChannelGraph, layer: dict, node: int, inputs: list[Layout]
     calls = len(layer.get("inbound_nodes") or [[]])
     if kind == "InputLayer":  # a Sequential's is not among its layers: read the config
         return [graph.new(int((cfg.get("batch_input_shape") or [0])[-1] or 0), frozen="model input")]
-    if elementwise(layer):  # x * tf.nn.relu6(x + 3) / 6 written with TF ops
+    if elementwise(layer) and inputs:  # x * tf.nn.relu6(x + 3) / 6 written with TF ops
         return [inputs[0]] if len(inputs) == 1 else [_merged(graph, name, inputs)]
     rank = len(_shapes(graph, layer, node)[0])
     reason = _unsupported(kind, cfg, calls, len(inputs), rank)
@@ -213,7 +213,10 @@ def _propagate(graph: ChannelGraph, layer: dict, node: int, inputs: list[Layout]
         return [out]
     if kind == "Flatten":
         shape = graph.reference.get_layer(name).get_input_shape_at(_real_node(graph, layer, node))
-        return [inputs[0] * math.prod(shape[1:-1])]
+        if None not in shape[1:-1]:
+            return [inputs[0] * math.prod(shape[1:-1])]
+        graph.freeze(inputs[0], f"Flatten {name!r} of a map with no static size")
+        return _fresh(graph, layer, node, f"Flatten {name!r} of a map with no static size")
     if kind in MERGES or (kind == "Concatenate" and not _last_axis(cfg.get("axis", -1), rank)):
         return [_merged(graph, name, inputs)]
     if kind == "Concatenate":
