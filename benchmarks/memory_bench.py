@@ -7,7 +7,7 @@ JPEG mixed, a class-coloured pattern plus noise, are fitted to a cifar_resnet (d
 trained 2 epochs on 1,000 other such images of 32x32 (`compressor train`). Each `compress` (qat-int8, 1 epoch,
 100 calibration samples, TFLite only) runs in a process of its own (benchmarks/measure.py), whose
 peak RSS is its own. The data is read as compress reads it by default (datasets/source.py): the
-2,000 images (24 MiB of float32 inputs) are loaded, the 20,000 (240 MiB) streamed. The 20,000 run
+2,000 images (23 MiB of float32 inputs) are loaded, the 20,000 (234 MiB) streamed. The 20,000 run
 with streaming turned off is measured as well, to show what streaming saves.
 """
 
