@@ -28,7 +28,7 @@ def channel_pruning(work: str, epochs: int = EPOCHS) -> dict:
 
     work_dir = Path(work)
     work_dir.mkdir(parents=True, exist_ok=True)
-    data = _npz(digits_32x32(), work_dir / "digits32.npz")
+    data = split_npz(digits_32x32(), work_dir / "digits32.npz")
     card = train(
         "cifar_resnet",
         work_dir / "base",
@@ -75,7 +75,7 @@ def _row(r: dict) -> dict:
     }
 
 
-def _npz(data, path: Path) -> Path:
+def split_npz(data, path: Path) -> Path:
     """The split as an .npz: train+val as train (compress splits val off again with the same seed)."""
     x_train = np.concatenate([data.x_train, data.x_val]).astype(np.float32)
     y_train = np.concatenate([data.y_train, data.y_val])

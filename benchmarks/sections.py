@@ -8,7 +8,7 @@ from compressor.recipes import load_recipe, preset_names
 
 from .backend_sections import quant_backends
 from .context import Context
-from .faster_sections import faster
+from .faster_sections import faster, hard_architectures
 from .latency_matrix import artifact_latency
 from .mcu_sections import mcu
 from .measure import ratio, run_job
@@ -254,6 +254,7 @@ ALL = [
     ("mixed_precision", mixed_precision),
     ("replicas", replicas),
     ("faster", faster),
+    ("hard_architectures", hard_architectures),
     ("demo", demo),
 ]
 
@@ -268,6 +269,7 @@ STANDALONE = (
     "mixed_precision",
     "replicas",
     "faster",
+    "hard_architectures",
     "demo",
 )
 
