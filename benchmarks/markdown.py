@@ -194,6 +194,7 @@ def _section_figures(s: dict) -> list[str]:
         ("Replicas: one fine-tuning epoch with 1 vs 2 (MirroredStrategy)", "replicas"),
         ("Faster, not only smaller: channel pruning at half the MACs", "faster"),
         ("Hard architectures: int8 on MobileNetV2, MobileNetV3Small, EfficientNetB0", "hard_architectures"),
+        ("Data larger than memory: peak RSS of compress on 2,000 vs 20,000 images", "memory"),
         ("Demo", "demo"),
     ):
         data = s.get(key, {}).get("data")

@@ -45,3 +45,9 @@ def replicas(ctx: Context) -> dict:
     out["ratio_2_to_1"] = round(out["replicas_2"]["epoch_s"] / out["replicas_1"]["epoch_s"], 3)
     out["devices"] = "2 logical CPU devices of one 2-core CPU (no GPU here)"
     return out
+
+
+def memory(ctx: Context) -> dict:
+    """Peak RSS of compress (qat-int8) on 2,000 and 20,000 generated images (benchmarks/memory_bench.py)."""
+    job = run_job("benchmarks.memory_bench:peak_rss", timeout=5400, work=str(ctx.work / "memory"))
+    return {"wall_s": round(job["wall_s"], 1), **job["result"]}

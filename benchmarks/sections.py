@@ -13,7 +13,7 @@ from .latency_matrix import artifact_latency
 from .mcu_sections import mcu
 from .measure import ratio, run_job
 from .runtime_sections import footprint, latency_parity, validation_throughput
-from .scale_sections import mixed_precision, replicas, storage
+from .scale_sections import memory, mixed_precision, replicas, storage
 
 TRAINED = {"digits_cnn": 20, "mlp": 20}
 RANDOM = {
@@ -255,6 +255,7 @@ ALL = [
     ("replicas", replicas),
     ("faster", faster),
     ("hard_architectures", hard_architectures),
+    ("memory", memory),
     ("demo", demo),
 ]
 
@@ -270,6 +271,7 @@ STANDALONE = (
     "replicas",
     "faster",
     "hard_architectures",
+    "memory",
     "demo",
 )
 

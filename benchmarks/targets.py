@@ -61,6 +61,13 @@ def evaluate(bench: dict) -> list[dict]:
     _mcu_targets(bench, out.check)
     _faster_targets(bench, out.check)
     _hard_architecture_targets(bench, out.check)
+    m = _get(bench, "memory") or {}
+    out.check(
+        "#17",
+        "peak RSS of compress (qat-int8), 20,000 images / 2,000 images",
+        lambda: (m["ratio"], m["ratio"] < 1.3),
+        "< 1.3",
+    )
     d = _get(bench, "demo")
     out.check("#2", "make demo wall time after set-up (s)", lambda: (d["wall_s"], d["wall_s"] < 120), "< 120 s")
     return list(out)
