@@ -155,3 +155,18 @@ def test_streamed_fit_and_predictions_stay_within_a_bounded_memory(tmp_path: Pat
     # uint8 copy, Keras' own slices); streamed by ~180 MiB: the memory map's resident file pages (up to
     # 96 MiB) and the prefetched batches.
     assert int(out[2]) < 300, f"a streamed epoch and test predictions grew the process by {out[2]} MiB"
+
+
+def test_cli_stream_flag_reaches_compress(tiny_model_path, tmp_path):
+    """--stream on data that cannot stream is the library's one-line refusal, exit 2, nothing written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "compressor", "compress", tiny_model_path, "--stream", "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1], timeout=300)
+    assert r.returncode == 2 and "cannot stream digits" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()

@@ -131,6 +131,11 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
     help="Choose the recipe: the cheapest int8 fix (plain, percentile ranges, equalization + bias correction, "
     "float layers, QAT) whose drop on the validation split is at most this (0.01 = 1 point); instead of --recipe.",
 )
+@click.option(
+    "--stream/--no-stream",
+    default=None,
+    help="Stream the data (shard or image folders) instead of loading it; default: stream above 64 MiB of inputs.",
+)
 @distribute_options()
 @data_options
 @common
@@ -159,7 +164,7 @@ def compress(model, recipes, out, overrides, **o):
     from compressor.pipeline.layout import RunLayout
     from compressor.reports.summary import format_table
 
-    quant = {k: o[k] for k in ("debug_quant", "float_layers", "onnx_quant")}
+    quant = {k: o[k] for k in ("debug_quant", "float_layers", "onnx_quant", "stream")}
     with distributed(o["distribute"], o["replicas"], out, o["resume"], progress) as where:
         report = run(
             model,
