@@ -152,6 +152,11 @@ def fit(
     if trained is not model:
         model.set_weights(trained.get_weights())
     record: dict = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if not all(math.isfinite(v) for v in record.get("loss", [])):
+        raise UserError(
+            f"training diverged (loss {record['loss'][-1]} after {len(record['loss'])} epoch(s)): "
+            "lower the step's learning_rate (--set steps.N.params.learning_rate=...)"
+        )
     record["seconds"] = round(time.time() - t0, 3)
     record["epochs_run"] = len(history.epoch)
     record["mixed_precision"] = params.mixed_precision

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from compressor.recipes.finetune import FineTuneParams, fit, learning_rate_at
+from compressor.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,16 @@ def test_schedule_is_applied_and_history_written(digits, tmp_path):
         assert len(history[key]) == 3 and all(np.isfinite(history[key])), key
     assert history["loss"][-1] < history["loss"][0] and history["val_accuracy"][-1] > 0.5
     assert history["epochs_run"] == 3 and history["mixed_precision"] == "float32" and history["seconds"] > 0
+
+
+def test_a_diverging_fit_is_one_line_not_a_nan_history(digits, tmp_path):
+    params = FineTuneParams(epochs=1, optimizer="sgd", learning_rate=10.0, batch_size=64)
+    x = digits.x_train.copy()
+    x[0, 0, 0, 0] = np.inf  # one overflowed input: BatchNorm spreads it, the loss turns NaN
+    data = dataclasses.replace(digits, x_train=x)
+    with pytest.raises(UserError, match=r"training diverged \(loss (nan|inf) after 1 epoch\(s\)\): lower"):
+        fit(_small_model(), data, params, tmp_path)
+    assert not (tmp_path / "history.json").exists()
 
 
 def test_early_stopping_stops(digits, tmp_path):
