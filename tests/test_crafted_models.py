@@ -243,12 +243,12 @@ def test_compact_json_lambda_in_keras_metadata_is_refused(nested_lambda, tmp_pat
     """keras_metadata.pb rewritten with compact JSON: the text `"class_name": "Lambda"` is gone, the layer is not."""
     import shutil
 
-    from compressor.pipeline.model_safety import _proto_fields
+    from compressor.pipeline.model_safety import proto_fields
 
     sm = shutil.copytree(nested_lambda["savedmodel"], tmp_path / "sm")
     nodes = []
-    for _, node in _proto_fields((sm / "keras_metadata.pb").read_bytes()):
-        fields = list(_proto_fields(node))
+    for _, node in proto_fields((sm / "keras_metadata.pb").read_bytes()):
+        fields = list(proto_fields(node))
         compact = [
             (n, json.dumps(json.loads(v), separators=(",", ":")).encode() if n == 5 and v else v) for n, v in fields
         ]

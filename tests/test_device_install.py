@@ -72,7 +72,13 @@ def test_pip_install_runtime_on_a_device_without_tensorflow(bundle, keys, tmp_pa
     requires = json.loads(
         sh(py, "-c", "import json, importlib.metadata as m; print(json.dumps(m.requires('compressor-runtime')))").stdout
     )
-    assert sorted(requires) == ["ai-edge-litert>=2.3", "cryptography", "numpy", 'onnxruntime; extra == "onnx"']
+    assert sorted(requires) == [
+        "ai-edge-litert>=2.3",
+        "cryptography",
+        "numpy",
+        'onnxruntime; extra == "onnx"',
+        'pillow; extra == "images"',
+    ]
     for module in ("tensorflow", "compressor"):  # stand-alone: neither TF nor the toolchain is there
         probe = sh(py, "-c", f"import {module}")
         assert probe.returncode == 1 and f"No module named '{module}'" in probe.stderr
