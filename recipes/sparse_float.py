@@ -13,7 +13,7 @@ from compressor.recipes.base import StepParams, register_conversion
 
 
 class SparseFloatParams(StepParams):
-    pass
+    """No parameters: float32 only (float16 sparse weights are refused by XNNPACK), sparsity from the model."""
 
 
 register_conversion(
