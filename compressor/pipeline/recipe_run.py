@@ -25,6 +25,10 @@ from compressor.recipes.stepio import load_step_model
 from compressor.runtime.errors import UserError
 
 
+class PartlyQuantized(Exception):
+    """The ONNX of an int8 file with float layers disagreed with it: skipped, with the reason."""
+
+
 @dataclass
 class RunContext:
     """What every recipe of one run shares: the input, where files go, and how to measure."""
@@ -89,6 +93,11 @@ def run_recipe(ctx: RunContext, recipe: Recipe) -> RecipeOutcome:
     if "onnx" in recipe.export.formats and not no_onnx:
         try:
             _export_onnx(ctx, recipe, result, outcome, conversion.onnx_quantizers)
+        except PartlyQuantized as e:
+            no_onnx = (
+                f"its ONNX disagrees with the partly quantized .tflite ({e}): tf2onnx converts the float "
+                "layers' quantize/dequantize pairs differently; ship the .tflite, or make every layer int8"
+            )
         except UserError as e:
             if conversion.backend == CONVERTER:  # our converter's graphs always convert: a failure is news
                 raise
@@ -133,6 +142,9 @@ def _export_onnx(
                 atol=None,
                 min_agreement=validation.CROSS_RUNTIME_MIN_AGREEMENT,
             )
+            if onnx_result.mismatches and _partly_int8(outcome, float_layers):
+                path.unlink(missing_ok=True)
+                raise PartlyQuantized(onnx_result.mismatches[0].detail)
             outcome.converted.append((tflite, onnx_result))
         candidates.append((variant, onnx_result))
     kept, info = onnx_quant.keep_better(
@@ -141,3 +153,10 @@ def _export_onnx(
     outcome.results += kept
     if len(candidates) > 1:
         outcome.extras["onnx_quant"] = info
+
+
+def _partly_int8(outcome: RecipeOutcome, float_layers: list) -> bool:
+    """Whether the recipe's int8 .tflite keeps some ops float: layers chosen to stay float, or ops
+    with no int8 kernel (allowed, or left float by QAT) that its conversion step recorded."""
+    info = outcome.steps[-1].get("info", {}) if outcome.steps else {}
+    return bool(float_layers or info.get("float_ops"))
