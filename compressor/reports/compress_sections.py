@@ -8,6 +8,7 @@ from typing import Any
 
 from compressor.inspection.macs import format_macs
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
+from compressor.reports.qat_section import qat_layer_table
 from compressor.reports.speed import slower_lines
 from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
@@ -36,6 +37,9 @@ def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Sec
     curves = _step_curves(report.get("steps") or {})
     if curves:
         out.append((f"{prefix}Training curves of each step", "".join(curves)))
+    qat = qat_layer_table(report.get("steps") or {})
+    if qat:
+        out.append((f"{prefix}QAT: layers left float or given their own config", qat))
     if ship and ship.get("confusion_matrix"):
         out.append(_confusion_section(ship, report.get("data", {}), prefix))
     if report.get("quant_debug"):
