@@ -1,7 +1,7 @@
 """``compressor-runtime``: verify, validate and benchmark models on the device (no TensorFlow).
 
     compressor-runtime verify bundle.zip
-    compressor-runtime validate bundle.zip [--data test.npz] [--min-accuracy 0.9] [--max-latency-ms 5]
+    compressor-runtime validate bundle.zip [--data test.npz|photos/] [--min-accuracy 0.9] [--max-latency-ms 5]
     compressor-runtime bench bundle.zip|model.tflite [--threads 4] [--litert-benchmark]
 
 Exit codes (runtime/exit_codes.py, the same as ``compressor``'s): 0 passed, 1 a gate or the
@@ -57,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     v = sub.add_parser("validate", parents=[common, run], help="self-test, accuracy on --data, latency, gates")
     v.add_argument(
-        "--data", metavar="NPZ", help="RAW labelled inputs: x_test, y_test (the manifest's preprocessing is applied)"
+        "--data",
+        metavar="NPZ|FOLDER",
+        help="RAW labelled inputs: x_test, y_test in an .npz, or a folder of images with one subfolder per label "
+        "(the manifest's preprocessing is applied)",
     )
     v.add_argument("--batch-size", type=_positive, default=256, help="samples per interpreter call (1 = one at a time)")
     v.add_argument("--min-accuracy", type=float, help="gate: top-1 accuracy on --data, a fraction (0.9 = 90%%)")
