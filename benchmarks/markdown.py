@@ -50,6 +50,7 @@ def render(bench: dict) -> str:
 
 def _backends(s: dict) -> list[str]:
     """The sections that render their own tables (the others are JSON figures)."""
+    from .arch_sections import render as render_architectures
     from .backend_sections import render as render_backends
     from .mcu_sections import render as render_mcu
 
@@ -57,6 +58,7 @@ def _backends(s: dict) -> list[str]:
     for key, title, render_section in (
         ("quant_backends", "Quantization backends and formats", render_backends),
         ("mcu", "Microcontrollers: TFLite Micro", render_mcu),
+        ("architectures", "Architectures: every training preset on each family", render_architectures),
     ):
         sec = s.get(key, {})
         if not sec.get("data"):

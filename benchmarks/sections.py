@@ -6,6 +6,7 @@ import numpy as np
 
 from compressor.recipes import load_recipe, preset_names
 
+from .arch_sections import architectures
 from .backend_sections import quant_backends
 from .context import Context
 from .faster_sections import faster, hard_architectures
@@ -255,6 +256,7 @@ ALL = [
     ("replicas", replicas),
     ("faster", faster),
     ("hard_architectures", hard_architectures),
+    ("architectures", architectures),
     ("memory", memory),
     ("demo", demo),
 ]
@@ -271,6 +273,7 @@ STANDALONE = (
     "replicas",
     "faster",
     "hard_architectures",
+    "architectures",
     "memory",
     "demo",
 )
