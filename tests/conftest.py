@@ -57,3 +57,21 @@ def int8_run(tiny_model_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8-run") / "run"
     compress(tiny_model_path, ["int8"], out, latency_runs=5)
     return out
+
+
+@pytest.fixture(scope="session")
+def pcq_run(tiny_model_path, tmp_path_factory):
+    """prune-qat-int8 and cluster-qat-int8 in one `compress` run of the tiny model, the presets' parameters
+    but 1 epoch per training step, TFLite only: (run folder, report). One run for every module that reads
+    these chains' exported files (test_prune_cluster_qat, test_mcu_weight_compression); shared read-only."""
+    from compressor.pipeline.compress import compress
+
+    out = tmp_path_factory.mktemp("pcq") / "run"
+    report = compress(
+        tiny_model_path,
+        ["prune-qat-int8", "cluster-qat-int8"],
+        out,
+        latency_runs=5,
+        overrides=["steps.0.params.epochs=1", "steps.1.params.epochs=1", "export.formats=[tflite]"],
+    )
+    return out, report

@@ -135,13 +135,10 @@ def test_compress_subprocess_terminal_is_clean(tiny_model_path, tmp_path):
         assert noise not in proc.stdout
 
 
-def test_validate_json(tiny_model_path, tmp_path):
-    from compressor.pipeline.compress import compress
-
-    compress(tiny_model_path, ["int8"], tmp_path / "run", latency_runs=5)
-    artifact = tmp_path / "run" / "int8" / "model.tflite"
+def test_validate_json(int8_run):
+    artifact = int8_run / "int8" / "model.tflite"
     code, output = invoke(
-        "validate", artifact, "--reference", tmp_path / "run" / "float32" / "model.tflite", "--runs", "5", "--json"
+        "validate", artifact, "--reference", int8_run / "float32" / "model.tflite", "--runs", "5", "--json"
     )
     assert code == 0, output
     result = json.loads(output)

@@ -11,17 +11,14 @@ import pytest
 
 from compressor.inspection.tflite import TFLiteFile
 from compressor.mcu.weight_compression import check_compressed, compress_weights
-from compressor.pipeline.compress import compress
 from compressor.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def clustered_run(tiny_model_path, tmp_path_factory):
-    """A cluster-qat-int8 run (1 epoch per training step, TFLite only)."""
-    out = tmp_path_factory.mktemp("mcu-wc") / "clustered"
-    fast = ["steps.0.params.epochs=1", "steps.1.params.epochs=1", "export.formats=[tflite]"]
-    compress(tiny_model_path, ["cluster-qat-int8"], out, latency_runs=3, overrides=fast)
-    return out
+def clustered_run(pcq_run):
+    """A cluster-qat-int8 run (1 epoch per training step, TFLite only): conftest.py's session run, which
+    holds prune-qat-int8 too (so packaging names the artifact)."""
+    return pcq_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +102,11 @@ def test_float_inputs_are_a_user_error(models, clustered, digits):
 def test_package_mcu_ships_the_compressed_weights_on_request(clustered_run, int8_run, tmp_path):
     from compressor.mcu.package_mcu import package_mcu
 
-    offered = package_mcu(clustered_run, tmp_path / "plain")
+    offered = package_mcu(clustered_run, tmp_path / "plain", artifact="cluster-qat-int8")
     lut = offered["weight_compression"]
     assert not lut["applied"] and lut["outputs_identical"] and lut["flash_bytes_after"] < lut["flash_bytes_before"]
     assert offered["flash"]["model_bytes"] == lut["flash_bytes_before"] and "TFLM_DECODE" not in offered["ops"]
-    shipped = package_mcu(clustered_run, tmp_path / "lut", compress_weights=True)
+    shipped = package_mcu(clustered_run, tmp_path / "lut", artifact="cluster-qat-int8", compress_weights=True)
     assert shipped["weight_compression"]["applied"] and "TFLM_DECODE" in shipped["ops"]
     assert (
         shipped["flash"]["model_bytes"]

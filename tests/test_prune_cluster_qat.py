@@ -1,7 +1,8 @@
 """prune, cluster and qat: parameters, errors, and what survives into the exported int8 .tflite.
 
-The chains run once (module fixture) on the session's tiny digits CNN through ``compress``; every
-assertion on sparsity, clusters and the 2:4 pattern reads the kernels back out of the exported file.
+The chains run once (a session fixture in conftest.py) on the session's tiny digits CNN through
+``compress``; every assertion on sparsity, clusters and the 2:4 pattern reads the kernels back out of
+the exported file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from click.testing import CliRunner
 
 from compressor.commands.cli import cli
 from compressor.inspection.weights import m_by_n_holds, sparsity, tflite_kernels, unique_values
-from compressor.pipeline.compress import compress
 from compressor.recipes import get_step, load_recipe
 from compressor.recipes.prune import PruneParams, schedule_steps
 from compressor.runtime.errors import UserError
@@ -23,17 +23,10 @@ from compressor.runtime.interpreters import open_model
 
 
 @pytest.fixture(scope="module")
-def chains(tiny_model_path, tmp_path_factory):
-    """prune->qat->int8 and cluster->qat->int8 with the presets' parameters, but 1 epoch per step."""
-    out = tmp_path_factory.mktemp("pcq") / "run"
-    report = compress(
-        tiny_model_path,
-        ["prune-qat-int8", "cluster-qat-int8"],
-        out,
-        latency_runs=5,
-        overrides=["steps.0.params.epochs=1", "steps.1.params.epochs=1", "export.formats=[tflite]"],
-    )
-    return out, report
+def chains(pcq_run):
+    """prune->qat->int8 and cluster->qat->int8 with the presets' parameters, but 1 epoch per step
+    (conftest.py's session run, which test_mcu_weight_compression reads too)."""
+    return pcq_run
 
 
 def _info(report, recipe, index):

@@ -14,12 +14,9 @@ from compressor.reports.html import write_html
 
 
 @pytest.fixture(scope="module")
-def compressed(tiny_model_path, tmp_path_factory):
-    from compressor.pipeline.compress import compress
-
-    out = tmp_path_factory.mktemp("html") / "run"
-    report = compress(tiny_model_path, ["int8"], out, latency_runs=5)
-    return out, report
+def compressed(int8_run):
+    """conftest.py's int8 run of the tiny model (read-only) and its report.json."""
+    return int8_run, json.loads((int8_run / "report.json").read_text())
 
 
 def _images(html: str) -> list[bytes]:
