@@ -18,11 +18,9 @@ Dense) shrinks every following tensor and kernel, so the model runs fewer multip
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from compressor.recipes.base import progress, register
@@ -30,7 +28,7 @@ from compressor.recipes.channel_prune_build import pruned_model
 from compressor.recipes.channel_prune_graph import analyse
 from compressor.recipes.channel_prune_macs import total_macs
 from compressor.recipes.channel_prune_plan import Plan, make_plan
-from compressor.recipes.distill import distillation_loss, label_accuracy, log_probs
+from compressor.recipes.distill import distillation_loss, label_accuracy, with_teacher
 from compressor.recipes.finetune import FineTuneParams, fit
 from compressor.recipes.stepio import write_info
 from compressor.recipes.structure import check_layer_names
@@ -110,11 +108,7 @@ def _fine_tune(teacher: Any, student: Any, data: Any, params: ChannelPruneParams
     if not params.distill_weight:
         return fit(student, data, params, workdir)
 
-    # As in distill: the teacher's log-probs ride in y_true, so the shared fit trains the student.
-    def pack(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.concatenate([y.reshape(-1, 1).astype(np.float32), log_probs(teacher, x)], axis=1)
-
-    soft = dataclasses.replace(data, y_train=pack(data.x_train, data.y_train), y_val=pack(data.x_val, data.y_val))
+    soft = with_teacher(teacher, data, "channel_prune")  # as in distill: log-probs ride in y_true
     loss = distillation_loss(1.0 - params.distill_weight, params.temperature)
     return fit(student, soft, params, workdir, loss=loss, metrics=[label_accuracy()])
 

@@ -25,16 +25,16 @@ teacher can pull a student below its labels), softmax outputs.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from compressor.datasets.splits import split_of, with_targets
 from compressor.recipes.base import progress, register
 from compressor.recipes.distill_init import init_from_teacher, recalibrate_batch_norm
-from compressor.recipes.finetune import FineTuneParams, fit
+from compressor.recipes.finetune import FineTuneParams, accuracy_on, fit
 from compressor.recipes.rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
 from compressor.recipes.stepio import write_info
 from compressor.runtime.suggest import unknown_name_message
@@ -42,6 +42,7 @@ from compressor.runtime.suggest import unknown_name_message
 # Probabilities are clipped here before the log: float32 softmax underflows to 0 only for
 # logit gaps > ~87, and log(0) would turn the KL term into NaN.
 _TINY = 1e-30
+PREDICT_BATCH = 256  # samples a teacher/student prediction holds at once
 _Schedule = FineTuneParams.model_fields["lr_schedule"].annotation
 
 
@@ -142,10 +143,29 @@ def make_student(teacher: Any, params: DistillParams) -> tuple[Any, dict]:
     return student, {"student": params.student, "student_params": dict(params.student_params)}
 
 
-def log_probs(model: Any, x: np.ndarray) -> np.ndarray:
-    """Teacher log-probabilities, computed once: the teacher is frozen and the inputs are not
-    augmented, so its outputs never change during training (this halves the training cost)."""
-    return np.log(np.maximum(model.predict(x, batch_size=256, verbose=0), _TINY)).astype(np.float32)
+def soft_targets(teacher: Any, split: Any) -> np.ndarray:
+    """[class id, teacher log-probabilities...] of every sample of ``split``, a batch at a time: only
+    these N x (1 + classes) floats are held, never the split's inputs (it may be streamed). Computed
+    once: the teacher is frozen and the inputs are not augmented, so its outputs never change during
+    training (this halves the training cost)."""
+    parts = [
+        np.concatenate([np.asarray(y).reshape(-1, 1).astype(np.float32), _log(teacher.predict_on_batch(x))], axis=1)
+        for x, y in split.batches(PREDICT_BATCH)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 1 + int(teacher.output_shape[-1])), np.float32)
+
+
+def with_teacher(teacher: Any, data: Any, who: str) -> Any:
+    """``data`` whose train and val targets carry the teacher's log-probs (see soft_targets): a Keras
+    loss sees only (y_true, y_pred), so this lets the shared fit loop (schedules, early stopping,
+    mixed precision, history.json) train a student. Loaded or streamed data alike."""
+    splits = {name: split_of(data, name) for name in ("train", "val")}
+    progress(f"    {who}: teacher log-probs over {len(splits['train']):,} + {len(splits['val']):,} samples")
+    return with_targets(data, {name: soft_targets(teacher, split) for name, split in splits.items()})
+
+
+def _log(probs: Any) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(probs), _TINY)).astype(np.float32)
 
 
 def distillation_loss(alpha: float, temperature: float) -> Any:
@@ -179,36 +199,31 @@ def label_accuracy() -> Any:
     return accuracy
 
 
-def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(model.predict(x, batch_size=256, verbose=0).argmax(axis=1) == y))
+def _accuracy(model: Any, split: Any) -> float:
+    return accuracy_on(model, split, batch_size=PREDICT_BATCH)
 
 
 @register("distill", "knowledge distillation into a smaller student (Hinton et al. 2015)", DistillParams, "train")
 def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
     student, description = make_student(model, params)
     if description.get("init", "").startswith("teacher"):
-        recalibrate_batch_norm(student, data.x_train)
+        recalibrate_batch_norm(student, split_of(data, "train"))
     teacher_n, student_n = int(model.count_params()), int(student.count_params())
     progress(
         f"    student: {student_n:,} parameters ({student_n / teacher_n:.0%} of the teacher's {teacher_n:,}); "
         f"T={params.temperature:g}, alpha={params.alpha:g}; starts from {description.get('init', 'random')}"
     )
 
-    # A Keras loss sees only (y_true, y_pred): carrying the teacher's outputs in y_true lets the
-    # shared fit loop (schedules, early stopping, mixed precision, history.json) train the student.
-    def pack(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.concatenate([y.reshape(-1, 1).astype(np.float32), log_probs(model, x)], axis=1)
-
-    soft = dataclasses.replace(data, y_train=pack(data.x_train, data.y_train), y_val=pack(data.x_val, data.y_val))
-    accuracy = {"teacher": _accuracy(model, data.x_test, data.y_test)}
-    accuracy["student_start"] = _accuracy(student, data.x_test, data.y_test)
+    soft = with_teacher(model, data, "distill")
+    test, val = split_of(data, "test"), split_of(data, "val")
+    accuracy = {"teacher": _accuracy(model, test), "student_start": _accuracy(student, test)}
     alone = None
     if params.baseline and params.alpha < 1:
         alone = _labels_only(student, soft, params, workdir / "labels_only")
     loss = distillation_loss(params.alpha, params.temperature)
     fit(student, soft, params, workdir, loss=loss, metrics=[label_accuracy()])
-    accuracy["distilled"] = _accuracy(student, data.x_test, data.y_test)
-    student, chosen = _hand_on(student, alone, data, accuracy)
+    accuracy["distilled"] = _accuracy(student, test)
+    student, chosen = _hand_on(student, alone, (val, test), accuracy)
     write_info(
         workdir,
         {
@@ -221,19 +236,20 @@ def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
             "test_accuracy": accuracy,
             "handed_on": chosen,
             "teacher_test_accuracy": accuracy["teacher"],
-            "student_test_accuracy": _accuracy(student, data.x_test, data.y_test),
+            "student_test_accuracy": _accuracy(student, test),
         },
     )
     return student
 
 
-def _hand_on(distilled: Any, alone: Any, data: Any, accuracy: dict) -> tuple[Any, str]:
+def _hand_on(distilled: Any, alone: Any, splits: tuple, accuracy: dict) -> tuple[Any, str]:
     """The distilled student, or the labels-only one where it does better on validation data (never
-    test): a weak teacher can pull its student below what the labels alone give."""
+    test): a weak teacher can pull its student below what the labels alone give. ``splits``: (val, test)."""
     chosen, model = "distilled", distilled
+    val, test = splits
     if alone is not None:
-        accuracy["student_alone"] = _accuracy(alone, data.x_test, data.y_test)
-        if _accuracy(alone, data.x_val, data.y_val) > _accuracy(distilled, data.x_val, data.y_val):
+        accuracy["student_alone"] = _accuracy(alone, test)
+        if _accuracy(alone, val) > _accuracy(distilled, val):
             chosen, model = "student alone (labels only: better on validation than distilled)", alone
     progress(
         "    test accuracy: "

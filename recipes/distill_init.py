@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.datasets.splits import as_split
 from compressor.recipes.rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, producers
 
 ELEMENTWISE = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
@@ -144,17 +145,18 @@ def _propagate(kind: str, name: str, ins: list, kept: dict, out_idx: dict, teach
     return kin
 
 
-def recalibrate_batch_norm(model: Any, x: np.ndarray, samples: int = 512) -> bool:
-    """Re-estimate every BatchNormalization's moving mean/variance on ``x``: the teacher's statistics
-    describe all its channels, the narrowed layers' outputs differ. One training-mode pass with
-    momentum 0 sets them to the statistics of ``samples`` inputs. Returns whether there was any BN."""
+def recalibrate_batch_norm(model: Any, x: Any, samples: int = 512) -> bool:
+    """Re-estimate every BatchNormalization's moving mean/variance on ``x`` (arrays or a split, loaded or
+    streamed): the teacher's statistics describe all its channels, the narrowed layers' outputs differ.
+    One training-mode pass with momentum 0 sets them to the statistics of the first ``samples``
+    inputs (only those are read). Returns whether there was any BN."""
     layers = [layer for layer in model.layers if "BatchNormalization" in type(layer).__name__]
     saved = [layer.momentum for layer in layers]
     try:
         for layer in layers:
             layer.momentum = 0.0
         if layers:
-            model(x[:samples], training=True)
+            model(as_split(x).head(samples), training=True)
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum

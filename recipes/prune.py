@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from compressor.datasets.splits import split_of
 from compressor.recipes.accumulate import updates_per_epoch
 from compressor.recipes.base import register
 from compressor.recipes.finetune import fit
@@ -181,7 +182,7 @@ def apply(model: Any, data: Any, params: PruneParams, workdir: Path) -> Any:
         )
     # A schedule step is one optimizer update (UpdatePruningStep counts fit's batches, which hold
     # accumulate_steps micro-batches each): ceil(n / (accumulate_steps * batch_size)) per epoch.
-    steps_per_epoch = updates_per_epoch(len(data.x_train), params.batch_size, params.accumulate_steps)
+    steps_per_epoch = updates_per_epoch(len(split_of(data, "train")), params.batch_size, params.accumulate_steps)
     begin, end, frequency = schedule_steps(params, params.epochs * steps_per_epoch)
     if params.schedule == "polynomial" and end > begin:  # begin == end (one training step) would divide by 0
         schedule = sparse.PolynomialDecay(

@@ -22,8 +22,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from compressor.datasets.splits import split_of
 from compressor.recipes.base import progress, register
-from compressor.recipes.finetune import FineTuneParams, fit
+from compressor.recipes.finetune import FineTuneParams, accuracy_on, fit
 from compressor.recipes.rebuild import (
     DROPOUTS,
     WIDTH_KEYS,
@@ -144,7 +145,8 @@ def _add_dropout(config: dict, model: Any, site: str, rate: float) -> dict:
 def apply(model: Any, data: Any, params: RegularizeParams, workdir: Path) -> Any:
     new, info = regularized(model, params.l2, params.dropout, params.where)
     # The rewrite must not change what the trained model computes; check before spending epochs.
-    probe = data.x_val[:64] if len(data.x_val) else data.x_train[:64]
+    val = split_of(data, "val")
+    probe = (val if len(val) else split_of(data, "train")).head(64)  # loaded or streamed alike
     gap = float(np.max(np.abs(new.predict(probe, verbose=0) - model.predict(probe, verbose=0))))
     if gap > 1e-5:
         raise RuntimeError(f"regularize: the rebuilt model's outputs differ by {gap:.2g} before fine-tuning")
@@ -152,14 +154,13 @@ def apply(model: Any, data: Any, params: RegularizeParams, workdir: Path) -> Any
         f"    L2 {params.l2:g} on {len(info['l2_layers'])} layers; dropout "
         + (", ".join(f"{d['type']}({d['rate']:g}) after {d['after']}" for d in info["dropout"]) or "none")
     )
-    info["val_accuracy_before"] = _accuracy(new, data)
+    info["val_accuracy_before"] = _accuracy(new, val)
     fit(new, data, params, workdir)
-    info["val_accuracy_after"] = _accuracy(new, data)
+    info["val_accuracy_after"] = _accuracy(new, val)
     write_info(workdir, info)
     return new
 
 
-def _accuracy(model: Any, data: Any) -> float | None:
-    if not len(data.x_val):
-        return None
-    return float(np.mean(model.predict(data.x_val, batch_size=256, verbose=0).argmax(axis=1) == data.y_val))
+def _accuracy(model: Any, val: Any) -> float | None:
+    """Accuracy on the validation split, a batch at a time (None without one)."""
+    return accuracy_on(model, val, batch_size=256) if len(val) else None

@@ -26,6 +26,10 @@ def _set_flag(name):
     def callback(ctx, param, value):
         if value:
             state[name] = True
+            if name == "quiet":  # no progress bars either (datasets/reading.py)
+                from compressor.datasets.reading import set_bars
+
+                set_bars(False)
             if name == "verbose":
                 from compressor.runtime.quiet import set_verbose
 

@@ -1,7 +1,9 @@
-"""A progress bar for reading many files, on a terminal only (tqdm, drawn on stderr).
+"""Progress bars for long reads, on a terminal only (tqdm, drawn on stderr).
 
-Reading 20,000 photos takes minutes; a bar says how far it got. Logs and pipes (CI) get nothing:
-the commands print one line per stage already, and a bar redrawn with carriage returns is noise there.
+Reading 20,000 photos takes minutes, and so does one pass over a large streamed split (an epoch,
+teacher outputs, an evaluation); a bar says how far it got. Logs and pipes (CI) get none: the
+commands print one line per stage already, and a bar redrawn with carriage returns is noise there.
+``--quiet`` turns bars off too (``set_bars``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,41 @@ from typing import TypeVar
 
 T = TypeVar("T")
 MIN_ITEMS = 200  # below this, reading is over before a bar is worth drawing
+MIN_SAMPLES = 2_000  # a streamed pass over fewer samples is over before a bar is worth drawing
+_state = {"bars": True, "open": 0}  # open: batch bars being drawn (their files get no bar of their own)
+
+
+def set_bars(on: bool) -> None:
+    """Whether bars may be drawn at all (the CLI turns them off with --quiet)."""
+    _state["bars"] = on
+
+
+def _drawn(count: int, least: int) -> bool:
+    return _state["bars"] and count >= least and sys.stderr.isatty()
 
 
 def reading(items: Sequence[T], what: str) -> Iterator[T]:
     """Iterate ``items``, with a tqdm bar on an interactive stderr when there are many of them."""
-    if len(items) < MIN_ITEMS or not sys.stderr.isatty():
+    if _state["open"] or not _drawn(len(items), MIN_ITEMS):
         yield from items
         return
     from tqdm import tqdm
 
     yield from tqdm(items, desc=what, unit="file", leave=False, file=sys.stderr)
+
+
+def batch_bar(batches: Iterator[T], samples: int, what: str) -> Iterator[T]:
+    """``batches`` of a pass over ``samples`` samples, with a bar counting samples on a terminal."""
+    if not _drawn(samples, MIN_SAMPLES):
+        yield from batches
+        return
+    from tqdm import tqdm
+
+    _state["open"] += 1
+    try:
+        with tqdm(total=samples, desc=what, unit="sample", leave=False, file=sys.stderr) as bar:
+            for batch in batches:
+                yield batch
+                bar.update(len(batch))
+    finally:
+        _state["open"] -= 1

@@ -6,10 +6,13 @@ both kinds of split offer: ``len()``, ``y`` (class ids, always in memory: one in
 ``head(n)`` (the first n inputs) and ``to_tf(batch_size, shuffle, seed)``. Shuffles and subsets are
 drawn by the same numpy generator for both kinds, so one seed gives the very same batches whether
 the data was loaded or streamed, and in-memory results are what streamed ones are compared with.
+A step that trains on other targets than the class ids (distillation's teacher log-probs) swaps a
+split's y with ``with_targets``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -59,6 +62,14 @@ def split_of(data: Any, name: str) -> Any:
     if hasattr(data, "split"):
         return data.split(name)
     return ArraySplit(name, getattr(data, f"x_{name}"), getattr(data, f"y_{name}", None))
+
+
+def with_targets(data: Any, targets: dict[str, np.ndarray]) -> Any:
+    """``data`` with the y of each split named in ``targets`` replaced (one row a sample, any shape,
+    e.g. [class id, teacher log-probs...]); the inputs are untouched, loaded or streamed."""
+    if hasattr(data, "with_targets"):
+        return data.with_targets(targets)
+    return dataclasses.replace(data, **{f"y_{name}": y for name, y in targets.items()})
 
 
 def as_split(x: Any, y: np.ndarray | None = None, name: str = "test") -> Any:

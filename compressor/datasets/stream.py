@@ -25,6 +25,7 @@ from compressor.datasets.image_folder import read_image_folder
 from compressor.datasets.layout import arrange
 from compressor.datasets.model_input import ModelInput, model_input
 from compressor.datasets.preprocessing import Preprocessing
+from compressor.datasets.reading import batch_bar
 from compressor.datasets.shards import is_shard_folder, read_shards
 from compressor.datasets.split import holdout_indices
 from compressor.datasets.splits import batch_positions, subset_positions, tf_batches
@@ -59,8 +60,10 @@ class StreamSplit:
         return arrange(f"x_{self.name}", out, self.model_shape)
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(model inputs, class ids) batches; ``shuffle`` permutes with ``seed``."""
-        for positions in batch_positions(len(self), batch_size, shuffle, seed):
+        """(model inputs, class ids) batches; ``shuffle`` permutes with ``seed``. A pass over many samples
+        draws a progress bar on a terminal (datasets/reading.py): reading from disk is the slow part."""
+        every = batch_positions(len(self), batch_size, shuffle, seed)
+        for positions in batch_bar(every, len(self), f"{self.name} split"):
             yield self.preprocessing.apply(self.raw(positions)), self.y[positions]
 
     def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +114,10 @@ class StreamingDataset:
 
     def split(self, name: str) -> StreamSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def with_targets(self, targets: dict[str, np.ndarray]) -> StreamingDataset:
+        """These splits with other targets as y (splits.with_targets): only the labels are replaced."""
+        return replace(self, **{name: replace(self.split(name), y=np.asarray(y)) for name, y in targets.items()})
 
     def arrays(self, limit: int, seed: int = 0, splits: tuple[str, ...] = SPLITS) -> Dataset:
         """In memory, each of ``splits`` a seeded subset of at most ``limit`` samples (the others

@@ -1,9 +1,9 @@
 """Which steps read streamed data: a compress run streams only when every step of every recipe does.
 
 Steps listed in ``STREAMING_STEPS`` read data only through ``data.split(name)`` (fit via tf.data,
-calibration via a bounded take, measurement batch by batch); the others still use whole x arrays
-(prune counts len(x_train), distill and channel_prune pack soft labels over x_train, regularize
-probes x_val), so a run containing one of them loads its data into memory.
+calibration via a bounded take, measurement and teacher outputs batch by batch, targets swapped with
+``with_targets``); a step missing from it would use whole x arrays, so a run containing it would load
+its data into memory. Today every registered step streams; the check stays for new ones.
 """
 
 from __future__ import annotations
@@ -12,10 +12,14 @@ from compressor.recipes import Recipe
 
 STREAMING_STEPS = frozenset(
     {
+        "regularize",
+        "prune",
         "qat",
+        "distill",
+        "channel_prune",
         "cluster",
         "equalize",
-        "bias_correction",
+        "bias_correct",
         "float16",
         "sparse_float",
         "dynamic",

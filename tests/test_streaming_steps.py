@@ -1,0 +1,190 @@
+"""Every training step reads streamed data: prune, regularize, distill and channel_prune give on a
+streamed shard folder what they give on the same folder loaded, and a compress run with them streams.
+Progress bars over streamed passes appear on a terminal only, never with --quiet."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compressor.datasets import load_dataset, open_stream, reading
+from tests.test_streaming import write_shards
+
+SAMPLES = 600  # of the embedded digits: 432 train, 48 val, 120 test
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """600 digits as uint8 shards (0..16 stretched to 0..255), as test_streaming writes them."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = np.clip(digits.images[:SAMPLES] * 16, 0, 255).astype(np.uint8)
+    folder = tmp_path_factory.mktemp("shards") / "digits600"
+    write_shards(folder, x, digits.target[:SAMPLES].astype(np.int64), "train", shards=2)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_model_path):
+    from compressor.pipeline.model_io import load_model
+
+    return load_model(tiny_model_path).keras
+
+
+STEPS = {
+    "prune": {"epochs": 1, "sparsity": 0.5, "frequency": 2},
+    "regularize": {"epochs": 1},
+    "distill": {"epochs": 1, "baseline": True, "early_stopping": 0},
+    "channel_prune": {"epochs": 1, "target": 0.6, "distill_weight": 0.5},
+}
+
+
+def _run(name: str, model, data, workdir: Path) -> tuple[dict, list, list[str]]:
+    from compressor.recipes.base import get_step, set_progress
+
+    step, lines = get_step(name), []
+    set_progress(lines.append)
+    try:
+        out = step.apply(model, data, step.params(**STEPS[name]), workdir)
+    finally:
+        set_progress(lambda msg: None)
+    return json.loads((workdir / "info.json").read_text()), out.get_weights(), lines
+
+
+def _untimed(line: str) -> str:
+    return re.sub(r"\(\d+\.\d+ s\)", "", line)
+
+
+@pytest.mark.parametrize("name", list(STEPS))
+def test_training_step_streamed_equals_loaded(name, teacher, shards, tmp_path):
+    """The same splits, batches and teacher outputs in the same order: the same step result. A streamed
+    data set has no x arrays at all, so any whole-array read would fail here."""
+    loaded, streamed = load_dataset(str(shards), seed=0), open_stream(str(shards), seed=0)
+    assert not hasattr(streamed, "x_train")
+    a, wa, lines_a = _run(name, teacher, loaded, tmp_path / "loaded")
+    b, wb, lines_b = _run(name, teacher, streamed, tmp_path / "streamed")
+    assert [_untimed(line) for line in lines_a] == [_untimed(line) for line in lines_b]
+    for x, y in zip(wa, wb):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+    if name == "prune":
+        assert a["overall_sparsity"] == b["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
+        assert a["schedule"] == b["schedule"]
+    if name == "regularize":
+        assert a["val_accuracy_before"] == b["val_accuracy_before"] > 0.5
+        assert a["val_accuracy_after"] == pytest.approx(b["val_accuracy_after"], abs=1 / 48)
+    if name == "distill":
+        assert a["test_accuracy"].keys() == b["test_accuracy"].keys() >= {"teacher", "student_alone", "distilled"}
+        for key, value in a["test_accuracy"].items():
+            assert value == pytest.approx(b["test_accuracy"][key], abs=1 / 48), key
+        assert a["test_accuracy"]["teacher"] > 0.5
+        assert any("distill: teacher log-probs over 432 + 48 samples" in line for line in lines_a)
+    if name == "channel_prune":
+        assert a["macs_after"] == b["macs_after"] < a["macs_before"]
+        assert a["val_accuracy_after"] == pytest.approx(b["val_accuracy_after"], abs=1 / 48)
+        assert any("channel_prune: teacher log-probs over" in line for line in lines_a)
+
+
+def test_soft_targets_ride_as_the_streamed_labels(teacher, shards):
+    """Teacher log-probs computed a batch at a time equal the whole-array prediction, and a streamed
+    split carries them as its (2-D, float) labels through batches and tf.data."""
+    from compressor.datasets.splits import with_targets
+    from compressor.recipes.distill import soft_targets
+
+    loaded, streamed = load_dataset(str(shards), seed=0), open_stream(str(shards), seed=0)
+    whole = np.log(np.maximum(teacher.predict(loaded.x_train, batch_size=256, verbose=0), 1e-30))
+    soft = soft_targets(teacher, streamed.split("train"))
+    assert soft.shape == (len(loaded.y_train), 11)
+    np.testing.assert_array_equal(soft[:, 0], loaded.y_train)
+    np.testing.assert_allclose(soft[:, 1:], whole, atol=1e-6)
+    relabelled = with_targets(streamed, {"train": soft})
+    assert relabelled.split("val").y is streamed.split("val").y and streamed.y_train.ndim == 1
+    x, y = next(iter(relabelled.split("train").to_tf(32, shuffle=True, seed=1)))
+    assert tuple(x.shape) == (32, 8, 8, 1) and tuple(y.shape) == (32, 11) and y.dtype.name == "float32"
+
+
+def test_compress_with_prune_and_distill_streams(tiny_model_path, shards, tmp_path):
+    """prune-int8 and distill-int8 on a shard folder with stream=True: the run streams (it was refused
+    while these steps read whole arrays), each step trains and the int8 exports are measured."""
+    from compressor.pipeline.compress import compress
+    from compressor.pipeline.run_data import stream_blocker
+    from compressor.recipes import load_recipe
+
+    names = ["prune-int8", "distill-int8", "channel-prune-int8", "regularize-int8"]
+    assert stream_blocker([load_recipe(n) for n in names]) is None
+    lines: list[str] = []
+    overrides = [
+        "steps.0.params.epochs=1",
+        "steps.1.params.calibration_samples=32",
+        "export.formats=[tflite]",
+        "distill-int8:steps.0.params.baseline=false",
+    ]
+    out = tmp_path / "run"
+    report = compress(
+        tiny_model_path,
+        names[:2],
+        out,
+        data=str(shards),
+        overrides=overrides,
+        latency_runs=2,
+        stream=True,
+        progress=lines.append,
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"]["streamed"] is True and run["data"]["splits"]["train"] == 432
+    assert any("data streamed" in line for line in lines)
+    rows = {r["artifact"]: r for r in report["artifacts"]}
+    assert {"prune-int8", "distill-int8"} <= rows.keys()
+    assert report["steps"]["prune-int8"][0]["info"]["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert rows["prune-int8"]["accuracy"] > 0.3 and rows["distill-int8"]["accuracy"] > 0.3  # chance: 0.1
+
+
+def test_every_streaming_step_is_a_registered_step():
+    """A misspelt name would silently keep a streaming step out (bias_correction vs bias_correct was)."""
+    import compressor.recipes.schema  # noqa: F401  (registers every step)
+    from compressor.pipeline.run_data import STREAMING_STEPS
+    from compressor.recipes.base import step_types
+
+    assert set(step_types()) >= STREAMING_STEPS
+    assert set(step_types()) == STREAMING_STEPS  # every step streams today; a new one must say so
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_streamed_pass_draws_a_bar_on_a_terminal_only(shards, monkeypatch):
+    streamed = open_stream(str(shards), seed=0)
+    monkeypatch.setattr(reading, "MIN_SAMPLES", 100)
+    for terminal, bars, drawn in ((True, True, True), (False, True, False), (True, False, False)):
+        err = _Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        reading.set_bars(bars)
+        try:
+            seen = sum(len(y) for _, y in streamed.split("train").batches(64))
+        finally:
+            reading.set_bars(True)
+        assert seen == 432
+        assert ("train split" in err.getvalue() and "/432 [" in err.getvalue()) is drawn, (terminal, bars)
+
+
+def test_quiet_turns_bars_off():
+    from click.testing import CliRunner
+
+    from compressor.commands.cli import cli
+
+    try:
+        result = CliRunner().invoke(cli, ["report", "no-such-run", "--quiet"])  # parsed, then refused
+        assert result.exit_code == 2 and reading._state["bars"] is False
+    finally:
+        reading.set_bars(True)
+        from compressor.commands.app import state
+
+        state["quiet"] = False
