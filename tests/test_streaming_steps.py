@@ -188,3 +188,28 @@ def test_quiet_turns_bars_off():
         from compressor.commands.app import state
 
         state["quiet"] = False
+
+
+def test_train_streams_a_shard_folder(shards, tmp_path):
+    """`compressor train --stream`: fitted and tested a batch at a time; the card says streamed, and its
+    test accuracy is what the saved model scores on the same test split loaded."""
+    from compressor.pipeline.model_io import load_model
+    from compressor.pipeline.train import train
+
+    lines: list[str] = []
+    card = train(
+        "digits_cnn",
+        tmp_path / "base",
+        data=str(shards),
+        epochs=1,
+        batch_size=64,
+        model_params={"filters": 4, "dense_units": 16},
+        stream=True,
+        progress=lines.append,
+    )
+    assert card["dataset"]["streamed"] is True and card["dataset"]["splits"] == {"train": 432, "val": 48, "test": 120}
+    assert any("data streamed" in line for line in lines) and any("epoch 1/1" in line for line in lines)
+    loaded = load_dataset(str(shards), seed=0)
+    model = load_model(card["model_path"]).keras
+    scored = float(np.mean(model.predict(loaded.x_test, verbose=0).argmax(1) == loaded.y_test))
+    assert card["test_accuracy"] == pytest.approx(scored, abs=1e-6) and scored > 0.1

@@ -1,4 +1,5 @@
-"""The data options every command that reads data shares: --preprocess and --image-fit.
+"""The data options every command that reads data shares: --preprocess and --image-fit, and --stream
+for the commands that can read their data batch by batch.
 
 --data / --data-dir / --seed stay on each command (their defaults differ per command).
 """
@@ -38,3 +39,11 @@ def data_options(fn):
         "--preprocess", default="auto", show_default=True, metavar="MODE", callback=_check_mode, help=PREPROCESS_HELP
     )(fn)
     return fn
+
+
+STREAM_HELP = "Stream the data (shard or image folders) instead of loading it; default: stream above 64 MiB of inputs."
+
+
+def stream_option(fn):
+    """Add --stream/--no-stream (passed as ``stream``: True, False or None for auto; datasets/source.py)."""
+    return click.option("--stream/--no-stream", default=None, help=STREAM_HELP)(fn)

@@ -11,7 +11,7 @@ import json
 import click
 
 from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress
-from compressor.commands.data_options import data_options
+from compressor.commands.data_options import data_options, stream_option
 from compressor.commands.distribute_options import distribute_options, distributed
 from compressor.pipeline.layout import DemoLayout
 from compressor.recipes.optimizers import OPTIMIZERS
@@ -43,6 +43,7 @@ from compressor.recipes.optimizers import OPTIMIZERS
 @click.option("--resume", is_flag=True, help="--distribute: continue an interrupted training from its last epoch.")
 @distribute_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@stream_option
 @data_options
 @common
 def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, optimizer, params, seed, **flags):
@@ -62,6 +63,7 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
             progress=progress,
             preprocess=flags["preprocess"],
             image_fit=flags["image_fit"],
+            stream=flags["stream"],
             **training,
         )
     emit(
@@ -131,11 +133,7 @@ def train(model_name, data, data_dir, out, epochs, batch_size, learning_rate, op
     help="Choose the recipe: the cheapest int8 fix (plain, percentile ranges, equalization + bias correction, "
     "float layers, QAT) whose drop on the validation split is at most this (0.01 = 1 point); instead of --recipe.",
 )
-@click.option(
-    "--stream/--no-stream",
-    default=None,
-    help="Stream the data (shard or image folders) instead of loading it; default: stream above 64 MiB of inputs.",
-)
+@stream_option
 @distribute_options()
 @data_options
 @common

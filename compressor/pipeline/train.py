@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compressor.datasets import load_dataset
+from compressor.datasets.source import load_or_stream
+from compressor.datasets.splits import split_of
 from compressor.pipeline.layout import TrainLayout
 from compressor.pipeline.model_io import write_trained_model
 from compressor.pipeline.output_guard import check_output, out_path
@@ -37,13 +38,17 @@ def train(
     progress: Callable[[str], None] = lambda msg: None,
     preprocess: str = "auto",
     image_fit: str = "resize",
+    stream: bool | None = None,
 ) -> dict:
-    """Train ``model_name`` on ``data``, test it once, save it with its card; returns the card."""
+    """Train ``model_name`` on ``data``, test it once, save it with its card; returns the card.
+
+    ``stream``: read the data batch by batch (datasets/source.py): True, False, or None (auto: shard
+    and image folders above 64 MiB of model inputs)."""
     out = out_path(out)
     _check_arguments(epochs, batch_size, learning_rate, optimizer)
     check_output(out, [data, data_dir], overwrite)  # before the data is loaded
     training = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": optimizer}
-    data_options = {"preprocess": preprocess, "image_fit": image_fit}
+    data_options = {"preprocess": preprocess, "image_fit": image_fit, "stream": stream}
     with RunLock(out):
         card = _train(
             model_name, out, data, data_dir, {**training, "seed": seed}, model_params or {}, progress, data_options
@@ -62,7 +67,7 @@ def _train(
     data_options: dict | None = None,
 ) -> dict:
     """Load the data, build, fit and test the model, save it with its card (replacing ``out``)."""
-    dataset = load_dataset(data, data_dir=data_dir, seed=training["seed"], **(data_options or {}))
+    dataset = load_or_stream(data, data_dir=data_dir, seed=training["seed"], progress=progress, **(data_options or {}))
     from compressor.keras_shim import set_seed
     from compressor.models import build_model
 
@@ -80,11 +85,11 @@ def _train(
     distribute.begin_step("train")
     t0 = time.time()
     with distribute.worker_failures_explained():
-        history = _fit(model, dataset, training["epochs"], training["batch_size"], progress)
+        history = _fit(model, dataset, training["epochs"], training["batch_size"], training["seed"], progress)
     if distribute.active():
         training["distribute"] = {"mode": distribute.mode(), "replicas": distribute.replicas()}
     training["seconds"] = round(time.time() - t0, 2)
-    _, test_accuracy = model.evaluate(dataset.x_test, dataset.y_test, verbose=0)
+    test_accuracy = _test_accuracy(model, dataset)
     return write_trained_model(
         out,
         model,
@@ -105,20 +110,26 @@ def _check_arguments(epochs: int, batch_size: int, learning_rate: float, optimiz
     check_optimizer(optimizer)
 
 
-def _fit(model: Any, dataset: Any, epochs: int, batch_size: int, progress: Callable[[str], None]) -> dict:
+def _fit(model: Any, dataset: Any, epochs: int, batch_size: int, seed: int, progress: Callable[[str], None]) -> dict:
     """Fit on train, validating on val, one progress line per epoch; returns the curves."""
 
     def on_epoch(epoch: int, logs: dict) -> None:
         progress(epoch_line(epoch, epochs, logs, skip=("lr",)))
 
-    history = model.fit(
-        dataset.x_train,
-        dataset.y_train,
-        validation_data=(dataset.x_val, dataset.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        verbose=0,
-        shuffle=True,
-        callbacks=[*distribute.backup_callbacks(), epoch_callback(on_epoch)],
-    )
+    every = {"epochs": epochs, "verbose": 0, "callbacks": [*distribute.backup_callbacks(), epoch_callback(on_epoch)]}
+    if hasattr(dataset, "x_train"):  # in memory: Keras' own batching and shuffle, as before streaming existed
+        arrays = (dataset.x_train, dataset.y_train)
+        history = model.fit(
+            *arrays, validation_data=(dataset.x_val, dataset.y_val), batch_size=batch_size, shuffle=True, **every
+        )
+    else:  # streamed: tf.data pipelines read a batch at a time, reshuffled each epoch from the seed
+        train = split_of(dataset, "train").to_tf(batch_size, shuffle=True, seed=seed)
+        history = model.fit(train, validation_data=split_of(dataset, "val").to_tf(batch_size), **every)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _test_accuracy(model: Any, dataset: Any) -> float:
+    """Accuracy on the test split, evaluated once (a batch at a time when streamed)."""
+    if hasattr(dataset, "x_test"):
+        return float(model.evaluate(dataset.x_test, dataset.y_test, verbose=0)[1])
+    return float(model.evaluate(split_of(dataset, "test").to_tf(256), verbose=0)[1])
