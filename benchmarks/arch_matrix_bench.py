@@ -2,8 +2,8 @@
 
 The family (benchmarks/arch_models.py) is trained briefly on the embedded digits (its own split;
 test: 359 images, one image = 0.28 points), saved as .h5, then every preset with a training step
-runs through the real ``compress`` (the function the CLI calls) with each training step cut to
-``step_epochs`` epochs (distill without its labels-only baseline), plus plain ``int8`` as the
+runs through the real ``compress`` (the function the CLI calls), each training step at the
+family's epochs (arch_models.FAMILIES; distill without its labels-only baseline), plus plain ``int8`` as the
 no-training reference. All presets share one ``compress`` run (one float export); a preset that
 fails is recorded with its error and the run is started again without it, reusing the steps the
 other presets had finished. Per preset: status, int8 TFLite test accuracy, the ONNX (produced or
@@ -21,7 +21,6 @@ import time
 import traceback
 from pathlib import Path
 
-STEP_EPOCHS = 1
 BASELINE = "int8"
 LATENCY_RUNS = 10  # latency is not what this section measures
 
@@ -37,21 +36,23 @@ def _training_steps(recipe, get_step) -> list[int]:
     return [i for i, s in enumerate(recipe.steps) if "epochs" in get_step(s.type).params.model_fields]
 
 
-def overrides(presets: list[str], epochs: int) -> list[str]:
-    """``PRESET:steps.N.params.epochs=E`` for each training step; distill trains no labels-only baseline."""
+def overrides(presets: list[str], epochs: int | None) -> list[str]:
+    """``PRESET:steps.N.params.epochs=E`` for each training step (none: the preset's own epochs); distill
+    trains no labels-only baseline (a second student: time, and not what this section compares)."""
     from compressor.recipes import get_step, load_recipe
 
     out = []
     for preset in presets:
         recipe = load_recipe(preset)
         for i in _training_steps(recipe, get_step):
-            out.append(f"{preset}:steps.{i}.params.epochs={epochs}")
+            if epochs is not None:
+                out.append(f"{preset}:steps.{i}.params.epochs={epochs}")
             if recipe.steps[i].type == "distill":
                 out.append(f"{preset}:steps.{i}.params.baseline=false")
     return out
 
 
-def family_matrix(work: str, family: str, step_epochs: int = STEP_EPOCHS) -> dict:
+def family_matrix(work: str, family: str) -> dict:
     from .arch_models import FAMILIES, INPUTS
     from .faster_bench import split_npz
 
@@ -59,7 +60,7 @@ def family_matrix(work: str, family: str, step_epochs: int = STEP_EPOCHS) -> dic
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     log = Log(Path(work) / "progress.log", family)
-    kind, float_epochs = FAMILIES[family]
+    kind, float_epochs, step_epochs = FAMILIES[family]
     from .arch_models import family_data
 
     data = family_data(kind)
@@ -73,7 +74,7 @@ def family_matrix(work: str, family: str, step_epochs: int = STEP_EPOCHS) -> dic
         "task": INPUTS[kind],
         "parameters": params,
         "float_epochs": float_epochs,
-        "step_epochs": step_epochs,
+        "step_epochs": step_epochs if step_epochs is not None else "preset defaults",
         "train_s": round(train_s, 1),
         **matrix,
     }
@@ -101,7 +102,7 @@ def _train(family: str, data, epochs: int, path: Path) -> tuple[Path, float, int
     return path, time.time() - t0, int(model.count_params())
 
 
-def _run_all(model: Path, npz: Path, presets: list[str], epochs: int, folder: Path, log: Log) -> dict:
+def _run_all(model: Path, npz: Path, presets: list[str], epochs: int | None, folder: Path, log: Log) -> dict:
     """One compress over the pending presets; a failing preset is recorded and dropped, the others rerun
     reusing their finished steps (copied out of the failed run's partial folder)."""
     from compressor.pipeline.compress import compress
