@@ -109,9 +109,9 @@ def test_soft_targets_ride_as_the_streamed_labels(teacher, shards):
     assert tuple(x.shape) == (32, 8, 8, 1) and tuple(y.shape) == (32, 11) and y.dtype.name == "float32"
 
 
-def test_compress_with_prune_and_distill_streams(tiny_model_path, shards, tmp_path):
-    """prune-int8 and distill-int8 on a shard folder with stream=True: the run streams (it was refused
-    while these steps read whole arrays), each step trains and the int8 exports are measured."""
+def test_compress_with_a_training_step_streams(tiny_model_path, shards, tmp_path):
+    """prune-int8 on a shard folder with stream=True: the run streams (it was refused while prune read
+    whole arrays; so were distill, channel_prune and regularize), prunes and measures its int8 export."""
     from compressor.pipeline.compress import compress
     from compressor.pipeline.run_data import stream_blocker
     from compressor.recipes import load_recipe
@@ -123,12 +123,11 @@ def test_compress_with_prune_and_distill_streams(tiny_model_path, shards, tmp_pa
         "steps.0.params.epochs=1",
         "steps.1.params.calibration_samples=32",
         "export.formats=[tflite]",
-        "distill-int8:steps.0.params.baseline=false",
     ]
     out = tmp_path / "run"
     report = compress(
         tiny_model_path,
-        names[:2],
+        names[:1],
         out,
         data=str(shards),
         overrides=overrides,
@@ -140,9 +139,9 @@ def test_compress_with_prune_and_distill_streams(tiny_model_path, shards, tmp_pa
     assert run["data"]["streamed"] is True and run["data"]["splits"]["train"] == 432
     assert any("data streamed" in line for line in lines)
     rows = {r["artifact"]: r for r in report["artifacts"]}
-    assert {"prune-int8", "distill-int8"} <= rows.keys()
+    assert rows.keys() == {"float32", "prune-int8"}
     assert report["steps"]["prune-int8"][0]["info"]["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
-    assert rows["prune-int8"]["accuracy"] > 0.3 and rows["distill-int8"]["accuracy"] > 0.3  # chance: 0.1
+    assert rows["prune-int8"]["accuracy"] > 0.3  # chance: 0.1
 
 
 def test_every_streaming_step_is_a_registered_step():
@@ -213,3 +212,56 @@ def test_train_streams_a_shard_folder(shards, tmp_path):
     model = load_model(card["model_path"]).keras
     scored = float(np.mean(model.predict(loaded.x_test, verbose=0).argmax(1) == loaded.y_test))
     assert card["test_accuracy"] == pytest.approx(scored, abs=1e-6) and scored > 0.1
+
+
+def test_tune_and_search_stream(tiny_model_path, shards, tmp_path):
+    """tune (an architecture trial, the refit on train+val) and search (its int8 baseline trial) on
+    streamed shards: fitted and measured a batch at a time (search's export is compress, tested above)."""
+    from compressor.pipeline.model_io import load_model, read_card
+    from compressor.tuning.search import search
+    from compressor.tuning.tune import tune
+
+    space = tmp_path / "space.yaml"
+    space.write_text(json.dumps({"epochs": 1, "params": {"learning_rate": 3e-3, "model.filters": 4}}))
+    streamed = {"data": str(shards), "n_trials": 1, "data_options": {"stream": True}}
+    tuned = tune(tmp_path / "t", model="digits_cnn", space=str(space), sampler="random", pruner="none", **streamed)
+    final = tuned["final"]
+    assert tuned["counts"]["COMPLETE"] == 1 and len(final["history"]["loss"]) == 1
+    card = read_card(Path(final["model_path"]))
+    assert card["dataset"]["streamed"] is True and card["training"]["splits"] == "train+val"
+    loaded = load_dataset(str(shards), seed=0)
+    refit = load_model(final["model_path"]).keras
+    scored = float(np.mean(refit.predict(loaded.x_test, verbose=0).argmax(1) == loaded.y_test))
+    assert final["test_accuracy"] == pytest.approx(scored, abs=1e-6)
+    found = search(tiny_model_path, tmp_path / "s", max_accuracy_drop=0.3, final=False, **streamed)
+    assert found["validation_samples"] == 48 and found["chosen"]["label"] == "int8"
+    assert found["chosen"]["losses"] + found["chosen"]["gains"] <= 48 and found["chosen"]["val_accuracy"] > 0.3
+
+
+def test_package_streams_the_test_split(tiny_model_path, shards, tmp_path):
+    """package (app and mcu) on a streamed run: the test split is checked a batch at a time and only the
+    self-test samples are read; the bundle holds what the same run packaged from loaded data holds."""
+    import zipfile
+
+    from compressor.bundle.package import package
+    from compressor.mcu.package_mcu import package_mcu
+    from compressor.pipeline.compress import compress
+
+    run = tmp_path / "run"
+    overrides = ["steps.0.params.calibration_samples=32", "export.formats=[tflite]"]
+    compress(tiny_model_path, ["int8"], run, data=str(shards), overrides=overrides, latency_runs=2, stream=True)
+    said: list[str] = []
+    bundles = {s: package(run, tmp_path / f"{s}.zip", samples=5, stream=s, progress=said.append) for s in (True, False)}
+    assert sum("data streamed" in line for line in said) == 1
+    assert bundles[True]["artifact"] == bundles[False]["artifact"] == "int8"
+    held = {}
+    for s in (True, False):
+        with zipfile.ZipFile(tmp_path / f"{s}.zip") as archive:
+            held[s] = np.load(io.BytesIO(archive.read("samples.npz")))
+            assert held[s]["x"].shape == (5, 8, 8, 1) and held[s]["raw"].dtype == np.uint8
+    for key in held[True].files:
+        np.testing.assert_array_equal(held[True][key], held[False][key])
+    streamed, loaded = (bundles[s]["manifest"] for s in (True, False))
+    assert streamed["raw_input"] == loaded["raw_input"] == {"shape": [8, 8, 1], "dtype": "uint8"}
+    mcu = {s: package_mcu(run, tmp_path / f"mcu-{s}", stream=s) for s in (True, False)}
+    assert mcu[True]["accuracy"] == mcu[False]["accuracy"] and mcu[True]["accuracy"]["samples"] == 120

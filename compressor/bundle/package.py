@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from compressor.bundle.image_samples import image_samples
 from compressor.bundle.signing import load_private_key, signature_block
 from compressor.bundle.signing import sign as signature_bytes
 from compressor.bundle.tflite_metadata import write_metadata
+from compressor.datasets.splits import split_of
 from compressor.pipeline.layout import REFERENCE, RunLayout
 from compressor.pipeline.output_guard import check_file_output
 from compressor.runtime import accuracy, latency
@@ -42,6 +44,7 @@ from compressor.runtime.signing import SIGNATURE
 
 FLOAT_ATOL = 1e-4  # float32/float16 graphs: only summation order may differ between CPUs
 MIXED_ATOL = 1e-2  # float I/O around integer kernels (dynamic range): rounding can move a few steps
+EVAL_BATCH = 256  # test samples a check holds at once (runtime.accuracy.predict's own batch)
 
 
 def package(
@@ -58,13 +61,16 @@ def package(
     sign: str | Path | None = None,
     progress: Callable[[str], None] = lambda msg: None,
     max_latency_ms: float | None = None,
+    stream: bool | None = None,
 ) -> dict:
     """Build the bundle; returns {"bundle", "artifact", "reason", "manifest"}.
 
     The test set is reloaded as the run recorded it in run.json (data spec, data folder, seed);
     ``data``, ``data_dir`` and ``seed`` override what was recorded. ``sign``: an Ed25519 private key
     (compressor keygen) whose signature of manifest.json goes into the bundle as manifest.sig.
-    ``max_latency_ms``: among passing artifacts, prefer those whose median latency meets it (choose.py)."""
+    ``max_latency_ms``: among passing artifacts, prefer those whose median latency meets it (choose.py).
+    ``stream``: read the test split batch by batch (datasets/source.py; None: when the folder is large);
+    only the ``samples`` self-test samples are ever held."""
     run_dir, out = Path(run_dir), Path(out)
     key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
     layout = RunLayout(run_dir)
@@ -75,7 +81,7 @@ def package(
     inputs = [layout.report_json, layout.run_record, run.get("model"), data, data_dir, artifact_file(layout, chosen)]
     check_file_output(out, inputs, overwrite, replaceable=_is_bundle)  # never a folder, an input or a foreign file
     progress(f"packaging {chosen['artifact']}: {reason}")
-    dataset = reload_dataset(run_dir, run, report, data, data_dir, seed)
+    dataset = reload_dataset(run_dir, run, report, (data, data_dir, seed), stream, progress)
     model_name = name or _card(run).get("model") or Path(run["model"]).name
     bundle = _Bundle(layout, report, run, chosen, dataset, model_name, str(version))
     with tempfile.TemporaryDirectory(prefix="compressor-package-") as tmp:
@@ -100,7 +106,8 @@ class _Bundle:
         self.name, self.version = name, version
         self.recipe = next((r for r in run.get("recipes", []) if r["name"] == chosen["artifact"]), None)
         self.prep, self.labels = report["data"]["preprocessing"], list(report["data"]["labels"])
-        self.raw_input = {"shape": list(dataset.raw_test.shape[1:]), "dtype": dataset.raw_test.dtype.name}
+        raw = test_samples(dataset, 1)["raw"]
+        self.raw_input = {"shape": list(raw.shape[1:]), "dtype": raw.dtype.name}
 
     def write(self, tmp: Path, samples: int, reason: str, signature: dict | None) -> dict:
         chosen, dataset = self.chosen, self.dataset
@@ -116,7 +123,7 @@ class _Bundle:
             extra={"recipe": chosen["artifact"]},
         )
         n = min(samples, len(dataset.y_test))
-        arrays = {"raw": dataset.raw_test[:n], "x": dataset.x_test[:n], "y": dataset.y_test[:n]}
+        arrays = test_samples(dataset, n)
         entries = [_model_entry(tmp / "model.tflite", "tflite", chosen, dataset, arrays, self.recipe, check=True)]
         onnx_row = self._onnx_row()
         if onnx_row is not None:
@@ -176,7 +183,9 @@ class _Bundle:
 def _model_entry(path: Path, fmt: str, row: dict, dataset, arrays: dict, recipe: dict | None, check: bool) -> dict:
     runner = open_model(path)
     if check:  # the reloaded test set must be the run's, or the expected outputs mean nothing
-        measured = accuracy.classification_metrics(accuracy.predict(runner, dataset.x_test), dataset.y_test)
+        test = split_of(dataset, "test")  # loaded or streamed: a batch at a time
+        outputs = np.concatenate([accuracy.predict(runner, x) for x, _ in test.batches(EVAL_BATCH)])
+        measured = accuracy.classification_metrics(outputs, test.y)
         # The whole confusion matrix, not just accuracy: another split could score the same by chance.
         if (
             measured["confusion_matrix"] != row.get("confusion_matrix", measured["confusion_matrix"])
@@ -221,11 +230,29 @@ def artifact_file(layout: RunLayout, row: dict) -> Path:
     return path
 
 
-def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, data_dir: str | None, seed: int | None):
-    """The run's test set, from what run.json recorded; the arguments given override it. Runs made
-    before run.json recorded its data fall back to the model card's data set and seed 0."""
+def test_samples(dataset: Any, n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` test samples as read (raw), as model inputs (x) and their labels (y)."""
+    if hasattr(dataset, "x_test"):
+        return {"raw": dataset.raw_test[:n], "x": dataset.x_test[:n], "y": dataset.y_test[:n]}
+    test, rows = dataset.split("test"), np.arange(n)  # streamed: only these n are read
+    return {"raw": test.raw(rows), "x": test.inputs(rows), "y": test.y[rows]}
+
+
+def reload_dataset(
+    run_dir: Path,
+    run: dict,
+    report: dict,
+    given: tuple = (None, None, None),
+    stream: bool | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> Any:
+    """The run's test set, from what run.json recorded; ``given`` (data, data_dir, seed) overrides it.
+    Runs made before run.json recorded its data fall back to the model card's data set and seed 0.
+    ``stream``: loaded or streamed (datasets/source.py)."""
     from compressor.datasets import DATASET_NAMES
-    from compressor.datasets.load import load_recorded
+    from compressor.datasets.source import load_recorded
+
+    data, data_dir, seed = given
 
     recorded = run.get("data") if isinstance(run.get("data"), dict) else {}
     spec = data or recorded.get("spec") or _card(run).get("data")
@@ -236,7 +263,8 @@ def reload_dataset(run_dir: Path, run: dict, report: dict, data: str | None, dat
     data_dir = data_dir or (recorded.get("data_dir") if not data else None)
     seed = seed if seed is not None else int(recorded.get("seed", 0))
     expected = report["data"]
-    dataset = load_recorded(spec, data_dir, seed, expected["preprocessing"], recorded.get("input_shape"))
+    shape = recorded.get("input_shape")
+    dataset = load_recorded(spec, data_dir, seed, expected["preprocessing"], shape, stream, progress)
     if (
         dataset.name != expected["name"]
         or len(dataset.y_test) != expected["test_samples"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from compressor.commands.app import cli, common, emit, progress
+from compressor.commands.data_options import stream_option
 
 
 @cli.command("package")
@@ -57,11 +58,13 @@ from compressor.commands.app import cli, common, emit, progress
 )
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
+@stream_option
 @common
 def package_cmd(run_dir, out, target, artifact, data, data_dir, seed, overwrite, as_json, **options):
     """Bundle a compress run: for apps (model(s), labels, manifest, self-test samples) or for a
     microcontroller (--target mcu: model_data.cc, settings and op-resolver headers, checked on TFLite Micro)."""
     common_args = dict(artifact=artifact, data=data, data_dir=data_dir, seed=seed, overwrite=overwrite)
+    common_args["stream"] = options.pop("stream")
     mcu_only = ("arena_limit_kb", "flash_limit_kb", "compress_weights")
     if target == "mcu":
         if options["max_latency_ms"]:

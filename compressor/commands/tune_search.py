@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from compressor.commands.app import cli, common, emit, fail_unless, parse_params, progress, state
-from compressor.commands.data_options import data_options
+from compressor.commands.data_options import data_options, stream_option
 from compressor.commands.distribute_options import distribute_options
 from compressor.pipeline.layout import RunLayout
 
@@ -74,6 +74,7 @@ def _study_options(fn):
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @distribute_options(("none", "mirrored"))
+@stream_option
 @data_options
 @common
 def tune_cmd(
@@ -101,6 +102,7 @@ def tune_cmd(
     replicas,
     preprocess,
     image_fit,
+    stream,
 ):
     """Tune training hyperparameters (Optuna); refit the winner on train+val, test it once."""
     _trials_over_devices(distribute, replicas, workers)
@@ -129,7 +131,7 @@ def tune_cmd(
         final=not no_final,
         trust_code=trust_code,
         progress=Progress(quiet=state["quiet"]),
-        data_options={"preprocess": preprocess, "image_fit": image_fit},
+        data_options={"preprocess": preprocess, "image_fit": image_fit, "stream": stream},
     )
     emit(result, as_json, format_tune(result) + f"\nreport: {RunLayout(out).report_html}")
 
@@ -182,6 +184,7 @@ def _trials_over_devices(mode: str, replicas: int | None, workers: int) -> None:
 @click.option("--trust-code", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
+@stream_option
 @data_options
 @common
 def search_cmd(
@@ -205,6 +208,7 @@ def search_cmd(
     as_json,
     preprocess,
     image_fit,
+    stream,
 ):
     """Accuracy-aware multi-objective search over recipes: Pareto front + best artifact under the constraint."""
     from compressor.tuning.progress import Progress
@@ -230,7 +234,7 @@ def search_cmd(
         trust_code=trust_code,
         overwrite=overwrite,
         progress=Progress(quiet=state["quiet"]),
-        data_options={"preprocess": preprocess, "image_fit": image_fit},
+        data_options={"preprocess": preprocess, "image_fit": image_fit, "stream": stream},
     )
     emit(result, as_json, format_search(result) + f"\nreport: {RunLayout(out).report_html}")
     # Like compress, exit 1 when there is nothing to ship: no trial met the constraint, or the

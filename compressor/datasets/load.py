@@ -58,31 +58,6 @@ def load_dataset(
     return assemble(name, raw, seed=seed, val_fraction=val_fraction, model=model, preprocess=preprocess)
 
 
-def data_arguments(settings: dict) -> dict:
-    """load_dataset's/compress's data arguments from what a tune/search study recorded."""
-    return {
-        "data": settings["data"],
-        "data_dir": settings.get("data_dir"),
-        "preprocess": settings.get("preprocess", "auto"),
-        "image_fit": settings.get("image_fit", "resize"),
-    }
-
-
-def load_from_settings(settings: dict, seed: int, model: Any = None) -> Dataset:
-    """The data a tune/search study records (data, data_dir, preprocess, image_fit), for its workers."""
-    args = data_arguments(settings)
-    return load_dataset(args.pop("data"), seed=seed, model=model, **args)
-
-
-def load_recorded(spec: str, data_dir: str | None, seed: int, preprocessing: dict, input_shape) -> Dataset:
-    """A run's data again (``compressor package``): its recorded preprocessing and image fitting are
-    replayed as they are, the arrays laid out for the recorded input shape (when one was recorded)."""
-    shape = ModelInput(shape=tuple(input_shape)) if input_shape else None
-    return load_dataset(
-        spec, data_dir=data_dir, seed=seed, model=shape, preprocess=Preprocessing.from_dict(preprocessing)
-    )
-
-
 def _read(spec: str, data_dir: str | None, shape: tuple | None, fit: str | dict) -> tuple[str, RawData]:
     if spec == "digits":
         return spec, read_digits()

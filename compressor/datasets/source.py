@@ -17,6 +17,8 @@ import numpy as np
 
 from compressor.datasets.dataset import SPLITS, Dataset
 from compressor.datasets.load import DATASET_NAMES, load_dataset
+from compressor.datasets.model_input import ModelInput
+from compressor.datasets.preprocessing import Preprocessing
 from compressor.datasets.stream import StreamingDataset, open_stream
 from compressor.runtime.errors import UserError
 
@@ -66,3 +68,38 @@ def input_bytes(data: Dataset | StreamingDataset) -> int:
     """Bytes of all splits' model inputs as float32 arrays."""
     samples = sum(len(data.split(split)) for split in SPLITS)
     return samples * int(np.prod(data.input_shape)) * 4
+
+
+def data_arguments(settings: dict) -> dict:
+    """load_or_stream's/compress's data arguments from what a tune/search study recorded."""
+    return {
+        "data": settings["data"],
+        "data_dir": settings.get("data_dir"),
+        "preprocess": settings.get("preprocess", "auto"),
+        "image_fit": settings.get("image_fit", "resize"),
+        "stream": settings.get("stream"),
+    }
+
+
+def load_from_settings(settings: dict, seed: int, model: Any = None) -> Dataset | StreamingDataset:
+    """The data a tune/search study records (data, data_dir, preprocess, image_fit, stream), for its
+    workers: loaded, or streamed as ``stream`` says (None: streamed when the folder is large)."""
+    args = data_arguments(settings)
+    return load_or_stream(args.pop("data"), seed=seed, model=model, **args)
+
+
+def load_recorded(
+    spec: str,
+    data_dir: str | None,
+    seed: int,
+    preprocessing: dict,
+    input_shape: Any,
+    stream: bool | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> Dataset | StreamingDataset:
+    """A run's data again (``compressor package``): its recorded preprocessing and image fitting are
+    replayed as they are, laid out for the recorded input shape (when one was recorded); loaded or
+    streamed as ``stream`` says (None: streamed when the folder is large)."""
+    shape = ModelInput(shape=tuple(input_shape)) if input_shape else None
+    prep = Preprocessing.from_dict(preprocessing)
+    return load_or_stream(spec, data_dir, seed, shape, prep, stream=stream, progress=progress)

@@ -50,8 +50,50 @@ class ArraySplit:
         positions = subset_positions(len(self), n, seed)
         return self.x[positions], None if self.y is None else self.y[positions]
 
+    def inputs(self, positions: np.ndarray) -> np.ndarray:
+        return self.x[positions]
+
     def head(self, n: int) -> np.ndarray:
         return self.x[:n]
+
+    def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
+        return tf_batches(self, batch_size, shuffle, seed)
+
+
+class JoinedSplit:
+    """Splits read one after the other as one (tune's final refit trains on train + val): loaded or
+    streamed parts, nothing copied; a batch gathers its rows from the parts it spans."""
+
+    def __init__(self, name: str, parts: list[Any]):
+        self.name, self.parts = name, parts
+        self.y = np.concatenate([np.asarray(part.y) for part in parts])
+        self.ends = np.cumsum([len(part) for part in parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def inputs(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        part = np.searchsorted(self.ends, positions, side="right")
+        starts = np.concatenate([[0], self.ends[:-1]])
+        out = None
+        for p in np.unique(part):
+            rows = np.flatnonzero(part == p)
+            x = self.parts[p].inputs(positions[rows] - starts[p])
+            out = np.empty((len(positions), *x.shape[1:]), dtype=x.dtype) if out is None else out
+            out[rows] = x
+        return out
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, Any]]:
+        for positions in batch_positions(len(self), batch_size, shuffle, seed):
+            yield self.inputs(positions), self.y[positions]
+
+    def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, Any]:
+        positions = subset_positions(len(self), n, seed)
+        return self.inputs(positions), self.y[positions]
+
+    def head(self, n: int) -> np.ndarray:
+        return self.inputs(np.arange(min(n, len(self))))
 
     def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
         return tf_batches(self, batch_size, shuffle, seed)

@@ -64,12 +64,16 @@ class StreamSplit:
         draws a progress bar on a terminal (datasets/reading.py): reading from disk is the slow part."""
         every = batch_positions(len(self), batch_size, shuffle, seed)
         for positions in batch_bar(every, len(self), f"{self.name} split"):
-            yield self.preprocessing.apply(self.raw(positions)), self.y[positions]
+            yield self.inputs(positions), self.y[positions]
+
+    def inputs(self, positions: np.ndarray) -> np.ndarray:
+        """Model inputs (preprocessed) at ``positions`` of this split."""
+        return self.preprocessing.apply(self.raw(positions))
 
     def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """At most ``n`` samples, chosen with ``seed``, in memory: a calibration or validation subset."""
         positions = subset_positions(len(self), n, seed)
-        return self.preprocessing.apply(self.raw(positions)), self.y[positions]
+        return self.inputs(positions), self.y[positions]
 
     def head(self, n: int) -> np.ndarray:
         """The first ``n`` model inputs of the split, in memory."""
@@ -94,7 +98,7 @@ class StreamingDataset:
 
     @cached_property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.train.raw(np.arange(1)).shape[1:])
+        return tuple(int(d) for d in self.train.head(1).shape[1:])
 
     @property
     def num_classes(self) -> int:
@@ -112,8 +116,18 @@ class StreamingDataset:
     def y_test(self) -> np.ndarray:
         return self.test.y
 
+    @property
+    def test_files(self) -> list[str] | None:
+        """The image file of each test sample (image folders; None otherwise), as Dataset has them."""
+        files = getattr(self.test.pool, "files", None)
+        return None if files is None else [str(files[int(i)]) for i in self.test.indices]
+
     def split(self, name: str) -> StreamSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def with_split(self, name: str, split: Any) -> StreamingDataset:
+        """These splits with ``name`` replaced by ``split`` (e.g. a JoinedSplit of train and val)."""
+        return replace(self, **{name: split})
 
     def with_targets(self, targets: dict[str, np.ndarray]) -> StreamingDataset:
         """These splits with other targets as y (splits.with_targets): only the labels are replaced."""

@@ -32,6 +32,7 @@ from compressor.runtime.interpreters import open_model
 from compressor.runtime.quantization import quantize_input
 
 SCHEMA = "compressor.mcu/1"
+STREAMED_TEST_SAMPLES = 2_000  # of a streamed test split: TFLite Micro runs them one by one, from arrays
 
 
 def package_mcu(
@@ -46,8 +47,10 @@ def package_mcu(
     seed: int | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] = lambda msg: None,
+    stream: bool | None = None,
 ) -> dict:
-    """Check, measure and write the MCU folder; returns what mcu.json holds."""
+    """Check, measure and write the MCU folder; returns what mcu.json holds. ``stream``: a streamed test
+    split (datasets/source.py) is measured on a seeded subset of ``STREAMED_TEST_SAMPLES``."""
     run_dir, out = Path(run_dir), Path(out)
     layout = RunLayout(run_dir)
     report, run = read_run_file(layout.report_json), read_run_file(layout.run_record)
@@ -65,7 +68,7 @@ def package_mcu(
             f"{row['artifact']}: TFLite Micro has no kernel for {', '.join(lacking)}; "
             f"replace {'it' if len(lacking) == 1 else 'them'} in the model"
         )
-    dataset = reload_dataset(run_dir, run, report, data, data_dir, seed)
+    dataset = _held(reload_dataset(run_dir, run, report, (data, data_dir, seed), stream, progress), progress)
     progress(f"running {row['artifact']} on TFLite Micro and LiteRT ({len(dataset.y_test)} test samples)")
     figures, inp = _measure(model_path, dataset, row)
     figures["ops"] = sorted(set(model_ops))
@@ -82,6 +85,18 @@ def package_mcu(
         _write(tmp, model, info)
         mark_output(tmp, "mcu")
     return info
+
+
+def _held(dataset: Any, progress: Callable[[str], None]) -> Any:
+    """The test split as arrays: TFLite Micro and the weight-compression check run on whole arrays, so a
+    streamed split gives a seeded subset of at most STREAMED_TEST_SAMPLES (said, and counted in mcu.json)."""
+    if hasattr(dataset, "x_test"):
+        return dataset
+    total = len(dataset.y_test)
+    held = dataset.arrays(STREAMED_TEST_SAMPLES, splits=("test",))
+    if len(held.y_test) < total:
+        progress(f"test split streamed: measuring a seeded subset of {len(held.y_test):,} of its {total:,} samples")
+    return held
 
 
 def choose_int8(report: dict, layout: RunLayout, artifact: str | None) -> dict:

@@ -89,7 +89,7 @@ def _train(
     if distribute.active():
         training["distribute"] = {"mode": distribute.mode(), "replicas": distribute.replicas()}
     training["seconds"] = round(time.time() - t0, 2)
-    test_accuracy = _test_accuracy(model, dataset)
+    test_accuracy = evaluated_on_test(model, dataset)
     return write_trained_model(
         out,
         model,
@@ -128,8 +128,8 @@ def _fit(model: Any, dataset: Any, epochs: int, batch_size: int, seed: int, prog
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def _test_accuracy(model: Any, dataset: Any) -> float:
-    """Accuracy on the test split, evaluated once (a batch at a time when streamed)."""
+def evaluated_on_test(model: Any, dataset: Any) -> float:
+    """A compiled model's accuracy on the test split, evaluated once (a batch at a time when streamed)."""
     if hasattr(dataset, "x_test"):
         return float(model.evaluate(dataset.x_test, dataset.y_test, verbose=0)[1])
     return float(model.evaluate(split_of(dataset, "test").to_tf(256), verbose=0)[1])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from compressor.datasets.splits import split_of
 from compressor.runtime.atomic import output_dir, write_json
 from compressor.tuning.constraint import paired_counts
 
@@ -51,9 +52,8 @@ def run_recipe(
         tflite, metas = run_chain(fresh_model(model), data, recipe, trial.steps)
         final = trial.artifact
         final.write_bytes(Path(tflite).read_bytes())
-        measured = validation.measure(
-            final, recipe.name, "tflite", data.x_val, data.y_val, reference, threads=1, latency_runs=latency_runs
-        )
+        val = split_of(data, "val")  # loaded or streamed: measured a batch at a time
+        measured = validation.measure(final, recipe.name, "tflite", val, None, reference, 1, latency_runs)
         m = measured.metrics
         result = {
             "val_accuracy": float(m["accuracy"]["top1"]),

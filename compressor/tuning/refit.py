@@ -16,8 +16,9 @@ from compressor.tuning import trainer
 
 
 def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progress: Any) -> dict:
-    from compressor.datasets.load import load_from_settings
+    from compressor.datasets.source import load_from_settings
     from compressor.pipeline.model_io import write_trained_model
+    from compressor.pipeline.train import evaluated_on_test
 
     data = load_from_settings(settings, seed)
     merged = trainer.merged_train_val(data)
@@ -36,7 +37,7 @@ def refit(values: dict, space: Any, settings: dict, out: Path, seed: int, progre
         settings["model"], values, merged, space.epochs, seed, settings.get("model_params"), on_epoch, validate=False
     )
     seconds = time.time() - t0
-    _, test_accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
+    test_accuracy = evaluated_on_test(model, data)
     arch = {**settings.get("model_params", {}), **{k[6:]: v for k, v in values.items() if k.startswith("model.")}}
     training = {k: v for k, v in values.items() if not k.startswith("model.")}
     card = write_trained_model(

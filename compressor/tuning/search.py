@@ -17,7 +17,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from compressor.datasets.load import data_arguments, load_from_settings
+from compressor.datasets.source import data_arguments, load_from_settings
 from compressor.pipeline.layout import StudyLayout
 from compressor.runtime.atomic import write_json, write_text
 from compressor.runtime.errors import UserError

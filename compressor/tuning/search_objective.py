@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.datasets.splits import split_of
 from compressor.pipeline.layout import StudyLayout
 from compressor.pipeline.validation import reference_outputs
 from compressor.tuning.constraint import drop_upper_bound
@@ -28,7 +29,7 @@ DIRECTIONS = ["maximize", "minimize", "minimize"]
 
 
 def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
-    from compressor.datasets.load import load_from_settings
+    from compressor.datasets.source import load_from_settings
     from compressor.pipeline.model_io import load_model
     from compressor.recipes import validate_recipe
     from compressor.recipes.base import set_progress
@@ -38,7 +39,7 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     sampler = make_nsga2(sampler_seed(cfg, worker), cfg.n_trials)
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
     data = load_from_settings(s, cfg.seed, model=model)
-    reference = reference_outputs(model, data.x_val)
+    reference = reference_outputs(model, split_of(data, "val"))  # a batch at a time, loaded or streamed
     ref_acc = float(np.mean(reference.argmax(1) == data.y_val)) if reference is not None else None
     set_progress(progress.epoch)
     ranking: list[str] | None = None
@@ -117,7 +118,7 @@ def _mcu_constraints(trial: Any, result: dict, cfg: Any, data: Any) -> list[floa
     from compressor.pipeline.layout import TrialLayout
 
     artifact = TrialLayout(StudyLayout(cfg.run_dir, "search").trial(trial.number)).artifact
-    fit = mcu_fit(artifact, data.x_val[0])
+    fit = mcu_fit(artifact, split_of(data, "val").head(1)[0])
     result["mcu"] = fit
     over = excess_kb(fit, limits.get("arena_kb"), limits.get("flash_kb"))
     for name, value in over.items():

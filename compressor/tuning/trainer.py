@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.datasets.splits import JoinedSplit, split_of
 from compressor.recipes import distribute
 from compressor.recipes.optimizers import make_optimizer
 from compressor.runtime.errors import UserError
@@ -93,17 +94,16 @@ def fit(
     with distribute.scope():  # --distribute mirrored: the trial's model and optimizer are replicated
         model = build(model_name, values, data, model_params)
 
-    val = (data.x_val, data.y_val) if validate else None
-    history = model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=val,
-        epochs=epochs,
-        batch_size=int(values.get("batch_size", DEFAULTS["batch_size"])),
-        verbose=0,
-        shuffle=True,
-        callbacks=[epoch_callback(on_epoch or (lambda epoch, logs: None))],
-    )
+    batch_size = int(values.get("batch_size", DEFAULTS["batch_size"]))
+    every = {"epochs": epochs, "verbose": 0, "callbacks": [epoch_callback(on_epoch or (lambda epoch, logs: None))]}
+    if hasattr(data, "x_train"):  # in memory: Keras' own batching and shuffle, as before streaming existed
+        held = (data.x_val, data.y_val) if validate else None
+        arrays = (data.x_train, data.y_train)
+        history = model.fit(*arrays, validation_data=held, batch_size=batch_size, shuffle=True, **every)
+    else:  # streamed: tf.data pipelines read a batch at a time, reshuffled each epoch from the seed
+        train = split_of(data, "train").to_tf(batch_size, shuffle=True, seed=seed)
+        val = split_of(data, "val").to_tf(batch_size) if validate else None
+        history = model.fit(train, validation_data=val, **every)
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if any(not np.isfinite(v) for v in curves.get("loss", [])):
         raise UserError("training diverged (loss is NaN/inf)")
@@ -111,9 +111,12 @@ def fit(
 
 
 def merged_train_val(data: Any) -> Any:
-    """The dataset with val folded into train: the winner's final refit uses every labelled sample."""
+    """The dataset with val folded into train: the winner's final refit uses every labelled sample.
+    Streamed data gets a train split that reads train, then val (splits.JoinedSplit): nothing is copied."""
     import dataclasses
 
+    if not hasattr(data, "x_train"):
+        return data.with_split("train", JoinedSplit("train", [split_of(data, "train"), split_of(data, "val")]))
     return dataclasses.replace(
         data, x_train=np.concatenate([data.x_train, data.x_val]), y_train=np.concatenate([data.y_train, data.y_val])
     )

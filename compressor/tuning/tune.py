@@ -53,7 +53,7 @@ def tune(
     data_options: dict | None = None,
 ) -> dict:
     """Run (or resume) the study, then refit/evaluate its best trial; returns tune.json's content.
-    ``data_options``: preprocess / image_fit (compressor/datasets/choice.py)."""
+    ``data_options``: preprocess / image_fit (compressor/datasets/choice.py), stream (datasets/source.py)."""
     progress = from_callable(progress)
     _check_choices(sampler, pruner, n_trials, workers)
     settings, the_space = _settings(model, model_path, recipe, space, data, data_dir, model_params, trust_code)
@@ -222,6 +222,7 @@ def _finalize_recipe(best: dict, settings: dict, layout: StudyLayout, seed: int,
 
     import yaml
 
+    from compressor.datasets.source import data_arguments
     from compressor.pipeline.compress import compress
     from compressor.recipes.overrides import set_path
 
@@ -235,8 +236,7 @@ def _finalize_recipe(best: dict, settings: dict, layout: StudyLayout, seed: int,
         settings["model_path"],
         [str(recipe_file)],
         layout.run("best").root,
-        data=settings["data"],
-        data_dir=settings.get("data_dir"),
+        **data_arguments(settings),  # the study's data, preprocessing, image fit and streaming choice
         overwrite=True,
         seed=seed,
         trust_code=settings.get("trust_code", False),

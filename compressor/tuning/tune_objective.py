@@ -16,6 +16,7 @@ import copy
 import time
 from typing import Any
 
+from compressor.datasets.splits import split_of
 from compressor.tuning import trainer
 from compressor.tuning.epoch_pruning import EpochReporter, recipe_epochs
 from compressor.tuning.hparam_space import grid, sample, space_from_dict
@@ -35,7 +36,7 @@ def make_objective(cfg: Any, worker: int, progress: Progress) -> tuple:
     sampler = make_sampler(
         s["sampler"], sampler_seed(cfg, worker), expected, grid(space), brackets(s["pruner"], epochs)
     )
-    from compressor.datasets.load import load_from_settings
+    from compressor.datasets.source import load_from_settings
 
     if s["mode"] == "architecture":
         return _architecture(cfg, space, load_from_settings(s, cfg.seed), progress), sampler, pruner
@@ -118,10 +119,10 @@ def _recipe(cfg: Any, space: Any, data: Any, progress: Progress):
     s = cfg.settings
     model = load_model(s["model_path"], trust_code=s.get("trust_code", False))
     if data is None:  # the model decides the layout and (with --preprocess auto) the scaling
-        from compressor.datasets.load import load_from_settings
+        from compressor.datasets.source import load_from_settings
 
         data = load_from_settings(s, cfg.seed, model=model)
-    reference = reference_outputs(model, data.x_val)
+    reference = reference_outputs(model, split_of(data, "val"))  # a batch at a time, loaded or streamed
     set_progress(progress.epoch)
 
     def objective(trial: Any) -> float:
