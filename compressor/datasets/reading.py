@@ -38,17 +38,29 @@ def reading(items: Sequence[T], what: str) -> Iterator[T]:
 
 
 def batch_bar(batches: Iterator[T], samples: int, what: str) -> Iterator[T]:
-    """``batches`` of a pass over ``samples`` samples, with a bar counting samples on a terminal."""
+    """``batches`` of a pass over ``samples`` samples, with a bar counting samples on a terminal.
+
+    The bar is cleared as the last batch is handed out, not when the generator ends: Keras stops
+    drawing from a tf.data pipeline of known length without exhausting it, and its epoch line would
+    otherwise land on the bar's line."""
     if not _drawn(samples, MIN_SAMPLES):
         yield from batches
         return
     from tqdm import tqdm
 
     _state["open"] += 1
+    bar = tqdm(total=samples, desc=what, unit="sample", leave=False, file=sys.stderr)
     try:
-        with tqdm(total=samples, desc=what, unit="sample", leave=False, file=sys.stderr) as bar:
-            for batch in batches:
-                yield batch
-                bar.update(len(batch))
+        for batch in batches:
+            bar.update(len(batch))
+            if bar.n >= samples:
+                _finish(bar)
+            yield batch
     finally:
+        _finish(bar)
+
+
+def _finish(bar) -> None:
+    if not bar.disable:  # tqdm sets disable once closed
+        bar.close()
         _state["open"] -= 1
