@@ -14,38 +14,6 @@ from compressor.runtime.errors import UserError
 FAST = ["steps.0.params.epochs=1", "export.formats=[tflite]"]
 
 
-def test_interrupted_run_resumes_from_last_finished_step(tiny_model_path, tmp_path):
-    out = tmp_path / "run"
-    partial = tmp_path / ".run.partial"
-
-    def interrupt_before_conversion(msg: str) -> None:
-        if msg.strip().startswith("step 1: int8"):
-            raise KeyboardInterrupt  # what Ctrl-C does between steps
-
-    with pytest.raises(KeyboardInterrupt):
-        compress(
-            tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, progress=interrupt_before_conversion
-        )
-    assert not out.exists(), "an interrupted run must not look finished"
-    prune_meta = partial / "prune-int8" / "steps" / "00-prune" / "meta.json"
-    assert json.loads(prune_meta.read_text())["complete"] is True
-    assert (partial / "prune-int8" / "steps" / "00-prune" / "model.h5").is_file()
-    first_meta = prune_meta.read_text()
-
-    lines: list[str] = []
-    report = compress(
-        tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=5, resume=True, progress=lines.append
-    )
-    assert any("step 0: prune (resumed from 00-prune)" in ln for ln in lines), lines
-    assert any(ln.strip() == "step 1: int8" for ln in lines)
-    assert not any("epoch" in ln for ln in lines), "the finished prune step was trained again"
-    assert (out / "prune-int8" / "steps" / "00-prune" / "meta.json").read_text() == first_meta
-    assert not partial.exists()
-    row = next(r for r in report["artifacts"] if r["artifact"] == "prune-int8")
-    sparsity = report["steps"]["prune-int8"][0]["info"]
-    assert row["accuracy"] > 0.5 and sparsity
-
-
 def _stop_before_conversion(msg: str) -> None:
     if msg.strip().startswith("step 1: int8"):
         raise KeyboardInterrupt  # what Ctrl-C does between steps
@@ -65,6 +33,30 @@ def interrupted(tiny_model_path, tmp_path_factory):
             progress=_stop_before_conversion,
         )
     return root, _listing(root / ".run.partial")
+
+
+def test_interrupted_run_resumes_from_last_finished_step(interrupted, tiny_model_path, tmp_path):
+    assert not (interrupted[0] / "run").exists(), "an interrupted run must not look finished"
+    assert not (interrupted[0] / ".run.lock").exists(), "the interrupted run left its lock: a resume would fail"
+    out = _copy_partial(interrupted, tmp_path)  # the module's interrupted run, resumed in a copy
+    partial = tmp_path / ".run.partial"
+    prune_meta = partial / "prune-int8" / "steps" / "00-prune" / "meta.json"
+    assert json.loads(prune_meta.read_text())["complete"] is True
+    assert (partial / "prune-int8" / "steps" / "00-prune" / "model.h5").is_file()
+    first_meta = prune_meta.read_text()
+
+    lines: list[str] = []
+    report = compress(
+        tiny_model_path, ["prune-int8"], out, overrides=FAST, latency_runs=3, resume=True, progress=lines.append
+    )
+    assert any("step 0: prune (resumed from 00-prune)" in ln for ln in lines), lines
+    assert any(ln.strip() == "step 1: int8" for ln in lines)
+    assert not any("epoch" in ln for ln in lines), "the finished prune step was trained again"
+    assert (out / "prune-int8" / "steps" / "00-prune" / "meta.json").read_text() == first_meta
+    assert not partial.exists()
+    row = next(r for r in report["artifacts"] if r["artifact"] == "prune-int8")
+    sparsity = report["steps"]["prune-int8"][0]["info"]
+    assert row["accuracy"] > 0.5 and sparsity
 
 
 def _listing(folder: Path) -> dict:
