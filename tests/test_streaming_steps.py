@@ -272,3 +272,18 @@ def test_package_streams_the_test_split(tiny_model_path, shards, tmp_path):
     assert streamed["raw_input"] == loaded["raw_input"] == {"shape": [8, 8, 1], "dtype": "uint8"}
     mcu = {s: package_mcu(run, tmp_path / f"mcu-{s}", stream=s) for s in (True, False)}
     assert mcu[True]["accuracy"] == mcu[False]["accuracy"] and mcu[True]["accuracy"]["samples"] == 120
+
+
+def test_stream_flag_reaches_train_and_search(tiny_model_path, tmp_path):
+    """--stream on data that cannot stream: the library's one-line refusal, exit 2, from each command."""
+    from click.testing import CliRunner
+
+    from compressor.commands.cli import cli
+
+    for args in (
+        ["train", "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "t")],
+        ["search", tiny_model_path, "--data", "digits", "--max-accuracy-drop", "0.2", "--out", str(tmp_path / "s")],
+    ):
+        result = CliRunner().invoke(cli, [*args, "--stream"])
+        assert result.exit_code == 2, (args[0], result.output)
+        assert "cannot stream digits: streaming reads a folder of .npy shards" in result.output, args[0]
