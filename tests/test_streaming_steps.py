@@ -109,32 +109,26 @@ def test_soft_targets_ride_as_the_streamed_labels(teacher, shards):
     assert tuple(x.shape) == (32, 8, 8, 1) and tuple(y.shape) == (32, 11) and y.dtype.name == "float32"
 
 
-def test_compress_with_a_training_step_streams(tiny_model_path, shards, tmp_path):
-    """prune-int8 on a shard folder with stream=True: the run streams (it was refused while prune read
-    whole arrays; so were distill, channel_prune and regularize), prunes and measures its int8 export."""
+@pytest.fixture(scope="module")
+def pruned_run(tiny_model_path, shards, tmp_path_factory) -> tuple[Path, dict, list[str]]:
+    """compress prune-int8 (1 epoch) on the shards with stream=True: (run folder, report, progress lines)."""
     from compressor.pipeline.compress import compress
+
+    out, lines = tmp_path_factory.mktemp("pruned") / "run", []
+    overrides = ["steps.0.params.epochs=1", "steps.1.params.calibration_samples=32", "export.formats=[tflite]"]
+    kw = {"data": str(shards), "overrides": overrides, "latency_runs": 2, "stream": True, "progress": lines.append}
+    return out, compress(tiny_model_path, ["prune-int8"], out, **kw), lines
+
+
+def test_compress_with_a_training_step_streams(pruned_run):
+    """prune-int8 with stream=True: the run streams (it was refused while prune read whole arrays; so
+    were distill, channel_prune and regularize), prunes and measures its int8 export."""
     from compressor.pipeline.run_data import stream_blocker
     from compressor.recipes import load_recipe
 
     names = ["prune-int8", "distill-int8", "channel-prune-int8", "regularize-int8"]
     assert stream_blocker([load_recipe(n) for n in names]) is None
-    lines: list[str] = []
-    overrides = [
-        "steps.0.params.epochs=1",
-        "steps.1.params.calibration_samples=32",
-        "export.formats=[tflite]",
-    ]
-    out = tmp_path / "run"
-    report = compress(
-        tiny_model_path,
-        names[:1],
-        out,
-        data=str(shards),
-        overrides=overrides,
-        latency_runs=2,
-        stream=True,
-        progress=lines.append,
-    )
+    out, report, lines = pruned_run
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["streamed"] is True and run["data"]["splits"]["train"] == 432
     assert any("data streamed" in line for line in lines)
@@ -245,22 +239,22 @@ def test_tune_and_search_stream(tiny_model_path, shards, tmp_path):
     assert found["chosen"]["losses"] + found["chosen"]["gains"] <= 48 and found["chosen"]["val_accuracy"] > 0.3
 
 
-def test_package_streams_the_test_split(tiny_model_path, shards, tmp_path):
+def test_package_streams_the_test_split(pruned_run, tmp_path):
     """package (app and mcu) on a streamed run: the test split is checked a batch at a time and only the
     self-test samples are read; the bundle holds what the same run packaged from loaded data holds."""
     import zipfile
 
     from compressor.bundle.package import package
     from compressor.mcu.package_mcu import package_mcu
-    from compressor.pipeline.compress import compress
 
-    run = tmp_path / "run"
-    overrides = ["steps.0.params.calibration_samples=32", "export.formats=[tflite]"]
-    compress(tiny_model_path, ["int8"], run, data=str(shards), overrides=overrides, latency_runs=2, stream=True)
+    run = pruned_run[0]
     said: list[str] = []
-    bundles = {s: package(run, tmp_path / f"{s}.zip", samples=5, stream=s, progress=said.append) for s in (True, False)}
+    bundles = {
+        s: package(run, tmp_path / f"{s}.zip", "prune-int8", samples=5, stream=s, progress=said.append)
+        for s in (True, False)
+    }
     assert sum("data streamed" in line for line in said) == 1
-    assert bundles[True]["artifact"] == bundles[False]["artifact"] == "int8"
+    assert bundles[True]["artifact"] == bundles[False]["artifact"] == "prune-int8"
     held = {}
     for s in (True, False):
         with zipfile.ZipFile(tmp_path / f"{s}.zip") as archive:
@@ -270,7 +264,7 @@ def test_package_streams_the_test_split(tiny_model_path, shards, tmp_path):
         np.testing.assert_array_equal(held[True][key], held[False][key])
     streamed, loaded = (bundles[s]["manifest"] for s in (True, False))
     assert streamed["raw_input"] == loaded["raw_input"] == {"shape": [8, 8, 1], "dtype": "uint8"}
-    mcu = {s: package_mcu(run, tmp_path / f"mcu-{s}", stream=s) for s in (True, False)}
+    mcu = {s: package_mcu(run, tmp_path / f"mcu-{s}", "prune-int8", stream=s) for s in (True, False)}
     assert mcu[True]["accuracy"] == mcu[False]["accuracy"] and mcu[True]["accuracy"]["samples"] == 120
 
 
