@@ -141,7 +141,7 @@ def compress(model, recipes, out, overrides, **o):
     """Apply recipes to MODEL, export TFLite + ONNX, validate each artifact, write report.json.
 
     --set RECIPE:steps.0.params.epochs=1 changes one recipe; --set steps.0.params.epochs=1 all of them."""
-    data_args = {k: o[k] for k in ("data", "data_dir", "seed", "preprocess", "image_fit")}
+    data_args = {k: o[k] for k in ("data", "data_dir", "seed", "preprocess", "image_fit", "stream")}
     measuring = {k: o[k] for k in ("overwrite", "threads", "latency_runs", "trust_code")}
     if o["accuracy_budget"] is not None:
         flags = {"--set": bool(overrides), **{f"--{k.replace('_', '-')}": bool(o[k]) for k in BUDGET_CONFLICTS}}
@@ -162,7 +162,7 @@ def compress(model, recipes, out, overrides, **o):
     from compressor.pipeline.layout import RunLayout
     from compressor.reports.summary import format_table
 
-    quant = {k: o[k] for k in ("debug_quant", "float_layers", "onnx_quant", "stream")}
+    quant = {k: o[k] for k in ("debug_quant", "float_layers", "onnx_quant")}
     with distributed(o["distribute"], o["replicas"], out, o["resume"], progress) as where:
         report = run(
             model,
@@ -207,9 +207,10 @@ def _to_budget(model, out, budget, as_json, options, conflicts):
 @click.option("--trust-code", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @data_options
+@stream_option
 @common
 def validate(
-    artifact, data, data_dir, reference, threads, latency_runs, seed, trust_code, as_json, preprocess, image_fit
+    artifact, data, data_dir, reference, threads, latency_runs, seed, trust_code, as_json, preprocess, image_fit, stream
 ):
     """Accuracy, agreement, latency and size of a .tflite or .onnx on its interpreter."""
     from compressor.pipeline.validate_artifact import format_validation, validate_artifact
@@ -225,6 +226,7 @@ def validate(
         trust_code=trust_code,
         preprocess=preprocess,
         image_fit=image_fit,
+        stream=stream,
     )
     emit(result, as_json, format_validation(result))
 

@@ -99,7 +99,7 @@ def _climb(model_path: Any, work: Path, budget: float, progress: Callable, optio
     from compressor.recipes.base import set_progress
     from compressor.tuning.recipe_eval import run_recipe
 
-    model, data, reference, base = _reference(model_path, options)
+    model, data, reference, base = _reference(model_path, options, progress)
     set_progress(progress)
     attempts, best = [], None
     for name, what, steps in ladder(budget):
@@ -138,41 +138,44 @@ def _climb(model_path: Any, work: Path, budget: float, progress: Callable, optio
     return attempts, best
 
 
-def _reference(model_path: Any, options: dict) -> tuple[Any, Any, np.ndarray, float]:
+def _reference(model_path: Any, options: dict, progress: Callable) -> tuple[Any, Any, np.ndarray, float]:
     """The model, its data, the float outputs on val and the float val accuracy everything is held to."""
-    from compressor.datasets import load_dataset
+    from compressor.datasets.source import load_or_stream
     from compressor.pipeline.model_io import load_model, read_card, resolve_model_path
     from compressor.pipeline.validation import reference_outputs
 
     model = load_model(model_path, trust_code=options.get("trust_code", False))
     spec = options.get("data") or read_card(resolve_model_path(model_path)).get("data", "digits")
-    data = load_dataset(
+    data = load_or_stream(  # every rung's steps read streamed data: a large folder is streamed
         spec,
         data_dir=options.get("data_dir"),
         seed=options.get("seed", 0),
         model=model,
         preprocess=options.get("preprocess", "auto"),
         image_fit=options.get("image_fit", "resize"),
+        stream=options.get("stream"),
+        progress=progress,
     )
-    if not len(data.y_val):
+    val = data.split("val")
+    if not len(val):
         raise UserError("--accuracy-budget chooses on the validation split, and this data set has none")
-    reference = reference_outputs(model, data.x_val)
+    reference = reference_outputs(model, val)
     if reference is None:
-        reference = _float_tflite_outputs(model, data.x_val)
-    return model, data, reference, float(np.mean(reference.argmax(1) == data.y_val))
+        reference = _float_tflite_outputs(model, val)
+    return model, data, reference, float(np.mean(reference.argmax(1) == val.y))
 
 
-def _float_tflite_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+def _float_tflite_outputs(model: Any, val: Any) -> np.ndarray:
     """A plain SavedModel has no Keras object to predict with: its float32 TFLite stands in."""
     import tempfile
 
     from compressor.export.tflite import convert, write_tflite
-    from compressor.runtime.accuracy import predict
+    from compressor.pipeline.validation import runner_outputs
     from compressor.runtime.interpreters import open_model
 
     with tempfile.TemporaryDirectory(prefix="compressor-budget-") as tmp:
         path = write_tflite(Path(tmp) / "float32.tflite", convert(model, "float32"))
-        return predict(open_model(path), x)
+        return runner_outputs(open_model(path), val)
 
 
 def _worst(model: Any, data: Any) -> list[str]:

@@ -7,14 +7,15 @@ TensorFlow is imported only when the reference is a Keras model; a .tflite or .o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from compressor.datasets import load_dataset
 from compressor.datasets.model_input import ModelInput
+from compressor.datasets.source import load_or_stream
 from compressor.export import parity
 from compressor.pipeline.preflight import check_fits
-from compressor.pipeline.validation import reference_outputs
+from compressor.pipeline.validation import reference_outputs, runner_outputs
 from compressor.runtime import accuracy, latency
 from compressor.runtime.errors import UserError
 from compressor.runtime.interpreters import open_model
@@ -31,14 +32,18 @@ def validate_artifact(
     trust_code: bool = False,
     preprocess: str = "auto",
     image_fit: str = "resize",
+    stream: bool | None = None,
 ) -> dict:
+    """The artifact measured on the test split of ``data``, loaded or streamed (``stream``: True,
+    False, or None for auto, datasets/source.py): outputs are computed a batch at a time either way."""
     runner = open_model(artifact, threads=threads)
     shape = ModelInput(shape=_Shapes(runner).input_shape)
-    dataset = load_dataset(data, data_dir=data_dir, seed=seed, model=shape, preprocess=preprocess, image_fit=image_fit)
+    dataset = load_or_stream(data, data_dir, seed, shape, preprocess, image_fit, stream)
     check_fits(_Shapes(runner), dataset)
-    ref = _reference_outputs(reference, dataset.x_test, threads, trust_code) if reference else None
-    outputs = accuracy.predict(runner, dataset.x_test)
-    metrics = accuracy.classification_metrics(outputs, dataset.y_test, reference=ref)
+    test = dataset.split("test")
+    ref = _reference_outputs(reference, test, threads, trust_code) if reference else None
+    outputs = runner_outputs(runner, test)
+    metrics = accuracy.classification_metrics(outputs, test.y, reference=ref)
     if ref is not None:  # the export check's rule (export/parity.py), as `compress` applies it
         metrics["agreement"]["float_tolerance"] = {
             "rule": parity.FLOAT32.describe(),
@@ -54,7 +59,7 @@ def validate_artifact(
         "outputs": [t.to_dict() for t in runner.outputs],
         "accuracy": metrics,
         "size": latency.file_size(artifact),
-        "latency": latency.measure_latency(runner, dataset.x_test[:1], runs=latency_runs, max_seconds=10.0),
+        "latency": latency.measure_latency(runner, test.head(1), runs=latency_runs, max_seconds=10.0),
     }
 
 
@@ -66,9 +71,9 @@ class _Shapes:
         self.output_shape = tuple(None if d < 0 else d for d in runner.outputs[0].shape[1:])
 
 
-def _reference_outputs(reference: str, x: np.ndarray, threads: int, trust_code: bool) -> np.ndarray:
+def _reference_outputs(reference: str, x: Any, threads: int, trust_code: bool) -> np.ndarray:
     if Path(reference).suffix.lower() in (".tflite", ".onnx"):
-        return accuracy.predict(open_model(reference, threads=threads), x)
+        return runner_outputs(open_model(reference, threads=threads), x)
     from compressor.pipeline.model_io import load_model
 
     outputs = reference_outputs(load_model(reference, trust_code=trust_code), x)

@@ -83,6 +83,11 @@ def keras_outputs(keras_model: Any, x: Any) -> np.ndarray:
     return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
 
+def runner_outputs(runner: Any, x: Any) -> np.ndarray:
+    """An interpreter's outputs on ``x`` (arrays or a split), a batch at a time (see keras_outputs)."""
+    return np.concatenate([accuracy.predict(runner, xb, PREDICT_BATCH) for xb, _ in as_split(x).batches(PREDICT_BATCH)])
+
+
 def measure(
     path: Path,
     name: str,
@@ -96,8 +101,7 @@ def measure(
     """``x``, ``y``: arrays, or ``x`` a split (its own labels; ``y`` None) read batch by batch."""
     samples = as_split(x, y)
     runner = open_model(path, threads=threads)
-    batches = samples.batches(PREDICT_BATCH)
-    outputs = np.concatenate([accuracy.predict(runner, xb, PREDICT_BATCH) for xb, _ in batches])
+    outputs = runner_outputs(runner, samples)
     metrics = {
         "accuracy": accuracy.classification_metrics(outputs, samples.y, reference=reference),
         "size": latency.file_size(path),
