@@ -33,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from compressor.datasets.splits import split_of, with_targets
 from compressor.recipes.base import progress, register
+from compressor.recipes.distill_gap import gap_note
 from compressor.recipes.distill_init import init_from_teacher, recalibrate_batch_norm
 from compressor.recipes.finetune import FineTuneParams, accuracy_on, fit
 from compressor.recipes.rebuild import WIDTH_KEYS, classifier_name, editable_config, name_of, rebuild
@@ -221,9 +222,13 @@ def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
     if params.baseline and params.alpha < 1:
         alone = _labels_only(student, soft, params, workdir / "labels_only")
     loss = distillation_loss(params.alpha, params.temperature)
-    fit(student, soft, params, workdir, loss=loss, metrics=[label_accuracy()])
+    record = fit(student, soft, params, workdir, loss=loss, metrics=[label_accuracy()])
     accuracy["distilled"] = _accuracy(student, test)
     student, chosen = _hand_on(student, alone, (val, test), accuracy)
+    handed = _accuracy(student, test)
+    gap = gap_note(accuracy, handed, record, params, student_n / teacher_n)
+    if gap:
+        progress(f"    the student is {gap['points']:.1f} points below the teacher: {gap['why']}")
     write_info(
         workdir,
         {
@@ -236,7 +241,8 @@ def apply(model: Any, data: Any, params: DistillParams, workdir: Path) -> Any:
             "test_accuracy": accuracy,
             "handed_on": chosen,
             "teacher_test_accuracy": accuracy["teacher"],
-            "student_test_accuracy": _accuracy(student, test),
+            "student_test_accuracy": handed,
+            "gap": gap,
         },
     )
     return student

@@ -8,8 +8,8 @@ from typing import Any
 
 from compressor.inspection.macs import format_macs
 from compressor.reports.html_blocks import Section, guarded, img, kb, ms, pct, table
-from compressor.reports.qat_section import qat_layer_table
 from compressor.reports.speed import slower_lines
+from compressor.reports.step_tables import distill_table, qat_layer_table
 from compressor.runtime.safe_load import RUN_FILE_BYTES, load_json_file
 
 
@@ -40,6 +40,9 @@ def compress_sections(report: dict, run_dir: Path, prefix: str = "") -> list[Sec
     qat = qat_layer_table(report.get("steps") or {})
     if qat:
         out.append((f"{prefix}QAT: layers left float or given their own config", qat))
+    distill = distill_table(report.get("steps") or {})
+    if distill:
+        out.append((f"{prefix}Distillation: test accuracy of teacher and student", distill))
     if ship and ship.get("confusion_matrix"):
         out.append(_confusion_section(ship, report.get("data", {}), prefix))
     if report.get("quant_debug"):
