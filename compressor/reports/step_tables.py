@@ -17,24 +17,27 @@ _HEADER = ["recipe", "layer", "class", "in QAT", "why"]
 _SHOWN = {"float": "float", "output": "output range", "conv1d": "int8 (Conv1D config)"}
 
 
-def qat_layer_table(steps: dict) -> str | None:
-    """The table over every recipe's qat steps (report.json "steps"), or None when no step ran QAT."""
-    rows, notes = [], []
+def _step_infos(steps: dict, step: str, key: str):
+    """(recipe, info) of every ``step`` step whose info holds the dict ``key``."""
     for recipe, metas in steps.items():
         for meta in metas:
             info = meta.get("info") or {}
-            layers = info.get("layers")
-            if meta.get("step") != "qat" or not isinstance(layers, dict):
-                continue
-            wrapped = sum(1 for d in layers.values() if d.get("qat") == "tfmot")
-            notes.append(
-                f"{html.escape(recipe)}: {len(layers)} layers, {wrapped} by tfmot's 8-bit configs{_start(info)}"
-            )
-            rows += [
-                [recipe, name, d.get("class", ""), _SHOWN[d["qat"]], d.get("reason", "")]
-                for name, d in layers.items()
-                if d.get("qat") in _SHOWN
-            ]
+            if meta.get("step") == step and isinstance(info.get(key), dict):
+                yield recipe, info
+
+
+def qat_layer_table(steps: dict) -> str | None:
+    """The table over every recipe's qat steps (report.json "steps"), or None when no step ran QAT."""
+    rows, notes = [], []
+    for recipe, info in _step_infos(steps, "qat", "layers"):
+        layers = info["layers"]
+        wrapped = sum(1 for d in layers.values() if d.get("qat") == "tfmot")
+        notes.append(f"{html.escape(recipe)}: {len(layers)} layers, {wrapped} by tfmot's 8-bit configs{_start(info)}")
+        rows += [
+            [recipe, name, d.get("class", ""), _SHOWN[d["qat"]], d.get("reason", "")]
+            for name, d in layers.items()
+            if d.get("qat") in _SHOWN
+        ]
     if not notes:
         return None
     listed = table(_HEADER, rows) if rows else "<p>Every layer int8-simulated by tfmot's configs.</p>"
@@ -58,19 +61,14 @@ _DISTILL_HEADER = ["recipe", "student / teacher params", "teacher", "student sta
 def distill_table(steps: dict) -> str | None:
     """Every distill step's test accuracies (its info.json), or None when no step distilled."""
     rows, notes = [], []
-    for recipe, metas in steps.items():
-        for meta in metas:
-            info = meta.get("info") or {}
-            acc = info.get("test_accuracy")
-            if meta.get("step") != "distill" or not isinstance(acc, dict):
-                continue
-            ratio = info.get("parameter_ratio")
-            cells = [acc.get(k) for k in ("teacher", "student_start", "student_alone", "distilled")]
-            rows.append([recipe, f"{ratio:.0%}" if ratio else "", *(pct(c) for c in cells)])
-            note = f"{recipe}: handed on the {info.get('handed_on', 'distilled')}"
-            if info.get("gap"):
-                note += f"; {info['gap']['points']:.1f} points below the teacher: {info['gap']['why']}"
-            notes.append(html.escape(note))
+    for recipe, info in _step_infos(steps, "distill", "test_accuracy"):
+        acc, ratio = info["test_accuracy"], info.get("parameter_ratio")
+        cells = [acc.get(k) for k in ("teacher", "student_start", "student_alone", "distilled")]
+        rows.append([recipe, f"{ratio:.0%}" if ratio else "", *(pct(c) for c in cells)])
+        note = f"{recipe}: handed on the {info.get('handed_on', 'distilled')}"
+        if info.get("gap"):
+            note += f"; {info['gap']['points']:.1f} points below the teacher: {info['gap']['why']}"
+        notes.append(html.escape(note))
     if not rows:
         return None
     return table(_DISTILL_HEADER, rows) + "".join(f"<p>{n}.</p>" for n in notes)
