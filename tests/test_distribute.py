@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -155,7 +156,8 @@ def test_killed_worker_resumes_and_only_the_chief_writes(tiny_model_path, tmp_pa
 
 def test_tune_trials_train_over_two_replicas(tiny_model_path, tmp_path):
     """tune --distribute mirrored: a recipe-mode study whose trials train inside the strategy; the
-    trials complete with sane accuracy, and --workers with it is refused (one or the other)."""
+    trials complete with sane accuracy, and --workers with it is refused (one or the other). Also the
+    suite's recipe-mode tune through the CLI: each trial ran the value sampled from the default space."""
     recipe = tmp_path / "prune.yaml"
     steps = [{"type": "prune", "params": {"epochs": 1, "sparsity": 0.3}}, {"type": "dynamic"}]
     recipe.write_text(json.dumps({"steps": steps, "export": {"formats": ["tflite"]}}))
@@ -164,7 +166,13 @@ def test_tune_trials_train_over_two_replicas(tiny_model_path, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "every trial trains over 2 replica(s)" in r.stderr
     result = json.loads(r.stdout)
-    assert result["counts"]["COMPLETE"] == 2
+    assert result["mode"] == "recipe" and result["counts"]["COMPLETE"] == 2
     assert all(row["value"] > 0.5 for row in result["trials"]), result["trials"]
+    for row in result["trials"]:
+        lr = row["values"]["steps.0.params.learning_rate"]
+        assert 1e-5 <= lr <= 1e-2  # the default space of a recipe's fine-tuning step
+        saved = yaml.safe_load((tmp_path / "t" / "trials" / f"{row['number']:04d}" / "recipe.yaml").read_text())
+        assert saved["steps"][0]["params"]["learning_rate"] == lr  # the trial ran what was sampled
+        assert row["result"]["val_accuracy"] == row["value"]
     refused = _cli(*args, "--out", str(tmp_path / "w"), "--distribute", "mirrored", "--workers", "2")
     assert refused.returncode == 2 and "choose --workers" in refused.stderr

@@ -199,48 +199,18 @@ def test_user_errors(tmp_path):
         tune(tmp_path / "b", space=_space_file(tmp_path), storage="localhost:5432")
 
 
-def test_cli_tune_recipe_mode_and_exit_code(tiny_model_path, tmp_path):
+def test_cli_tune_missing_space_is_exit_2(tmp_path):
+    """The CLI's exit code for a bad space. A recipe-mode study through the CLI (the sampled values reach
+    the recipe each trial runs) is checked in test_distribute, whose tune runs trials over 2 replicas."""
     from click.testing import CliRunner
 
     from compressor.commands.cli import cli
 
-    recipe = tmp_path / "prune.yaml"
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "steps": [{"type": "prune", "params": {"epochs": 1, "sparsity": 0.3}}, {"type": "dynamic"}],
-                "export": {"formats": ["tflite"]},
-            }
-        )
+    res = CliRunner().invoke(
+        cli, ["tune", "--model", "digits_cnn", "--out", str(tmp_path / "x"), "--space", "nope.yaml"]
     )
-    runner = CliRunner()
-    res = runner.invoke(
-        cli,
-        [
-            "tune",
-            tiny_model_path,
-            "--recipe",
-            str(recipe),
-            "--out",
-            str(tmp_path / "r"),
-            "--trials",
-            "1",
-            "--no-final",
-            "--json",
-            "--quiet",
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    result = json.loads(res.stdout)
-    assert result["mode"] == "recipe" and result["counts"]["COMPLETE"] == 1  # one trial shows the route
-    for row in result["trials"]:
-        lr = row["values"]["steps.0.params.learning_rate"]
-        assert 1e-5 <= lr <= 1e-2
-        saved = yaml.safe_load((tmp_path / "r" / "trials" / f"{row['number']:04d}" / "recipe.yaml").read_text())
-        assert saved["steps"][0]["params"]["learning_rate"] == lr  # the trial ran what was sampled
-        assert row["result"]["val_accuracy"] == row["value"]
-    res = runner.invoke(cli, ["tune", "--model", "digits_cnn", "--out", str(tmp_path / "x"), "--space", "nope.yaml"])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "search space nope.yaml" in res.output
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("epochs", [3, 8, 9, 27])
