@@ -2,6 +2,9 @@
 (benchmarks/arch_matrix_bench.py), so a family that crashes or runs out of time costs only its row.
 
     python -m benchmarks.run --only architectures
+
+Progress (every compress line, timestamped per family) goes to WORK/architectures/progress.log
+(WORK: .bench by default). ``--quick`` runs the small families only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ def architectures(ctx: Context) -> dict:
     (work / "progress.log").unlink(missing_ok=True)
     out: dict = {}
     for family in FAMILIES:
+        if ctx.quick and FAMILIES[family][0] == "rgb32":
+            continue  # a smoke run: the applications take ~10-20 min each
         try:
             job = run_job(
                 "benchmarks.arch_matrix_bench:family_matrix", timeout=FAMILY_TIMEOUT, work=str(work), family=family
