@@ -49,10 +49,12 @@ def budget(target: str):
 
 @pytest.fixture(scope="session")
 def seeds(request, tmp_path_factory):
-    """Built once per session; COMPRESSOR_FUZZ_RUN=<an int8 `compressor compress` run folder> reuses that run."""
+    """Built once per session from an int8 `compressor compress` run of the tiny model: conftest.py's
+    int8_run (read-only), or the run folder COMPRESSOR_FUZZ_RUN names."""
     run = os.environ.get("COMPRESSOR_FUZZ_RUN")
-    model = None if run else request.getfixturevalue("tiny_model_path")
-    return build_seeds(model, tmp_path_factory.mktemp("fuzz-seeds"), Path(run) if run else None)
+    return build_seeds(
+        None, tmp_path_factory.mktemp("fuzz-seeds"), Path(run) if run else request.getfixturevalue("int8_run")
+    )
 
 
 @pytest.fixture
