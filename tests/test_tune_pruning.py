@@ -118,10 +118,7 @@ def test_recipe_tune_prunes_losing_trials(tiny_model_path, tmp_path):
     from compressor.tuning.tune import tune
 
     recipe, space = tmp_path / "recipe.yaml", tmp_path / "space.yaml"
-    # One prune epoch (cumulative epochs 1 | 2): the second step's epoch still reports as 2, not 1, and
-    # five trials train 4 epochs fewer. Counting several epochs per fit: test_reporter_counts_epochs_across_fits.
-    steps = [RECIPE["steps"][0], {"type": "prune", "params": {**RECIPE["steps"][1]["params"], "epochs": 1}}]
-    recipe.write_text(yaml.safe_dump({**RECIPE, "steps": [*steps, *RECIPE["steps"][2:]]}))
+    recipe.write_text(yaml.safe_dump(RECIPE))
     # lr 0.5 wrecks the model in the first epoch; the median pruner (3 start-up trials) must stop it.
     space.write_text(
         yaml.safe_dump({"params": {"steps.0.params.learning_rate": {"type": "categorical", "choices": [1e-4, 0.5]}}})
@@ -147,9 +144,9 @@ def test_recipe_tune_prunes_losing_trials(tiny_model_path, tmp_path):
     assert result["counts"]["PRUNED"] == 1
     for t in study.trials:
         if t.state.name == "COMPLETE":
-            assert sorted(t.intermediate_values) == [1, 2]  # step 1's epochs continue at 2, not 1
+            assert sorted(t.intermediate_values) == [1, 2, 3]  # step 1's epochs continue at 2, not 1
             assert t.value == t.user_attrs["result"]["val_accuracy"] > 0.5  # the objective is the .tflite's
-            assert t.intermediate_values[2] == t.user_attrs["history"]["1-prune"]["val_accuracy"][-1]
+            assert t.intermediate_values[3] == t.user_attrs["history"]["1-prune"]["val_accuracy"][-1]
             assert (out / "trials" / f"{t.number:04d}" / "model.tflite").is_file()
     pruned = study.trials[3]
     assert sorted(pruned.intermediate_values) == [1] and pruned.intermediate_values[1] < 0.5
