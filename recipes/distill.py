@@ -114,8 +114,19 @@ def widened(teacher: Any, width: float) -> tuple[Any, dict]:
             old = layer["config"][key]
             layer["config"][key] = max(1, round(old * width))
             sizes[name_of(layer)] = [old, layer["config"][key]]
+        elif layer["class_name"] == "Reshape":
+            _follow_channels(layer["config"])
     config["name"] = f"{config.get('name', 'model')}_student"
     return rebuild(teacher, config, "distill (width)"), sizes
+
+
+def _follow_channels(config: dict) -> None:
+    """A Reshape to (1, ..., 1, C), as squeeze-excite blocks write it after global pooling
+    (EfficientNet's ``block1a_se_reshape``), names the teacher's channel count: -1 lets it take the
+    student's. Its output for the teacher is unchanged: the input holds exactly C values per sample."""
+    shape = list(config.get("target_shape") or [])
+    if shape and all(d == 1 for d in shape[:-1]) and shape[-1] not in (-1, None):
+        config["target_shape"] = [*shape[:-1], -1]
 
 
 def make_student(teacher: Any, params: DistillParams) -> tuple[Any, dict]:

@@ -185,6 +185,30 @@ def test_derived_student_keeps_the_strongest_teacher_channels(name, digits, seed
     assert student.predict(data.x_val[:4], verbose=0).shape == (4, 10)
 
 
+def test_squeeze_excite_reshape_follows_the_student_width(digits, seed):
+    """EfficientNet's squeeze-excite: pooling, Reshape((1, 1, C)), two 1x1 convolutions, Multiply. The
+    Reshape named the teacher's C, so the narrowed student could not be built."""
+    from compressor.keras_shim import keras
+    from compressor.recipes.distill_init import init_from_teacher
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="swish", name="stem")(inputs)
+    se = keras.layers.GlobalAveragePooling2D(name="se_squeeze")(x)
+    se = keras.layers.Reshape((1, 1, 16), name="se_reshape")(se)
+    se = keras.layers.Conv2D(4, 1, activation="swish", name="se_reduce")(se)
+    se = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_expand")(se)
+    x = keras.layers.Multiply(name="se_excite")([x, se])
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    teacher = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(x))
+    reference = teacher.predict(digits.x_val[:4], verbose=0)
+    student, sizes = widened(teacher, 0.5)
+    assert student.get_layer("se_reshape").output_shape == (None, 1, 1, 8)
+    assert sizes["stem"] == [16, 8] and sizes["se_expand"] == [16, 8]
+    assert init_from_teacher(teacher, student)
+    assert student.predict(digits.x_val[:4], verbose=0).shape == (4, 10)
+    np.testing.assert_array_equal(teacher.predict(digits.x_val[:4], verbose=0), reference)  # teacher untouched
+
+
 def test_distill_int8_chain(tiny_model_path, tmp_path):
     from compressor.pipeline.compress import compress
     from compressor.runtime.interpreters import open_model
