@@ -53,7 +53,7 @@ def overrides(presets: list[str], epochs: int | None) -> list[str]:
 
 
 def family_matrix(work: str, family: str) -> dict:
-    from .arch_models import FAMILIES, INPUTS
+    from .arch_models import FAMILIES, INPUTS, SKIPPED
     from .faster_bench import split_npz
 
     folder = Path(work) / family
@@ -68,8 +68,10 @@ def family_matrix(work: str, family: str) -> dict:
     log(f"training the float model {float_epochs} epochs on {INPUTS[kind]}")
     model_path, train_s, params = _train(family, data, float_epochs, folder / "model.h5")
     log(f"trained in {train_s:.0f} s ({params:,} parameters)")
-    presets = [BASELINE, *training_presets()]
+    skipped = SKIPPED.get(family, {})
+    presets = [BASELINE, *(p for p in training_presets() if p not in skipped)]
     matrix = _run_all(model_path, npz, presets, step_epochs, folder, log)
+    matrix["rows"].update({p: {"not_run": why} for p, why in skipped.items()})
     return {
         "task": INPUTS[kind],
         "parameters": params,

@@ -44,8 +44,8 @@ def render(data: dict) -> list[str]:
         "(distill without its labels-only baseline), plus plain `int8` (no training) for comparison. "
         "Accuracy: float = the model given to compress, int8 = the preset's full-integer .tflite, on the test "
         "split. Status: ok, `gate:` the preset's own accuracy gate failed (the artifact is still written), "
-        "`refused:` a one-line user error, `INTERNAL:` a traceback (a bug). Float column: layers QAT left float "
-        "in training / ops the .tflite runs in float. Seconds: the preset's share of the compress run.",
+        "`refused:` a one-line user error, `INTERNAL:` a traceback (a bug), `not run:` why. Float column: layers "
+        "QAT left float in training / ops the .tflite runs in float. Seconds: the preset's share of the compress run.",
         "",
     ]
     for family, fam in data.items():
@@ -53,7 +53,12 @@ def render(data: dict) -> list[str]:
             out.append(
                 f"- {family}: {fam['parameters']:,} parameters, {fam['task']}, float model trained "
                 f"{fam['float_epochs']} epochs ({fam['train_s']:.0f} s); training steps: "
-                f"{_epochs(fam['step_epochs'])}; job wall time {fam.get('wall_s', 0):.0f} s"
+                f"{_epochs(fam['step_epochs'])}"
+                + (
+                    f"; job wall time {fam['wall_s']:.0f} s, peak RSS {fam['peak_rss_mb']:,} MB"
+                    if fam.get("wall_s")
+                    else ""
+                )
             )
     out += ["", "| family | preset | status | float acc | int8 acc | Δ pt | ONNX | float: QAT / .tflite ops | s |"]
     out.append("|---|---|---|---|---|---|---|---|---|")
@@ -78,6 +83,8 @@ def _epochs(step_epochs) -> str:
 
 
 def _status(row: dict) -> str:
+    if "not_run" in row:
+        return f"not run: {row['not_run']}"
     if "error" in row:
         return ("INTERNAL: " if row.get("internal") else "refused: ") + row["error"].removeprefix("internal error: ")
     status = row.get("status") or ""
