@@ -103,7 +103,9 @@ def _cells(family: str, preset: str, row: dict, ref: float | None) -> list[str]:
         f"{ref:.2%}" if ref is not None else "",
         f"{acc:.2%}" if acc is not None else "",
         f"{(acc - ref) * 100:+.1f}" if acc is not None and ref is not None else "",
-        (row.get("onnx") or "").replace("|", "/")[:200],
+        ((row.get("onnx") or "") + (f"; mismatch: {row['onnx_mismatch']}" if row.get("onnx_mismatch") else "")).replace(
+            "|", "/"
+        )[:200],
         (f"{qat} / " if qat is not None else "") + float_ops,
         f"{row['seconds']:.0f}" if row.get("seconds") is not None else "",
     ]
