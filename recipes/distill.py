@@ -107,26 +107,33 @@ def widened(teacher: Any, width: float) -> tuple[Any, dict]:
     (rounded, at least 1, as the reference builders do); fresh weights. Returns the layer sizes."""
     config = editable_config(teacher, "distill (width)")
     head = classifier_name(config)
-    sizes = {}
+    sizes, reshapes = {}, []
     for layer in config["layers"]:
         key = WIDTH_KEYS.get(layer["class_name"])
         if key and name_of(layer) != head:
             old = layer["config"][key]
             layer["config"][key] = max(1, round(old * width))
             sizes[name_of(layer)] = [old, layer["config"][key]]
-        elif layer["class_name"] == "Reshape":
-            _follow_channels(layer["config"])
+        elif layer["class_name"] == "Reshape" and _follow_channels(layer["config"]):
+            reshapes.append(layer)
     config["name"] = f"{config.get('name', 'model')}_student"
-    return rebuild(teacher, config, "distill (width)"), sizes
+    student = rebuild(teacher, config, "distill (width)")
+    if reshapes:  # built once with -1 to learn C; a -1 would leave the next Conv2D's input depth
+        for layer in reshapes:  # unknown in the converter's graph (a Flex Conv2D), so write C back
+            layer["config"]["target_shape"] = list(student.get_layer(name_of(layer)).output_shape[1:])
+        student = rebuild(teacher, config, "distill (width)")
+    return student, sizes
 
 
-def _follow_channels(config: dict) -> None:
+def _follow_channels(config: dict) -> bool:
     """A Reshape to (1, ..., 1, C), as squeeze-excite blocks write it after global pooling
     (EfficientNet's ``block1a_se_reshape``), names the teacher's channel count: -1 lets it take the
-    student's. Its output for the teacher is unchanged: the input holds exactly C values per sample."""
+    student's (its input holds exactly C values per sample). Whether the Reshape was one."""
     shape = list(config.get("target_shape") or [])
     if shape and all(d == 1 for d in shape[:-1]) and shape[-1] not in (-1, None):
         config["target_shape"] = [*shape[:-1], -1]
+        return True
+    return False
 
 
 def make_student(teacher: Any, params: DistillParams) -> tuple[Any, dict]:

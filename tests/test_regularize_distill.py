@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -188,6 +189,8 @@ def test_derived_student_keeps_the_strongest_teacher_channels(name, digits, seed
 def test_squeeze_excite_reshape_follows_the_student_width(digits, seed):
     """EfficientNet's squeeze-excite: pooling, Reshape((1, 1, C)), two 1x1 convolutions, Multiply. The
     Reshape named the teacher's C, so the narrowed student could not be built."""
+    from compressor.export.tflite import convert
+    from compressor.inspection.tflite import float_ops
     from compressor.keras_shim import keras
     from compressor.recipes.distill_init import init_from_teacher
 
@@ -203,10 +206,13 @@ def test_squeeze_excite_reshape_follows_the_student_width(digits, seed):
     reference = teacher.predict(digits.x_val[:4], verbose=0)
     student, sizes = widened(teacher, 0.5)
     assert student.get_layer("se_reshape").output_shape == (None, 1, 1, 8)
+    assert student.get_layer("se_reshape").get_config()["target_shape"] == (1, 1, 8)  # a -1 converts to Flex
     assert sizes["stem"] == [16, 8] and sizes["se_expand"] == [16, 8]
     assert init_from_teacher(teacher, student)
     assert student.predict(digits.x_val[:4], verbose=0).shape == (4, 10)
     np.testing.assert_array_equal(teacher.predict(digits.x_val[:4], verbose=0), reference)  # teacher untouched
+    loaded = types.SimpleNamespace(keras=student, input_shape=(8, 8, 1))
+    assert float_ops(convert(loaded, "int8", digits.x_train[:32], io_dtype="int8")) == {}
 
 
 def test_distill_int8_chain(tiny_model_path, tmp_path):
