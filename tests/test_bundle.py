@@ -40,7 +40,7 @@ def report(run_dir):
 
 @pytest.fixture(scope="module")
 def built(run_dir):
-    return package(run_dir, run_dir.parent / "bundle.zip")
+    return package(run_dir, run_dir.parent / "test-bundle.zip")
 
 
 @pytest.fixture(scope="module")

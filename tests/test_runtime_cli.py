@@ -31,7 +31,7 @@ def run_dir(int8_run):
 def bundle(run_dir):
     from compressor.bundle.package import package
 
-    return Path(package(run_dir, run_dir.parent / "bundle.zip")["bundle"])
+    return Path(package(run_dir, run_dir.parent / "runtime-cli-bundle.zip")["bundle"])
 
 
 @pytest.fixture(scope="module")
