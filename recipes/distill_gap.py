@@ -24,7 +24,8 @@ def gap_note(accuracy: dict, handed_on: float, record: dict, params: object, par
     best = 1 + min(range(len(losses)), key=losses.__getitem__) if losses else run
     if run >= epochs and best > run - max(int(getattr(params, "early_stopping", 0)), 1):
         why = (
-            f"validation was still improving when the {epochs} epochs ran out (best at epoch {best}): "
+            f"validation was still improving when the {epochs} epoch{'s' if epochs != 1 else ''} ran out "
+            f"(best at epoch {best}): "
             "raise the step's epochs"
         )
     else:
