@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 # The long fuzz run (FUZZING.md): FUZZ_EXAMPLES mutated inputs per target (5 targets), counts printed per target;
 # one input per distinct failure is kept in runs/fuzz-failures. Its own --basetemp: other pytest runs cannot prune it.
