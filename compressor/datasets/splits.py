@@ -32,7 +32,40 @@ def subset_positions(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:size])
 
 
-class ArraySplit:
+class IndexedSplit:
+    """What every kind of split offers, from two things it defines: ``inputs(positions)`` (model
+    inputs at those positions) and ``y`` (targets, or None), plus ``len()``."""
+
+    y: Any
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def inputs(self, positions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def targets(self, positions: np.ndarray) -> Any:
+        return None if self.y is None else self.y[positions]
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, Any]]:
+        for positions in batch_positions(len(self), batch_size, shuffle, seed):
+            yield self.inputs(positions), self.targets(positions)
+
+    def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, Any]:
+        """At most ``n`` samples, chosen with ``seed``, in memory: a calibration or validation subset."""
+        positions = subset_positions(len(self), n, seed)
+        return self.inputs(positions), self.targets(positions)
+
+    def head(self, n: int) -> np.ndarray:
+        """The first ``n`` model inputs of the split, in memory."""
+        return self.inputs(np.arange(min(n, len(self))))
+
+    def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
+        """A tf.data pipeline of the batches, prefetched; each pass reshuffles (seed, seed+1, ...)."""
+        return tf_batches(self, batch_size, shuffle, seed)
+
+
+class ArraySplit(IndexedSplit):
     """A split held as arrays: x (preprocessed model inputs) and y (class ids)."""
 
     def __init__(self, name: str, x: np.ndarray, y: np.ndarray | None):
@@ -41,26 +74,19 @@ class ArraySplit:
     def __len__(self) -> int:
         return len(self.x)
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, Any]]:
-        for positions in batch_positions(len(self), batch_size, shuffle, seed):
-            rows = positions if shuffle else slice(int(positions[0]), int(positions[-1]) + 1)
-            yield self.x[rows], None if self.y is None else self.y[rows]
-
-    def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, Any]:
-        positions = subset_positions(len(self), n, seed)
-        return self.x[positions], None if self.y is None else self.y[positions]
-
     def inputs(self, positions: np.ndarray) -> np.ndarray:
         return self.x[positions]
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, Any]]:
+        for positions in batch_positions(len(self), batch_size, shuffle, seed):
+            rows = positions if shuffle else slice(int(positions[0]), int(positions[-1]) + 1)  # a view, no copy
+            yield self.x[rows], None if self.y is None else self.y[rows]
 
     def head(self, n: int) -> np.ndarray:
         return self.x[:n]
 
-    def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
-        return tf_batches(self, batch_size, shuffle, seed)
 
-
-class JoinedSplit:
+class JoinedSplit(IndexedSplit):
     """Splits read one after the other as one (tune's final refit trains on train + val): loaded or
     streamed parts, nothing copied; a batch gathers its rows from the parts it spans."""
 
@@ -83,20 +109,6 @@ class JoinedSplit:
             out = np.empty((len(positions), *x.shape[1:]), dtype=x.dtype) if out is None else out
             out[rows] = x
         return out
-
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, Any]]:
-        for positions in batch_positions(len(self), batch_size, shuffle, seed):
-            yield self.inputs(positions), self.y[positions]
-
-    def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, Any]:
-        positions = subset_positions(len(self), n, seed)
-        return self.inputs(positions), self.y[positions]
-
-    def head(self, n: int) -> np.ndarray:
-        return self.inputs(np.arange(min(n, len(self))))
-
-    def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
-        return tf_batches(self, batch_size, shuffle, seed)
 
 
 def split_of(data: Any, name: str) -> Any:

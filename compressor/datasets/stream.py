@@ -28,7 +28,7 @@ from compressor.datasets.preprocessing import Preprocessing
 from compressor.datasets.reading import batch_bar
 from compressor.datasets.shards import is_shard_folder, read_shards
 from compressor.datasets.split import holdout_indices
-from compressor.datasets.splits import batch_positions, subset_positions, tf_batches
+from compressor.datasets.splits import IndexedSplit, batch_positions
 from compressor.runtime.errors import UserError
 
 SAMPLE = 256  # training samples that tell the layout and --preprocess auto's checks
@@ -36,8 +36,9 @@ STATS_BATCH = 256
 
 
 @dataclass
-class StreamSplit:
-    """One split: rows ``indices`` of a pool (array, ShardedArray or ImageFiles), read on demand."""
+class StreamSplit(IndexedSplit):
+    """One split: rows ``indices`` of a pool (array, ShardedArray or ImageFiles), read on demand;
+    take, head and to_tf come from IndexedSplit (splits.py)."""
 
     name: str
     pool: Any
@@ -59,29 +60,16 @@ class StreamSplit:
         out[order] = got
         return arrange(f"x_{self.name}", out, self.model_shape)
 
+    def inputs(self, positions: np.ndarray) -> np.ndarray:
+        """Model inputs (preprocessed) at ``positions`` of this split."""
+        return self.preprocessing.apply(self.raw(positions))
+
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(model inputs, class ids) batches; ``shuffle`` permutes with ``seed``. A pass over many samples
         draws a progress bar on a terminal (datasets/reading.py): reading from disk is the slow part."""
         every = batch_positions(len(self), batch_size, shuffle, seed)
         for positions in batch_bar(every, len(self), f"{self.name} split"):
             yield self.inputs(positions), self.y[positions]
-
-    def inputs(self, positions: np.ndarray) -> np.ndarray:
-        """Model inputs (preprocessed) at ``positions`` of this split."""
-        return self.preprocessing.apply(self.raw(positions))
-
-    def take(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """At most ``n`` samples, chosen with ``seed``, in memory: a calibration or validation subset."""
-        positions = subset_positions(len(self), n, seed)
-        return self.inputs(positions), self.y[positions]
-
-    def head(self, n: int) -> np.ndarray:
-        """The first ``n`` model inputs of the split, in memory."""
-        return self.preprocessing.apply(self.raw(np.arange(min(n, len(self)))))
-
-    def to_tf(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Any:
-        """A tf.data pipeline of the batches, prefetched; each pass reshuffles (seed, seed+1, ...)."""
-        return tf_batches(self, batch_size, shuffle, seed)
 
 
 @dataclass
